@@ -1,0 +1,53 @@
+# The two commands of the contract: `make book` and `make test`. Both set up .venv when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Plotly and friends need a renderer at build time; matplotlib must never open a window.
+export MPLBACKEND := Agg
+export PLOTLY_RENDERER := notebook_connected
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: setup book test unit nbtest browser-test fresh-colab-test bench format clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (dlbook)"
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build -W -n --keep-going .
+	@echo "site: _build/html/index.html"
+
+test: unit nbtest fresh-colab-test
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests -m "not browser and not fresh_colab"
+
+# Re-execute every chapter. --dist loadfile keeps each notebook's cells on one worker.
+nbtest: $(STAMP)
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env -n 2 --dist loadfile -p no:cacheprovider chapters
+
+fresh-colab-test: $(STAMP)
+	$(PY) -m pytest -q tests -m fresh_colab
+
+# Needs the built site (make book) and Debian's chromium.
+browser-test: $(STAMP)
+	$(PY) -m pytest -q tests -m browser
+
+bench: $(STAMP)
+	$(PY) tools/bench.py
+
+# Strip outputs and normalise slide metadata: run before committing a chapter.
+format: $(STAMP)
+	$(PY) tools/nbformat_chapters.py chapters/*.ipynb
+
+clean:
+	rm -rf _build dist .bench

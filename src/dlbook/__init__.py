@@ -1,0 +1,15 @@
+"""dlbook: the helper package of "Deep Learning, from the Perceptron to LLMs".
+
+Each module holds one idea that several chapters reuse:
+
+- ``dlbook.data``: the book's small data sets, verified by sha256.
+- ``dlbook.training``: ``fit``, the one training loop, plus device choice and seeding.
+- ``dlbook.interactive``: plots with sliders that work live and on the static website.
+- ``dlbook.notebook``: figures with alt text (``show``) and numbers glued into the prose (``glue``).
+- ``dlbook.style``: the book's figure style.
+- ``dlbook.autograd``: a scalar reverse-mode autograd engine (chapter 03).
+- ``dlbook.optim``: optimizers written from their update equations (chapter 04).
+
+Importing the package does no work and changes no global state.
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,290 @@
+"""Interactive plots that work live in Jupyter/Colab *and* on the static website.
+
+One call, :func:`interactive_plot`, turns a drawing function and a few controls into an output
+whose MIME bundle carries two views of the same plot:
+
+* ``application/vnd.jupyter.widget-view+json``: an ipywidgets control panel. In Jupyter and Colab,
+  moving a slider calls the drawing function again with the new value (any value in its range).
+* ``text/html``: a self-contained "frame scrubber". Every combination of the controls' grid values
+  is drawn once, when the notebook is executed, into a small PNG; a few lines of plain JavaScript
+  inside the output swap the frames as the reader moves the controls. No kernel, no require.js,
+  no CDN: it works on the static website, offline.
+
+The book's ``_config.yml`` tells myst-nb to prefer ``text/html`` for the html builder, so the site
+shows the scrubber, while a live frontend that knows widgets shows the live view.
+
+Example::
+
+    def draw(fig, w, activation):
+        ax = fig.subplots()
+        ax.plot(x, act[activation](w * x))
+
+    interactive_plot(draw, [Slider("w", np.linspace(-3, 3, 13)),
+                            Dropdown("activation", ["tanh", "relu"])],
+                     alt="The activation function scaled by the weight w.")
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .style import BOOK_STYLE
+
+MAX_FRAMES = 160  # beyond this the page gets heavy: use a coarser grid
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+@dataclass(frozen=True)
+class Slider:
+    """A numeric control. ``values`` is the grid the static site offers; live, the slider moves
+    in ``live_step`` steps between the grid's ends (default: the grid itself, refined 4x)."""
+
+    name: str
+    values: Sequence[float]
+    label: str | None = None
+    live_step: float | None = None
+    fmt: str = "{:.3g}"
+
+    def __post_init__(self):
+        values = [v.item() if hasattr(v, "item") else v for v in self.values]
+        if len(values) < 2:
+            raise ValueError(f"Slider {self.name!r} needs at least 2 grid values, got {values}")
+        if any(b <= a for a, b in zip(values, values[1:])):
+            raise ValueError(f"Slider {self.name!r}: grid values must increase strictly, got {values}")
+        object.__setattr__(self, "values", tuple(values))
+
+    @property
+    def is_int(self) -> bool:
+        return all(isinstance(v, (int, np.integer)) for v in self.values)
+
+    def labels(self) -> list[str]:
+        return [self.fmt.format(v) for v in self.values]
+
+
+@dataclass(frozen=True)
+class Dropdown:
+    """A choice among named options; ``options`` is a list of names or a {name: value} mapping."""
+
+    name: str
+    options: Sequence[str] | Mapping[str, Any]
+    label: str | None = None
+    _pairs: tuple = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self):
+        pairs = tuple(self.options.items()) if isinstance(self.options, Mapping) else tuple(
+            (str(o), o) for o in self.options)
+        if not pairs:
+            raise ValueError(f"Dropdown {self.name!r} needs at least one option")
+        object.__setattr__(self, "_pairs", pairs)
+
+    @property
+    def values(self) -> tuple:
+        return tuple(v for _, v in self._pairs)
+
+    def labels(self) -> list[str]:
+        return [k for k, _ in self._pairs]
+
+
+Control = Slider | Dropdown
+
+
+def render_png(draw: Callable, values: Mapping[str, Any], *, figsize, dpi, colors: int | None = 128) -> bytes:
+    """Draw one frame off-screen and return it as a (palette-compressed) PNG."""
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with rc_context(BOOK_STYLE):
+        fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+        FigureCanvasAgg(fig)
+        draw(fig, **values)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+    if colors is None:
+        return buf.getvalue()
+    from PIL import Image
+
+    # A 128-colour palette keeps plots visually identical and makes the frames ~3x smaller.
+    img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+class InteractivePlot:
+    """The object :func:`interactive_plot` returns; Jupyter displays it through its MIME bundle."""
+
+    def __init__(self, draw, controls, *, alt, figsize=(6.4, 3.6), dpi=80, initial=None,
+                 continuous_update=True, caption=None):
+        if not alt or not alt.strip():
+            raise ValueError("interactive_plot needs alt text that describes the figure for readers "
+                             "who cannot see it")
+        names = [c.name for c in controls]
+        if len(set(names)) != len(names) or not controls:
+            raise ValueError(f"controls need distinct names, got {names}")
+        self.draw, self.controls, self.alt = draw, list(controls), alt
+        self.figsize, self.dpi, self.caption = figsize, dpi, caption
+        self.continuous_update = continuous_update
+        n = self.n_frames
+        if n > MAX_FRAMES:
+            raise ValueError(f"{n} static frames (the product of the controls' grid sizes) is more "
+                             f"than {MAX_FRAMES}: use coarser grids")
+        initial = dict(initial or {})
+        unknown = set(initial) - set(names)
+        if unknown:
+            raise ValueError(f"initial values for unknown controls {sorted(unknown)}; controls: {names}")
+        # Start each control at the given value (snapped to its grid for the static view) or mid-grid.
+        self.initial_index = {}
+        for c in self.controls:
+            vals = c.values
+            if c.name in initial:
+                v = initial[c.name]
+                idx = (int(np.argmin([abs(x - v) for x in vals])) if isinstance(c, Slider)
+                       else vals.index(v))
+            else:
+                idx = len(vals) // 2 if isinstance(c, Slider) else 0
+            self.initial_index[c.name] = idx
+        self._widget = None
+        self._frames = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(np.prod([len(c.values) for c in self.controls]))
+
+    def initial_values(self) -> dict:
+        return {c.name: c.values[self.initial_index[c.name]] for c in self.controls}
+
+    def frame(self, **values) -> bytes:
+        return render_png(self.draw, values, figsize=self.figsize, dpi=self.dpi)
+
+    # --- static view -----------------------------------------------------------------------------
+    def frames(self) -> list[bytes]:
+        """All frames, in row-major order of the controls (the last control varies fastest)."""
+        if self._frames is None:
+            grids = [c.values for c in self.controls]
+            names = [c.name for c in self.controls]
+            self._frames = [self.frame(**dict(zip(names, combo))) for combo in itertools.product(*grids)]
+        return self._frames
+
+    def to_html(self) -> str:
+        uid = "dlb-" + uuid.uuid4().hex[:10]
+        frames = ["data:image/png;base64," + base64.b64encode(f).decode() for f in self.frames()]
+        sizes = [len(c.values) for c in self.controls]
+        start = [self.initial_index[c.name] for c in self.controls]
+        rows = []
+        for i, c in enumerate(self.controls):
+            label = html.escape(c.label or c.name)
+            if isinstance(c, Slider):
+                texts = json.dumps(c.labels())
+                rows.append(
+                    f'<label style="display:flex;gap:.6em;align-items:center;margin:.15em 0">'
+                    f'<span style="min-width:7em">{label}</span>'
+                    f'<input type="range" data-control="{i}" min="0" max="{len(c.values) - 1}" step="1" '
+                    f'value="{start[i]}" aria-label="{label}" data-labels=\'{html.escape(texts)}\' '
+                    f'style="flex:1;max-width:22em">'
+                    f'<output style="min-width:4em;font-family:monospace">{html.escape(c.labels()[start[i]])}'
+                    f'</output></label>')
+            else:
+                opts = "".join(f'<option value="{j}"{" selected" if j == start[i] else ""}>'
+                               f'{html.escape(name)}</option>' for j, name in enumerate(c.labels()))
+                rows.append(
+                    f'<label style="display:flex;gap:.6em;align-items:center;margin:.15em 0">'
+                    f'<span style="min-width:7em">{label}</span>'
+                    f'<select data-control="{i}" aria-label="{label}">{opts}</select></label>')
+        index = int(np.ravel_multi_index(start, sizes))
+        caption = (f'<figcaption style="font-size:.9em">{html.escape(self.caption)}</figcaption>'
+                   if self.caption else "")
+        # Plain JS, no libraries: the frame index is the controls' indices in mixed radix.
+        script = (
+            "(function(){var root=document.getElementById('%s');"
+            "var frames=JSON.parse(root.querySelector('script[type=\"application/json\"]').textContent);"
+            "var sizes=%s;var img=root.querySelector('img');"
+            "var inputs=root.querySelectorAll('[data-control]');"
+            "function update(){var idx=0;inputs.forEach(function(el,i){"
+            "var v=parseInt(el.value,10);idx=idx*sizes[i]+v;"
+            "if(el.type==='range'){el.nextElementSibling.textContent=JSON.parse(el.dataset.labels)[v];}});"
+            "img.src=frames[idx];root.dataset.frame=idx;}"
+            "inputs.forEach(function(el){el.addEventListener('input',update);"
+            "el.addEventListener('change',update);});})();" % (uid, json.dumps(sizes)))
+        return (
+            f'<figure class="dlbook-interactive" id="{uid}" data-frame="{index}" '
+            f'style="margin:.5em 0;max-width:100%">'
+            f'<div class="dlbook-controls" style="font-size:.9em">{"".join(rows)}</div>'
+            f'<img src="{frames[index]}" alt="{html.escape(self.alt)}" '
+            f'style="max-width:100%;height:auto;background:white">{caption}'
+            f'<script type="application/json">{json.dumps(frames)}</script>'
+            f'<script>{script}</script></figure>')
+
+    # --- live view -------------------------------------------------------------------------------
+    def widget(self):
+        """The ipywidgets view: controls that redraw the plot with any value in their range."""
+        if self._widget is not None:
+            return self._widget
+        import ipywidgets as widgets
+
+        def control(c: Control):
+            desc = c.label or c.name
+            style = {"description_width": "initial"}
+            layout = widgets.Layout(width="28em")
+            cu = self.continuous_update
+            start = c.values[self.initial_index[c.name]]
+            if isinstance(c, Dropdown):
+                return widgets.Dropdown(options=list(c._pairs), value=start, description=desc, style=style)
+            lo, hi = c.values[0], c.values[-1]
+            if c.is_int:
+                step = int(c.live_step or 1)
+                return widgets.IntSlider(min=lo, max=hi, step=step, value=start, description=desc,
+                                         continuous_update=cu, style=style, layout=layout)
+            step = c.live_step or min(np.diff(c.values)) / 4
+            return widgets.FloatSlider(min=lo, max=hi, step=step, value=start, description=desc,
+                                       continuous_update=cu, style=style, layout=layout,
+                                       readout_format=".3g")
+
+        ctrls = {c.name: control(c) for c in self.controls}
+        image = widgets.Image(value=self.frame(**self.initial_values()), format="png",
+                              layout=widgets.Layout(max_width="100%"))
+        image.add_class("dlbook-live-image")
+
+        def redraw(_change=None):
+            image.value = self.frame(**{name: w.value for name, w in ctrls.items()})
+
+        for w in ctrls.values():
+            w.observe(redraw, names="value")
+        self._widget = widgets.VBox([*ctrls.values(), image])
+        return self._widget
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": f"<interactive plot: {self.alt}>",
+                  "text/html": self.to_html()}
+        if os.environ.get("DLBOOK_STATIC_ONLY") != "1":
+            try:
+                view = self.widget()._repr_mimebundle_()
+            except ImportError:
+                view = None
+            if view and WIDGET_MIME in view:
+                bundle[WIDGET_MIME] = view[WIDGET_MIME]
+        return bundle
+
+
+def interactive_plot(draw: Callable, controls: Sequence[Control], *, alt: str, figsize=(6.4, 3.6),
+                     dpi: int = 80, initial: Mapping[str, Any] | None = None,
+                     continuous_update: bool = True, caption: str | None = None) -> InteractivePlot:
+    """A plot with sliders and dropdowns that works live (ipywidgets) and on the static site.
+
+    ``draw(fig, **values)`` draws on a fresh :class:`matplotlib.figure.Figure` (call
+    ``fig.subplots()``); it is called once per frame, so keep it cheap and free of training.
+    Precompute the expensive part (e.g. training curves for every setting) and let ``draw`` pick.
+    ``alt`` describes the figure for screen readers. Static frames: one per combination of grid values.
+    """
+    return InteractivePlot(draw, controls, alt=alt, figsize=figsize, dpi=dpi, initial=initial,
+                           continuous_update=continuous_update, caption=caption)

@@ -1,0 +1,113 @@
+"""Normalise chapter notebooks before they are committed (``make format``).
+
+For each notebook given on the command line:
+- strips outputs, execution counts and stored widget state (chapters are committed without outputs);
+- rewrites the Colab setup cell (the first code cell) from the repository URL in ``_config.yml``,
+  the one place that names it;
+- sets RISE slide metadata from the cell's content, so every chapter presents as a deck:
+  ``#``/``##`` headings start a slide, ``###`` a sub-slide, figures are sub-slides, long prose goes
+  to speaker notes, hidden assert cells and the setup cell are skipped. A cell tagged
+  ``slide-manual`` keeps whatever slide type its author set;
+- collapses solution cells (tag ``hide-input``) in JupyterLab too, as they are on the website.
+
+``python tools/nbformat_chapters.py --check chapters/*.ipynb`` only reports what it would change.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTES_MIN_WORDS = 110  # prose longer than this is speaker notes, not slide text
+FIGURE_CALL = re.compile(r"\b(show|interactive_plot)\(")
+
+
+def repository_url() -> str:
+    """The repository URL from _config.yml (read without a YAML dependency)."""
+    text = (ROOT / "_config.yml").read_text()
+    match = re.search(r"^repository:\s*\n(?:\s+.*\n)*?\s+url:\s*(\S+)", text, re.M)
+    if not match:
+        raise SystemExit("_config.yml has no repository.url: add it (it is the one place naming the repo)")
+    return match.group(1)
+
+
+def setup_cell_source(url: str) -> str:
+    return (
+        "# Colab setup: on Google Colab, install the book's helper package (with its data sets);\n"
+        "# anywhere else this cell does nothing.\n"
+        "import sys\n"
+        "\n"
+        'if "google.colab" in sys.modules:\n'
+        "    import subprocess\n"
+        "\n"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\",\n"
+        f'                    "dlbook @ git+{url}"], check=True)'
+    )
+
+
+def slide_type(cell: dict, index_of_first_code: int, index: int) -> str:
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    tags = cell.get("metadata", {}).get("tags", [])
+    text = src.lstrip()
+    if cell["cell_type"] == "markdown":
+        if text.startswith("# ") or text.startswith("## "):
+            return "slide"
+        if text.startswith("### "):
+            return "subslide"
+        if len(re.findall(r"\w+", text)) > NOTES_MIN_WORDS:
+            return "notes"
+        return "-"
+    if index == index_of_first_code or "remove-cell" in tags:
+        return "skip"
+    if FIGURE_CALL.search(src):
+        return "subslide"
+    return "-"
+
+
+def normalise(nb: dict, url: str) -> dict:
+    nb["metadata"].pop("widgets", None)
+    nb["metadata"]["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb["metadata"].setdefault("language_info", {"name": "python"})
+    nb["metadata"]["rise"] = {"scroll": True, "transition": "none", "enable_chalkboard": False}
+    first_code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+    for i, cell in enumerate(nb["cells"]):
+        md = cell.setdefault("metadata", {})
+        md.pop("execution", None)
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+            if i == first_code:
+                cell["source"] = setup_cell_source(url)
+                md["tags"] = sorted(set(md.get("tags", [])) | {"colab-setup"})
+        tags = md.get("tags", [])
+        if "hide-input" in tags:
+            md.setdefault("jupyter", {})["source_hidden"] = True
+        if "slide-manual" not in tags:
+            md["slideshow"] = {"slide_type": slide_type(cell, first_code, i)}
+        if isinstance(cell["source"], list):
+            cell["source"] = "".join(cell["source"])
+    return nb
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    paths = [Path(a) for a in argv if a != "--check"]
+    url = repository_url()
+    changed = []
+    for path in paths:
+        before = path.read_text()
+        nb = normalise(json.loads(before), url)
+        after = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        if after != before:
+            changed.append(path)
+            if not check:
+                path.write_text(after)
+    for path in changed:
+        print(("would change " if check else "formatted ") + str(path))
+    return 1 if (check and changed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
