@@ -1,0 +1,144 @@
+"""The book's three small data sets, found wherever the book is installed and checked on load.
+
+    mnist5k.npz     5,000 handwritten digits (500 a class), split 4,000 train / 1,000 test
+    names.txt       32,000 US first names, lower-case, one per line
+    moby_dick.txt   the text of *Moby-Dick* (chapters 1-135), about 1.2 M characters
+
+The files live in the repository's `data/` folder, and an installed `dlbook` wheel carries the
+same files as `dlbook/_data/`, so a notebook on Colab needs no download. `data/README.md` says
+where each file comes from and how `data/build_data.py` rebuilds it.
+
+Every load compares the file's sha256 with `CHECKSUMS`. A truncated copy or an accidental edit
+then fails with a message that says what to do, instead of producing a puzzling learning curve
+three cells later. The check reads the file once per (path, modification time); later loads
+of the same unchanged file skip it.
+
+    >>> images, labels = load_mnist5k("train")   # (4000, 28, 28) uint8, (4000,) int64
+    >>> x, y = mnist5k_tensors("test")            # (1000, 784) float32 in [0, 1], (1000,) int64
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+CHECKSUMS: dict[str, str] = {
+    "mnist5k.npz": "9036ed6705666a6888f302a36f253ee65502912193518c3d1211ba4799481717",
+    "names.txt": "4d89b8b747db319026c910b0f1cdfd8209f5233493fb80d2f62d8bfea34350c2",
+    "moby_dick.txt": "fe282a57094ed62e7144fb7c804a9748fc1c909bf3b49d06e7276015f9f67240",
+}
+
+ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
+PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
+REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # src/dlbook/data.py -> repo/data
+
+MNIST_SPLITS = ("train", "test", "all")
+
+# (resolved path, mtime in ns, size) of every file whose sha256 already matched.
+_verified: set[tuple[str, int, int]] = set()
+
+
+class DataIntegrityError(ValueError):
+    """A data file exists but its bytes are not the ones the book was built with."""
+
+
+def _search_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]).expanduser())
+    return dirs + [PACKAGE_DATA_DIR, REPO_DATA_DIR]
+
+
+def data_path(name: str) -> Path:
+    """Return the path of data file `name`, looking in this order:
+
+    1. the folder in the environment variable DLBOOK_DATA_DIR, if it is set;
+    2. `dlbook/_data/` inside the installed package (where a wheel puts the files);
+    3. `data/` in the repository this module was imported from (an editable install).
+
+    The first folder that has the file wins. The file is not verified here; the loaders do that.
+    """
+    looked = []
+    for folder in _search_dirs():
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+        looked.append(str(candidate))
+    raise FileNotFoundError(
+        f"data file {name!r} not found. Looked in:\n  " + "\n  ".join(looked) + "\n"
+        "Reinstall dlbook (the wheel ships the data), or run `python data/build_data.py` in "
+        f"the repository, or point {ENV_VAR} at a folder that holds {name}."
+    )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified_path(name: str) -> Path:
+    """`data_path(name)`, after checking the file's sha256 against CHECKSUMS."""
+    if name not in CHECKSUMS:
+        raise ValueError(f"unknown data file {name!r}; the book ships {sorted(CHECKSUMS)}")
+    path = data_path(name)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _verified:
+        return path
+    actual, expected = sha256_of(path), CHECKSUMS[name]
+    if actual != expected:
+        raise DataIntegrityError(
+            f"{name} at {path} is damaged or modified: sha256 is {actual}, expected {expected}. "
+            f"In the repository, restore it with `git checkout data/{name}` or rebuild it with "
+            "`python data/build_data.py`; for an installed package, reinstall dlbook."
+        )
+    _verified.add(key)
+    return path
+
+
+def load_mnist5k(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) uint8 in 0..255 and labels (N,) int64 in 0..9.
+
+    split: "train" (4,000 digits, 400 a class), "test" (1,000, 100 a class), or "all"
+    (train followed by test). The split is fixed, so every chapter tests on the same digits.
+    """
+    if split not in MNIST_SPLITS:
+        raise ValueError(f"split must be one of {MNIST_SPLITS}, got {split!r}")
+    with np.load(verified_path("mnist5k.npz"), allow_pickle=False) as npz:
+        if split == "all":
+            images = np.concatenate([npz["x_train"], npz["x_test"]])  # (5000, 28, 28)
+            labels = np.concatenate([npz["y_train"], npz["y_test"]])  # (5000,)
+        else:
+            images, labels = npz[f"x_{split}"], npz[f"y_{split}"]
+    return images, labels
+
+
+def mnist5k_tensors(split: str = "train", flatten: bool = True, device=None):
+    """The same digits as torch tensors ready for a model.
+
+    Returns x float32 scaled to [0, 1], shape (N, 784) if flatten else (N, 1, 28, 28) (one
+    channel, as nn.Conv2d expects), and y int64 of shape (N,), both on `device`.
+    """
+    import torch  # imported here so that `import dlbook.data` stays cheap
+
+    images, labels = load_mnist5k(split)
+    x = torch.from_numpy(images).to(torch.float32) / 255.0  # (N, 28, 28)
+    x = x.reshape(len(x), 784) if flatten else x.unsqueeze(1)  # (N, 784) or (N, 1, 28, 28)
+    y = torch.from_numpy(labels).to(torch.int64)  # (N,)
+    return x.to(device), y.to(device)
+
+
+def load_names() -> list[str]:
+    """32,000 first names, lower-case a-z, most common first."""
+    return verified_path("names.txt").read_text(encoding="ascii").splitlines()
+
+
+def load_moby_dick() -> str:
+    """The full text of Moby-Dick as one string (newlines are '\\n')."""
+    return verified_path("moby_dick.txt").read_bytes().decode("utf-8")
