@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 export MPLBACKEND := Agg
 export PLOTLY_RENDERER := notebook_connected
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Progress bars are for people at a live kernel; in builds and tests they are noise.
+export DLBOOK_PROGRESS := 0
 
 .PHONY: setup book test unit nbtest browser-test fresh-colab-test bench format clean
 
@@ -16,14 +18,16 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install --quiet -r requirements.txt 2>&1 | grep -v "^WARNING: Location"; exit $${PIPESTATUS[0]}
+	$(PY) -m pip install --quiet --no-deps -e . 2>&1 | grep -v "^WARNING: Location"; exit $${PIPESTATUS[0]}
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (dlbook)"
 	touch $(STAMP)
 
+# The site has no kernel: interactive plots emit only their static HTML view (no widget state).
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build -W -n --keep-going .
+	DLBOOK_STATIC_ONLY=1 $(VENV)/bin/jupyter-book build -W -n --keep-going .
+	$(PY) tools/page_weight.py
 	@echo "site: _build/html/index.html"
 
 test: unit nbtest fresh-colab-test
@@ -43,7 +47,7 @@ browser-test: $(STAMP)
 	$(PY) -m pytest -q tests -m browser
 
 bench: $(STAMP)
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py --readme
 
 # Strip outputs and normalise slide metadata: run before committing a chapter.
 format: $(STAMP)

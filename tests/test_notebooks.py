@@ -131,3 +131,30 @@ class TestChapter:
         assert headline.get("glue") and headline.get("label"), (
             "notebook metadata dlbook.headline {glue, label} names the chapter's headline number")
         assert re.search(rf"glue\(\s*[\"']{headline['glue']}[\"']", code)
+
+
+def test_setup_cell_installs_from_the_repository_only_on_colab(monkeypatch):
+    import subprocess
+    import types
+
+    url = nbformat_chapters.repository_url()
+    code = compile(nbformat_chapters.setup_cell_source(url), "<setup cell>", "exec")
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(code, {})
+    assert calls == [], "outside Colab the setup cell does nothing"
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    exec(code, {})
+    assert len(calls) == 1
+    assert calls[0][1:4] == ["-m", "pip", "install"] and calls[0][-1] == f"dlbook @ git+{url}"
+
+
+def test_config_names_colab_launch_and_repository():
+    config = (ROOT / "_config.yml").read_text()
+    assert re.search(r"colab_url:\s*\"?https://colab.research.google.com", config)
+    assert nbformat_chapters.repository_url().startswith("https://github.com/")
+    readme = (ROOT / "README.md").read_text()
+    assert nbformat_chapters.repository_url() in readme, "README's Colab/clone links name the same repository"

@@ -1,0 +1,92 @@
+"""Execute every chapter once and print a table of chapter, seconds and headline metric (make bench).
+
+The headline is the value a chapter glues under the name given in its notebook metadata
+(``dlbook.headline.glue``). ``--readme`` also rewrites the table between the bench markers in
+README.md. Exit status 1 if any chapter takes more than the 90 s ceiling.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_S, CEILING_S = 60, 90
+GLUE_MIME = "application/papermill.record/text/plain"
+
+
+def chapters_in_toc() -> list[Path]:
+    toc = (ROOT / "_toc.yml").read_text()
+    return [ROOT / f"{m}.ipynb" for m in re.findall(r"file:\s*(chapters/\S+)", toc)]
+
+
+def glued(nb, name: str) -> str | None:
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook", {})
+            if meta.get("name") == name:
+                data = out.get("data", {})
+                return data.get(GLUE_MIME) or data.get("text/plain")
+    return None
+
+
+def run(path: Path) -> tuple[float, str, str]:
+    nb = nbformat.read(path, as_version=4)
+    headline = nb.metadata.get("dlbook", {}).get("headline", {})
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - start
+    value = glued(nb, headline.get("glue", "")) if headline else None
+    if value is not None:
+        try:
+            value = f"{float(value):.4g}"
+        except ValueError:
+            value = value.strip("'\"")
+    return seconds, headline.get("label", "-"), value or "-"
+
+
+def table(rows) -> str:
+    lines = ["| chapter | seconds | headline metric | value |", "|---|---:|---|---:|"]
+    lines += [f"| {name} | {sec:.1f} | {label} | {value} |" for name, sec, label, value in rows]
+    cpu = f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    return "\n".join(lines) + f"\n\nMeasured by `make bench` on {cpu}, CPU only, one chapter at a time."
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--readme", action="store_true", help="update the table in README.md")
+    parser.add_argument("chapters", nargs="*", help="only these notebooks")
+    args = parser.parse_args()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("DLBOOK_PROGRESS", "0")
+    paths = [Path(c).resolve() for c in args.chapters] or chapters_in_toc()
+    rows = []
+    for path in paths:
+        seconds, label, value = run(path)
+        flag = "" if seconds <= TARGET_S else (" (over target)" if seconds <= CEILING_S else " (OVER CEILING)")
+        print(f"{path.stem}: {seconds:.1f} s{flag}, {label} = {value}", flush=True)
+        rows.append((path.stem, seconds, label, value))
+    text = table(rows)
+    print("\n" + text)
+    if args.readme:
+        readme = ROOT / "README.md"
+        content = readme.read_text()
+        new = re.sub(r"(<!-- bench:start -->\n).*?(\n<!-- bench:end -->)", lambda m: m.group(1) + text + m.group(2),
+                     content, flags=re.S)
+        if new == content and "<!-- bench:start -->" not in content:
+            print("README.md has no <!-- bench:start --> / <!-- bench:end --> markers", file=sys.stderr)
+            return 1
+        readme.write_text(new)
+    return 1 if any(sec > CEILING_S for _, sec, _, _ in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
