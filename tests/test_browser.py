@@ -25,11 +25,16 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 pytestmark = pytest.mark.browser
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="module")
 def server():
     if not (SITE / PAGE).exists():
         pytest.fail(f"{SITE / PAGE} is missing: run `make book` first")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SITE))
+    handler = functools.partial(QuietHandler, directory=str(SITE))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -90,4 +95,23 @@ def test_slider_redraws_the_plot_offline(server, browser):
     changed = np.any(before != after, axis=-1).mean()
     assert changed > 0.001, f"only {changed:.4%} of the plot's pixels changed"
     assert not [e for e in errors if "dlb" in e], errors
+    page.close()
+
+
+def test_pages_work_offline_with_typeset_maths(server, browser):
+    page = browser.new_page()
+    blocked = []
+
+    def route(r):
+        if r.request.url.startswith(server):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(f"{server}/{PAGE}", wait_until="load")
+    page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=20_000)
+    assert page.locator("mjx-container").count() > 3, "MathJax did not typeset the page's maths"
+    assert blocked == [], f"the page tried to leave the machine: {blocked[:5]}"
     page.close()

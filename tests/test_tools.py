@@ -1,0 +1,50 @@
+"""The notebook formatter (make format) and the bench's glue reader."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import bench  # noqa: E402
+import nbformat_chapters as fmt  # noqa: E402
+
+
+def test_formatter_sets_slides_strips_outputs_and_writes_the_setup_cell():
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("print(1)")
+    code.outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    code.execution_count = 3
+    solution = nbformat.v4.new_code_cell("assert 1 + 1 == 2", metadata={"tags": ["hide-input", "solution"]})
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Title\nopening"),
+        nbformat.v4.new_code_cell("# placeholder"),
+        nbformat.v4.new_markdown_cell("## A section"),
+        nbformat.v4.new_markdown_cell("### A sub-section"),
+        nbformat.v4.new_markdown_cell("word " * 200),
+        code,
+        nbformat.v4.new_code_cell("show(fig, alt='x')"),
+        nbformat.v4.new_code_cell("assert True", metadata={"tags": ["remove-cell"]}),
+        solution,
+    ]
+    nb.metadata["widgets"] = {"state": {}}
+    out = fmt.normalise(nbformat.from_dict(nb), "https://github.com/o/r")
+    slides = [c.metadata["slideshow"]["slide_type"] for c in out.cells]
+    assert slides == ["slide", "skip", "slide", "subslide", "notes", "-", "subslide", "skip", "-"]
+    assert out.cells[1].source == fmt.setup_cell_source("https://github.com/o/r")
+    assert out.cells[5].outputs == [] and out.cells[5].execution_count is None
+    assert out.cells[8].metadata["jupyter"]["source_hidden"] is True
+    assert "widgets" not in out.metadata
+
+
+def test_bench_reads_the_glued_headline():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("glue('acc', 0.93)")
+    cell.outputs = [nbformat.v4.new_output(
+        "display_data", data={"application/papermill.record/text/plain": "0.93"},
+        metadata={"scrapbook": {"name": "acc", "mime_prefix": "application/papermill.record/"}})]
+    nb.cells = [cell]
+    assert bench.glued(nb, "acc") == "0.93"
+    assert bench.glued(nb, "missing") is None
