@@ -68,6 +68,7 @@ def slide_type(cell: dict, index_of_first_code: int, index: int) -> str:
 
 def normalise(nb: dict, url: str) -> dict:
     nb["metadata"].pop("widgets", None)
+    nb["metadata"].pop("jupytext", None)  # authoring-tool state, not part of the chapter
     nb["metadata"]["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb["metadata"].setdefault("language_info", {"name": "python"})
     nb["metadata"]["rise"] = {"scroll": True, "transition": "none", "enable_chalkboard": False}

@@ -5,10 +5,14 @@ Each module holds one idea that several chapters reuse:
 - ``dlbook.data``: the book's small data sets, verified by sha256.
 - ``dlbook.training``: ``fit``, the one training loop, plus device choice and seeding.
 - ``dlbook.interactive``: plots with sliders that work live and on the static website.
-- ``dlbook.notebook``: figures with alt text (``show``) and numbers glued into the prose (``glue``).
+- ``dlbook.notebook``: a chapter's set-up (``setup_chapter``), figures with alt text (``show``),
+  numbers glued into the prose (``glue``), library source shown to the reader (``show_source``).
 - ``dlbook.style``: the book's figure style.
+- ``dlbook.models``: small shared models (``MLP``).
+- ``dlbook.perceptron``: McCulloch-Pitts units and Rosenblatt's perceptron (chapter 02).
 - ``dlbook.autograd``: a scalar reverse-mode autograd engine (chapter 03).
 - ``dlbook.optim``: optimizers written from their update equations (chapter 04).
+- ``dlbook.initialization``: initialization schemes and the depth experiment (chapter 04).
 
 Importing the package does no work and changes no global state.
 """

@@ -249,7 +249,7 @@ class Layer(Module):
 
 
 class MLP(Module):
-    """A stack of layers: tanh hidden layers and a linear output layer, e.g. MLP(2, [4, 1])."""
+    """A stack of layers: tanh hidden layers and a linear output layer, e.g. MLP(2, [4, 1], rng=0)."""
 
     def __init__(self, n_in, sizes, rng=None):
         rng = _as_rng(rng)

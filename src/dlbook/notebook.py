@@ -1,4 +1,5 @@
-"""Small notebook helpers: figures with alt text, and numbers glued into the prose.
+"""Small notebook helpers: chapter set-up, figures with alt text, numbers glued into the prose,
+and library source shown to the reader.
 
 Both write plain Jupyter display data, so they work the same in JupyterLab, Colab and the
 book build; neither needs myst-nb at run time.
@@ -50,6 +51,44 @@ class Figure:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {"text/html": self.html, "text/plain": f"<figure: {self.alt}>"}
+
+
+def show_source(*objects):
+    """The source code of functions or classes as one highlighted Markdown block, for the reader."""
+    import inspect
+    import textwrap
+
+    from IPython.display import Markdown
+
+    code = "\n\n".join(textwrap.dedent(inspect.getsource(obj)).rstrip() for obj in objects)
+    return Markdown(f"```python\n{code}\n```")
+
+
+def setup_chapter(seed: int = 0, cpu_threads: int | None = 1):
+    """What every chapter's imports cell does: the book's figure style, seeds, and the device.
+
+    Returns the device to use: CUDA when there is a GPU (Colab), else the CPU. On the CPU the
+    book's models are small, and one thread is faster than several that wait on each other
+    (tests run two chapters side by side on two cores), so PyTorch and the BLAS libraries get
+    ``cpu_threads`` threads; pass ``None`` to keep the defaults.
+    """
+    from .style import use_book_style
+    from .training import pick_device, seed_everything
+
+    use_book_style()
+    seed_everything(seed)
+    device = pick_device()
+    if cpu_threads is not None and device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(cpu_threads)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(cpu_threads)
+        except ImportError:  # threadpoolctl comes with scikit-learn; without it, numpy keeps its default
+            pass
+    return device
 
 
 def show(fig, alt: str, dpi: int = 100) -> None:
