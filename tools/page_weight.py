@@ -16,14 +16,14 @@ def main() -> int:
         print("no built chapters: run `make book` first", file=sys.stderr)
         return 1
     worst = 0.0
-    print("| page | size (MB) | interactive plots | frames |\n|---|---:|---:|---:|")
+    print("| page | size (MB) | interactive plots | inline PNG images |\n|---|---:|---:|---:|")
     for page in pages:
         text = page.read_text(errors="replace")
         mb = page.stat().st_size / 1e6
         worst = max(worst, mb)
         plots = text.count('class="dlbook-interactive"')
-        frames = len(re.findall(r'"data:image/png;base64,', text))
-        print(f"| {page.stem} | {mb:.2f} | {plots} | {frames} |")
+        images = len(re.findall(r'"data:image/png;base64,', text))
+        print(f"| {page.stem} | {mb:.2f} | {plots} | {images} |")
     if worst > BUDGET_MB:
         print(f"a page is over the {BUDGET_MB} MB budget: coarsen its sliders' grids", file=sys.stderr)
         return 1
