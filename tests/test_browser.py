@@ -59,18 +59,24 @@ def pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
-def test_slider_redraws_the_plot_offline(server, browser):
+def offline_page(browser, server):
+    """A page whose every request off the local static server is aborted and recorded."""
     page = browser.new_page(viewport={"width": 1200, "height": 900})
-    blocked = []
+    page.blocked = []
 
     def route(r):
         if r.request.url.startswith(server):
             r.continue_()
         else:
-            blocked.append(r.request.url)
+            page.blocked.append(r.request.url)
             r.abort()
 
     page.route("**/*", route)
+    return page
+
+
+def test_slider_redraws_the_plot_offline(server, browser):
+    page = offline_page(browser, server)
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{server}/{PAGE}", wait_until="load")
@@ -99,19 +105,9 @@ def test_slider_redraws_the_plot_offline(server, browser):
 
 
 def test_pages_work_offline_with_typeset_maths(server, browser):
-    page = browser.new_page()
-    blocked = []
-
-    def route(r):
-        if r.request.url.startswith(server):
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
+    page = offline_page(browser, server)
     page.goto(f"{server}/{PAGE}", wait_until="load")
     page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=20_000)
     assert page.locator("mjx-container").count() > 3, "MathJax did not typeset the page's maths"
-    assert blocked == [], f"the page tried to leave the machine: {blocked[:5]}"
+    assert page.blocked == [], f"the page tried to leave the machine: {page.blocked[:5]}"
     page.close()

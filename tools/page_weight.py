@@ -1,5 +1,5 @@
-"""Print the size of each built chapter page (run after make book): the interactive plots' frames
-are inlined, so this is what a reader downloads for a chapter (plus the theme's shared assets)."""
+"""Print the size of each built chapter page (run after make book; ``--readme`` also updates the
+table in README.md): the interactive plots' frames are inlined, so this is what a reader downloads for a chapter (plus the theme's shared assets)."""
 from __future__ import annotations
 
 import re
@@ -16,14 +16,21 @@ def main() -> int:
         print("no built chapters: run `make book` first", file=sys.stderr)
         return 1
     worst = 0.0
-    print("| page | size (MB) | interactive plots | inline PNG images |\n|---|---:|---:|---:|")
+    lines = ["| page | size (MB) | interactive plots | inline PNG images |", "|---|---:|---:|---:|"]
     for page in pages:
         text = page.read_text(errors="replace")
         mb = page.stat().st_size / 1e6
         worst = max(worst, mb)
         plots = text.count('class="dlbook-interactive"')
         images = len(re.findall(r'"data:image/png;base64,', text))
-        print(f"| {page.stem} | {mb:.2f} | {plots} | {images} |")
+        lines.append(f"| {page.stem} | {mb:.2f} | {plots} | {images} |")
+    table = "\n".join(lines)
+    print(table)
+    if "--readme" in sys.argv:
+        readme = ROOT / "README.md"
+        readme.write_text(re.sub(r"(<!-- weight:start -->\n).*?(<!-- weight:end -->)",
+                                 lambda m: m.group(1) + table + "\n" + m.group(2),
+                                 readme.read_text(), flags=re.S))
     if worst > BUDGET_MB:
         print(f"a page is over the {BUDGET_MB} MB budget: coarsen its sliders' grids", file=sys.stderr)
         return 1
