@@ -36,9 +36,11 @@ def pixels(data_uri: str) -> np.ndarray:
 
 
 def test_bundle_has_widget_view_and_static_html():
-    bundle = make()._repr_mimebundle_()
+    plot = make()
+    bundle = plot._repr_mimebundle_()
     assert set(bundle) == {"text/plain", "text/html", WIDGET_MIME}
-    assert bundle[WIDGET_MIME]["model_id"]
+    assert bundle[WIDGET_MIME]["model_id"] == plot.widget().model_id
+    assert bundle[WIDGET_MIME]["version_major"] == 2
     html = bundle["text/html"]
     # self-contained: no external scripts, no require.js, no CDN
     assert "require" not in html and "src=\"http" not in html and "<script src" not in html

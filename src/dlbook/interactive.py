@@ -268,11 +268,12 @@ class InteractivePlot:
                   "text/html": self.to_html()}
         if os.environ.get("DLBOOK_STATIC_ONLY") != "1":
             try:
-                view = self.widget()._repr_mimebundle_()
-            except ImportError:
-                view = None
-            if view and WIDGET_MIME in view:
-                bundle[WIDGET_MIME] = view[WIDGET_MIME]
+                widget = self.widget()
+            except ImportError:  # no ipywidgets: the static view is all there is
+                widget = None
+            if widget is not None:
+                # The same reference ipywidgets 7 and 8 display (Colab may still ship 7).
+                bundle[WIDGET_MIME] = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
         return bundle
 
 
