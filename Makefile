@@ -37,8 +37,9 @@ unit: $(STAMP)
 	$(PY) -m pytest -q tests -m "not browser and not fresh_colab"
 
 # Re-execute every chapter. --dist loadfile keeps each notebook's cells on one worker.
+# DLBOOK_CHECK_LIVE=1: every interactive plot also moves its live controls off the static grid.
 nbtest: $(STAMP)
-	$(PY) -m pytest -q --nbval-lax --nbval-current-env -n 2 --dist loadfile -p no:cacheprovider chapters
+	DLBOOK_CHECK_LIVE=1 $(PY) -m pytest -q --nbval-lax --nbval-current-env -n 2 --dist loadfile -p no:cacheprovider chapters
 
 fresh-colab-test: $(STAMP)
 	$(PY) -m pytest -q tests -m fresh_colab

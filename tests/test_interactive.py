@@ -106,3 +106,25 @@ def test_bad_arguments_say_what_to_do(kwargs, message):
 def test_slider_grid_must_increase():
     with pytest.raises(ValueError, match="increase"):
         Slider("w", [2.0, 1.0])
+
+
+def test_check_live_moves_every_control_off_grid_and_restores_it():
+    plot = make()
+    slider, dropdown, _ = plot.widget().children
+    seen = []
+    slider.observe(lambda change: seen.append(change["new"]), names="value")
+    moves = plot.check_live()
+    off_grid = [v for v in seen if min(abs(v - g) for g in plot.controls[0].values) > 1e-9]
+    assert off_grid, f"the slider never left the static grid: {seen}"
+    assert moves == len(seen) + 2  # the dropdown: to "sin" and back
+    assert (slider.value, dropdown.value) == (plot.initial_values()["w"], "tanh")
+
+    def grid_only(fig, w, fn):  # a drawing function that breaks between grid points
+        if round(w * 2) != w * 2:
+            raise KeyError(w)
+        draw(fig, w, fn)
+
+    broken = interactive_plot(grid_only, [Slider("w", np.linspace(0.5, 3.0, 6)), Dropdown("fn", ["tanh"])],
+                              alt="x")
+    with pytest.raises(Exception):
+        broken.check_live()

@@ -263,9 +263,35 @@ class InteractivePlot:
         self._widget = widgets.VBox([*ctrls.values(), image])
         return self._widget
 
+    def check_live(self, fractions=(0.13, 0.61, 0.97)) -> int:
+        """Move every live control to values *between* the static grid points (where the live
+        slider can go and the static frames never do), checking that each move redraws the plot:
+        a drawing function that only works on its grid fails here. Restores the initial values and
+        returns the number of moves. ``make nbtest`` sets ``DLBOOK_CHECK_LIVE=1``, so every
+        interactive plot of every chapter gets this check while nbval runs the chapter."""
+        *inputs, image = self.widget().children
+        moves = 0
+        for control, widget in zip(self.controls, inputs):
+            if isinstance(control, Slider):
+                span, step = widget.max - widget.min, widget.step
+                targets = [type(widget.value)(min(widget.max, widget.min + round(f * span / step) * step))
+                           for f in fractions]
+            else:
+                targets = list(control.values)
+            start = widget.value
+            for value in [v for v in targets if v != start] + [start]:
+                image.value = b""
+                widget.value = value
+                if not bytes(image.value).startswith(b"\x89PNG"):
+                    raise RuntimeError(f"moving live control {control.name!r} to {value!r} drew no plot")
+                moves += 1
+        return moves
+
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"text/plain": f"<interactive plot: {self.alt}>",
                   "text/html": self.to_html()}
+        if os.environ.get("DLBOOK_CHECK_LIVE") == "1":
+            self.check_live()
         if os.environ.get("DLBOOK_STATIC_ONLY") != "1":
             try:
                 widget = self.widget()
