@@ -40,7 +40,7 @@ def figure_html(fig, alt: str, dpi: int = 100) -> str:
             f'style="max-width:100%;height:auto;background:white">')
 
 
-class Figure:
+class FigureWithAlt:
     """A rendered figure with alt text: shows as HTML (with ``alt``) and, for plain viewers, PNG."""
 
     def __init__(self, fig, alt: str, dpi: int = 100):
@@ -96,5 +96,5 @@ def show(fig, alt: str, dpi: int = 100) -> None:
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    display(Figure(fig, alt, dpi))
+    display(FigureWithAlt(fig, alt, dpi))
     plt.close(fig)
