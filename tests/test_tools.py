@@ -48,3 +48,15 @@ def test_bench_reads_the_glued_headline():
     nb.cells = [cell]
     assert bench.glued(nb, "acc") == "0.93"
     assert bench.glued(nb, "missing") is None
+
+
+def test_readme_sections_are_replaced_between_their_markers(tmp_path):
+    import pytest
+    from readme_section import replace_section
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- t:start -->\nold\n<!-- t:end -->\nrest\n")
+    replace_section("t", "| a |\n| 1 |", readme)
+    assert readme.read_text() == "intro\n<!-- t:start -->\n| a |\n| 1 |\n<!-- t:end -->\nrest\n"
+    with pytest.raises(SystemExit, match="no <!-- other:start -->"):
+        replace_section("other", "x", readme)

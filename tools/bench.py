@@ -17,6 +17,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from readme_section import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S, CEILING_S = 60, 90
 GLUE_MIME = "application/papermill.record/text/plain"
@@ -65,6 +67,8 @@ def main() -> int:
     parser.add_argument("--readme", action="store_true", help="update the table in README.md")
     parser.add_argument("chapters", nargs="*", help="only these notebooks")
     args = parser.parse_args()
+    if args.readme and args.chapters:
+        parser.error("--readme rewrites the whole table: run it on every chapter (no chapter arguments)")
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("DLBOOK_PROGRESS", "0")
     paths = [Path(c).resolve() for c in args.chapters] or chapters_in_toc()
@@ -77,14 +81,7 @@ def main() -> int:
     text = table(rows)
     print("\n" + text)
     if args.readme:
-        readme = ROOT / "README.md"
-        content = readme.read_text()
-        new = re.sub(r"(<!-- bench:start -->\n).*?(\n<!-- bench:end -->)", lambda m: m.group(1) + text + m.group(2),
-                     content, flags=re.S)
-        if new == content and "<!-- bench:start -->" not in content:
-            print("README.md has no <!-- bench:start --> / <!-- bench:end --> markers", file=sys.stderr)
-            return 1
-        readme.write_text(new)
+        replace_section("bench", text)
     return 1 if any(sec > CEILING_S for _, sec, _, _ in rows) else 0
 
 

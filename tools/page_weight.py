@@ -6,6 +6,8 @@ import re
 import sys
 from pathlib import Path
 
+from readme_section import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MB = 4.0
 
@@ -27,10 +29,7 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if "--readme" in sys.argv:
-        readme = ROOT / "README.md"
-        readme.write_text(re.sub(r"(<!-- weight:start -->\n).*?(<!-- weight:end -->)",
-                                 lambda m: m.group(1) + table + "\n" + m.group(2),
-                                 readme.read_text(), flags=re.S))
+        replace_section("weight", table)
     if worst > BUDGET_MB:
         print(f"a page is over the {BUDGET_MB} MB budget: coarsen its sliders' grids", file=sys.stderr)
         return 1
