@@ -223,3 +223,31 @@ def test_mlp_learns_xor():
     predictions = [model(x).data for x in inputs]
     assert final_loss < 0.05 < initial_loss, (initial_loss, final_loss)
     assert all(math.copysign(1.0, p) == y for p, y in zip(predictions, targets)), predictions
+
+
+def test_second_backward_after_zero_grad_matches_torch():
+    # Intermediate nodes used to keep their gradient from the first pass, so the second pass
+    # added on top of it (12 instead of 6).
+    x = Value(1.0)
+    y = (x * 2) * 3
+    y.backward()
+    x.grad = 0.0
+    y.backward()
+    tx = torch.tensor(1.0, requires_grad=True)
+    ty = (tx * 2) * 3
+    ty.backward(retain_graph=True)
+    tx.grad = None
+    ty.backward()
+    assert x.grad == tx.grad.item() == 6.0
+
+
+def test_leaf_gradients_accumulate_over_two_passes_like_torch():
+    x = Value(2.0)
+    y = x * x + x
+    y.backward()
+    y.backward()
+    tx = torch.tensor(2.0, requires_grad=True)
+    ty = tx * tx + tx
+    ty.backward(retain_graph=True)
+    ty.backward()
+    assert x.grad == tx.grad.item() == 10.0

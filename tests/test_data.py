@@ -162,3 +162,37 @@ def test_lookup_order_env_then_package_then_repo(tmp_path, monkeypatch):
     assert data_path("names.txt") == pkg_dir / "names.txt"
     (pkg_dir / "names.txt").unlink()
     assert data_path("names.txt") == repo_dir / "names.txt"
+
+
+def test_damaged_copy_gets_the_fix_for_its_own_folder(tmp_path, monkeypatch):
+    (tmp_path / "names.txt").write_text("not the names\n")
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    with pytest.raises(data.DataIntegrityError) as err:
+        data.load_names()
+    assert "DLBOOK_DATA_DIR" in str(err.value) and "git checkout" not in str(err.value)
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "names.txt").write_text("not the names either\n")
+    monkeypatch.delenv(data.ENV_VAR)
+    monkeypatch.setattr(data, "PACKAGE_DATA_DIR", pkg)
+    with pytest.raises(data.DataIntegrityError, match="Reinstall dlbook"):
+        data.load_names()
+
+
+def test_validation_split_is_stratified_disjoint_and_reproducible():
+    import torch
+
+    x, y = data.mnist5k_tensors("train")
+    (xt, yt), (xv, yv) = data.validation_split(x, y, 0.2, seed=0)
+    assert len(xv) == 800 and len(xt) == 3200
+    assert torch.bincount(yv).tolist() == [80] * 10
+    (_, _), (xv2, _) = data.validation_split(x, y, 0.2, seed=0)
+    assert torch.equal(xv, xv2)
+    rows = {r.numpy().tobytes() for r in xt}
+    assert not any(r.numpy().tobytes() in rows for r in xv), "no digit is in both parts"
+    train, val, test = data.mnist5k_splits()
+    assert len(train[0]) + len(val[0]) == 4000 and len(test[0]) == 1000
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        data.validation_split(x, y, 1.5)
+    with pytest.raises(ValueError, match="differ in length"):
+        data.validation_split(x, y[:-1])

@@ -128,3 +128,21 @@ def test_check_live_moves_every_control_off_grid_and_restores_it():
                               alt="x")
     with pytest.raises(Exception):
         broken.check_live()
+
+
+def test_a_failing_draw_names_the_control_values():
+    def draw(fig, w, kind):
+        if w > 1:
+            raise ZeroDivisionError("boom")
+        fig.subplots().plot([0, w])
+
+    plot = interactive_plot(draw, [Slider("w", [0, 1, 2]), Dropdown("kind", ["a", "b"])],
+                            alt="a line")
+    with pytest.raises(RuntimeError, match=r"failed at w=2, kind='a': ZeroDivisionError: boom"):
+        plot.frames()
+
+
+def test_dropdown_initial_must_be_an_option():
+    with pytest.raises(ValueError, match=r"initial value 'c' for Dropdown 'kind' is not one of"):
+        interactive_plot(lambda fig, kind: None, [Dropdown("kind", ["a", "b"])], alt="x",
+                         initial={"kind": "c"})

@@ -1,4 +1,4 @@
-"""dlbook.notebook: chapter set-up, figures with alt text, glue records, shown source."""
+"""dlbook.notebook: chapter set-up, figures with alt text, said sentences, shown source."""
 from __future__ import annotations
 
 import matplotlib
@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from dlbook.notebook import GLUE_PREFIX, FigureWithAlt, glue, setup_chapter, show_source  # noqa: E402
+from dlbook.notebook import FigureWithAlt, say, setup_chapter, show_source  # noqa: E402
 
 
 def test_figure_with_alt_text():
@@ -22,19 +22,27 @@ def test_figure_with_alt_text():
     plt.close(fig)
 
 
-def test_glue_records_what_myst_nb_reads(monkeypatch):
+def test_say_displays_markdown_and_records_numbers(monkeypatch):
+    import numpy as np
+
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda data, **kw: shown.append((data, kw)))
-    assert glue("acc", 0.93) == 0.93
-    (data, kw), = shown
-    assert data == {GLUE_PREFIX + "text/plain": "0.93"}
-    assert kw["raw"] is True and kw["metadata"]["scrapbook"] == {"name": "acc", "mime_prefix": GLUE_PREFIX}
+    acc = np.float64(0.9312)
+    say(f"test accuracy {acc:.3f}", acc=acc)
+    (markdown, kw), = shown
+    assert markdown.data == "test accuracy 0.931"
+    assert kw["metadata"] == {"dlbook": {"record": {"acc": 0.9312}}}
+    assert type(kw["metadata"]["dlbook"]["record"]["acc"]) is float  # JSON-safe, not numpy
+    with pytest.raises(ValueError, match="non-empty"):
+        say("  ")
+    with pytest.raises(TypeError, match="must be a number"):
+        say("x", acc=[1, 2])
 
 
 def test_setup_chapter_and_show_source():
     threads = torch.get_num_threads()
     try:
-        device = setup_chapter(seed=3)
+        device = setup_chapter(seed=3, cpu_threads=1)
         assert device.type in {"cpu", "cuda"}
         if device.type == "cpu":
             assert torch.get_num_threads() == 1
@@ -45,5 +53,23 @@ def test_setup_chapter_and_show_source():
     finally:
         torch.set_num_threads(threads)
         matplotlib.rcdefaults()
-    md = show_source(setup_chapter, glue).data
-    assert md.startswith("```python\ndef setup_chapter(") and "def glue(" in md and md.endswith("```")
+    md = show_source(setup_chapter, say).data
+    assert md.startswith("```python\ndef setup_chapter(") and "def say(" in md and md.endswith("```")
+
+
+def test_threads_come_from_the_environment_and_default_to_all_cores(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("DLBOOK_CPU_THREADS", "1")
+        if setup_chapter().type == "cpu":
+            assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.delenv("DLBOOK_CPU_THREADS")
+        setup_chapter()
+        assert torch.get_num_threads() == 2, "a reader's run keeps its cores"
+        monkeypatch.setenv("DLBOOK_CPU_THREADS", "two")
+        with pytest.raises(ValueError, match="DLBOOK_CPU_THREADS must be a whole number"):
+            setup_chapter()
+    finally:
+        torch.set_num_threads(threads)
+        matplotlib.rcdefaults()

@@ -88,7 +88,10 @@ class TestChapter:
         solutions = [c for c in cells if c["cell_type"] == "code" and "solution" in tags(c)]
         assert len(solutions) >= 3, "3+ exercises, each with a solution cell tagged 'solution'"
         for cell in solutions:
-            assert "hide-input" in tags(cell), "a solution is hidden on the site behind a toggle"
+            # hide-cell: the code *and* its printed answer sit behind one toggle on the site.
+            assert "hide-cell" in tags(cell), "a solution hides code and answer: run `make format`"
+            assert not {"hide-input", "hide-output"} & set(tags(cell))
+            assert cell["metadata"].get("jupyter", {}).get("outputs_hidden") is True
             assert "remove-cell" not in tags(cell) and "skip-execution" not in tags(cell)
             assert "assert" in source(cell), "a solution checks itself with an assert"
 
@@ -120,17 +123,68 @@ class TestChapter:
                 assert "download=True" not in src or "google.colab" in src, (
                     "downloads only behind an `if` for Colab: tests and the build run offline")
 
-    def test_glued_numbers_exist(self, path):
+    def test_numbers_in_prose_are_said_not_glued(self, path):
+        """Glue roles show as raw placeholders in Jupyter, Colab and RISE: computed numbers are
+        quoted by a code cell that calls say(f"..."), whose code is hidden and whose text shows."""
         nb = load(path)
-        md = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+        for i, cell in enumerate(nb["cells"]):
+            src = source(cell)
+            if cell["cell_type"] == "markdown":
+                assert "{glue" not in src, f"cell {i}: no glue roles; quote numbers with say(f'...')"
+            elif re.search(r"^\s*say\(", src, re.M):
+                assert nbformat_chapters.is_prose_cell(src), (
+                    f"cell {i}: a cell that calls say() holds only say() calls (compute elsewhere)")
+                assert {"prose", "remove-input"} <= set(tags(cell)), f"cell {i}: run `make format`"
         code = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "code")
-        used = set(re.findall(r"\{glue:\w+\}`([\w-]+)", md))
-        for name in used:
-            assert re.search(rf"glue\(\s*[\"']{name}[\"']", code), f"glue name {name!r} is never glued"
+        assert "glue(" not in code, "glue() is gone: use say(f'...', name=value)"
         headline = nb["metadata"].get("dlbook", {}).get("headline", {})
-        assert headline.get("glue") and headline.get("label"), (
-            "notebook metadata dlbook.headline {glue, label} names the chapter's headline number")
-        assert re.search(rf"glue\(\s*[\"']{headline['glue']}[\"']", code)
+        assert headline.get("name") and headline.get("label"), (
+            "notebook metadata dlbook.headline {name, label} names the chapter's headline number")
+        assert re.search(rf"\bsay\((.|\n)*\b{headline['name']}=", code), (
+            f"the headline {headline['name']!r} is recorded by a say(..., {headline['name']}=value) call")
+
+    def test_visible_code_fits_80_columns(self, path):
+        for i, cell in enumerate(load(path)["cells"]):
+            if cell["cell_type"] != "code" or "colab-setup" in tags(cell):
+                continue
+            for line in source(cell).splitlines():
+                assert len(line) <= 80, f"cell {i}: {len(line)} columns (80 fit): {line[:60]}..."
+
+    def test_drawing_code_is_collapsed(self, path):
+        """The code a reader sees is the idea taught: a cell that is mostly matplotlib is collapsed
+        (hide-input) and opens with a one-line comment saying what it draws."""
+        visible_lines = visible_drawing = 0
+        for i, cell in enumerate(load(path)["cells"]):
+            if cell["cell_type"] != "code" or set(tags(cell)) & {"colab-setup", "remove-cell"}:
+                continue
+            lines = [ln for ln in source(cell).splitlines() if ln.strip()]
+            drawing = [ln for ln in lines if DRAWING_LINE.search(ln)]
+            hidden = bool(set(tags(cell)) & {"hide-input", "remove-input", "hide-cell"})
+            if "hide-input" in tags(cell) and "solution" not in tags(cell):
+                assert lines and lines[0].lstrip().startswith("#"), (
+                    f"cell {i}: a collapsed cell opens with a comment saying what it draws")
+            if hidden:
+                continue
+            assert len(drawing) < 6 or len(drawing) < 0.4 * len(lines), (
+                f"cell {i}: {len(drawing)} of {len(lines)} lines draw: move the drawing to "
+                "dlbook.plots or collapse the cell (tag hide-input)")
+            visible_lines += len(lines)
+            visible_drawing += len(drawing)
+        assert visible_drawing <= 0.2 * max(visible_lines, 1), (
+            f"{visible_drawing} of {visible_lines} visible code lines draw (at most 20%)")
+
+
+# A line of matplotlib: a call on an axes, a figure or pyplot.
+DRAWING_LINE = re.compile(
+    r"\b(ax|axes|axs|fig|plt|cbar|cb|twin|inset)\w*(\[[^\]]*\])*\.(?!subplots\b)\w+\(")
+
+
+def test_chapters_are_ruff_formatted():
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "--quiet",
+                             *map(str, CHAPTERS)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, "run `make format`:\n" + result.stdout + result.stderr
 
 
 def test_setup_cell_installs_from_the_repository_only_on_colab(monkeypatch):

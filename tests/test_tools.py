@@ -1,4 +1,4 @@
-"""The notebook formatter (make format) and the bench's glue reader."""
+"""The notebook formatter (make format) and the bench's headline reader."""
 from __future__ import annotations
 
 import sys
@@ -28,26 +28,47 @@ def test_formatter_sets_slides_strips_outputs_and_writes_the_setup_cell():
         nbformat.v4.new_code_cell("show(fig, alt='x')"),
         nbformat.v4.new_code_cell("assert True", metadata={"tags": ["remove-cell"]}),
         solution,
+        nbformat.v4.new_code_cell('say(f"accuracy {acc:.3f}")'),
+        nbformat.v4.new_code_cell("# draws the curves\nplot(x)", metadata={"tags": ["hide-input"]}),
     ]
     nb.metadata["widgets"] = {"state": {}}
     out = fmt.normalise(nbformat.from_dict(nb), "https://github.com/o/r")
     slides = [c.metadata["slideshow"]["slide_type"] for c in out.cells]
-    assert slides == ["slide", "skip", "slide", "subslide", "notes", "-", "subslide", "skip", "-"]
+    assert slides == ["slide", "skip", "slide", "subslide", "notes", "-", "subslide", "skip", "-",
+                      "-", "-"]
     assert out.cells[1].source == fmt.setup_cell_source("https://github.com/o/r")
     assert out.cells[5].outputs == [] and out.cells[5].execution_count is None
-    assert out.cells[8].metadata["jupyter"]["source_hidden"] is True
+    # A solution: code and answer behind one toggle on the site, both collapsed in Jupyter.
+    assert out.cells[8].metadata["tags"] == ["hide-cell", "solution"]
+    assert out.cells[8].metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
+    # A sentence with computed numbers: its code removed on the site, collapsed in Jupyter.
+    assert out.cells[9].metadata["tags"] == ["prose", "remove-input"]
+    assert out.cells[9].metadata["jupyter"] == {"source_hidden": True}
+    assert out.cells[10].metadata["jupyter"] == {"source_hidden": True}
+    assert "jupyter" not in out.cells[5].metadata
     assert "widgets" not in out.metadata
 
 
-def test_bench_reads_the_glued_headline():
+def test_prose_cells_are_only_say_calls():
+    assert fmt.is_prose_cell('say(f"a {x}")\nsay("b", acc=1)')
+    assert not fmt.is_prose_cell('acc = 1\nsay(f"a {acc}")')
+    assert not fmt.is_prose_cell("print(1)") and not fmt.is_prose_cell("say(")
+
+
+def test_bench_reads_the_recorded_headline(monkeypatch):
+    from dlbook.notebook import say
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda data, **kw: shown.append((data, kw)))
+    say("accuracy 0.930", acc=0.93)
+    (markdown, kw), = shown
     nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("glue('acc', 0.93)")
-    cell.outputs = [nbformat.v4.new_output(
-        "display_data", data={"application/papermill.record/text/plain": "0.93"},
-        metadata={"scrapbook": {"name": "acc", "mime_prefix": "application/papermill.record/"}})]
+    cell = nbformat.v4.new_code_cell('say("accuracy 0.930", acc=0.93)')
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": markdown.data},
+                                           metadata=kw["metadata"])]
     nb.cells = [cell]
-    assert bench.glued(nb, "acc") == "0.93"
-    assert bench.glued(nb, "missing") is None
+    assert bench.recorded(nb, "acc") == 0.93
+    assert bench.recorded(nb, "missing") is None
 
 
 def test_readme_sections_are_replaced_between_their_markers(tmp_path):

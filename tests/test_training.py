@@ -1,6 +1,7 @@
 """fit(): the shared training loop, on tiny problems that run in a second."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -77,3 +78,67 @@ def test_helpers():
     assert isinstance(g, torch.Generator)
     assert accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0])) == 0.5
     assert count_parameters(nn.Linear(3, 2)) == 8
+
+
+def _toy(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    return x, (x[:, 0] > 0).long()
+
+
+def test_nan_loss_stops_at_once_naming_epoch_and_batch():
+    # A learning rate far too large: least squares blows up within a few batches.
+    x, _ = _toy()
+    target = x.sum(1, keepdim=True)
+    with pytest.raises(FloatingPointError, match=r"epoch \d+, batch \d+: .*learning rate 1e\+10"
+                                                 r".*smaller learning rate"):
+        fit(torch.nn.Linear(4, 1), (x, target), (x, target), epochs=50, batch_size=16,
+            loss_fn=torch.nn.functional.mse_loss, metric=None, patience=2,
+            optimizer=lambda p: torch.optim.SGD(p, lr=1e10))
+
+    # The error names the first batch whose loss is not finite.
+    calls = []
+
+    def nan_on_sixth_call(out, y):
+        calls.append(1)
+        loss = torch.nn.functional.cross_entropy(out, y)
+        return loss * float("nan") if len(calls) == 6 else loss
+
+    with pytest.raises(FloatingPointError, match=r"nan at epoch 2, batch 2"):
+        fit(torch.nn.Linear(4, 2), _toy(), epochs=3, batch_size=16, loss_fn=nan_on_sixth_call)
+    # A NaN in the data is caught at the batch where it first enters the loss.
+    x, y = _toy()
+    x[40] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch \d"):
+        fit(torch.nn.Linear(4, 2), (x, y), epochs=1, batch_size=16)
+
+
+@pytest.mark.parametrize("batch_size", [0, -64, 2.5, True])
+def test_bad_batch_size_fails_up_front(batch_size):
+    with pytest.raises(ValueError, match="batch_size must be a positive whole number"):
+        fit(torch.nn.Linear(4, 2), _toy(), epochs=1, batch_size=batch_size)
+
+
+def test_empty_or_mismatched_data_fails_up_front():
+    x, y = _toy()
+    with pytest.raises(ValueError, match="train data is empty"):
+        fit(torch.nn.Linear(4, 2), (x[:0], y[:0]), epochs=1)
+    with pytest.raises(ValueError, match="val data is empty"):
+        fit(torch.nn.Linear(4, 2), (x, y), (x[:0], y[:0]), epochs=1)
+    with pytest.raises(ValueError, match="val inputs and targets differ in length: 64 vs 63"):
+        fit(torch.nn.Linear(4, 2), (x, y), (x, y[:-1]), epochs=1)
+    with pytest.raises(ValueError, match="patience"):
+        fit(torch.nn.Linear(4, 2), (x, y), epochs=1, patience=2)
+
+
+def test_accuracy_refuses_one_hot_targets():
+    logits = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0]])
+    assert accuracy(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="one-hot"):
+        accuracy(logits, torch.nn.functional.one_hot(torch.tensor([0, 2, 1]), 3))
+
+
+def test_train_metric_counts_every_example_once():
+    x, y = _toy(n=50)
+    h = fit(torch.nn.Linear(4, 2), (x, y), epochs=2, batch_size=16)  # last batch has 2
+    assert 0.0 <= h.train_metric[-1] <= 1.0

@@ -1,7 +1,7 @@
 """Execute every chapter once and print a table of chapter, seconds and headline metric (make bench).
 
-The headline is the value a chapter glues under the name given in its notebook metadata
-(``dlbook.headline.glue``). ``--readme`` also rewrites the table between the bench markers in
+The headline is the number a chapter records with ``say(..., name=value)`` under the name given
+in its notebook metadata (``dlbook.headline.name``). ``--readme`` also rewrites the table between the bench markers in
 README.md. Exit status 1 if any chapter takes more than the 90 s ceiling.
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ from readme_section import replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S, CEILING_S = 60, 90
-GLUE_MIME = "application/papermill.record/text/plain"
 
 
 def chapters_in_toc() -> list[Path]:
@@ -29,13 +28,13 @@ def chapters_in_toc() -> list[Path]:
     return [ROOT / f"{m}.ipynb" for m in re.findall(r"file:\s*(chapters/\S+)", toc)]
 
 
-def glued(nb, name: str) -> str | None:
+def recorded(nb, name: str):
+    """The value ``say(..., name=value)`` recorded in the executed notebook, or None."""
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            meta = out.get("metadata", {}).get("scrapbook", {})
-            if meta.get("name") == name:
-                data = out.get("data", {})
-                return data.get(GLUE_MIME) or data.get("text/plain")
+            record = out.get("metadata", {}).get("dlbook", {}).get("record", {})
+            if name in record:
+                return record[name]
     return None
 
 
@@ -46,13 +45,10 @@ def run(path: Path) -> tuple[float, str, str]:
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
-    value = glued(nb, headline.get("glue", "")) if headline else None
-    if value is not None:
-        try:
-            value = f"{float(value):.4g}"
-        except ValueError:
-            value = value.strip("'\"")
-    return seconds, headline.get("label", "-"), value or "-"
+    value = recorded(nb, headline.get("name", "")) if headline else None
+    if isinstance(value, (int, float)):
+        value = f"{value:.4g}"
+    return seconds, headline.get("label", "-"), value if value is not None else "-"
 
 
 def table(rows) -> str:
@@ -71,6 +67,7 @@ def main() -> int:
         parser.error("--readme rewrites the whole table: run it on every chapter (no chapter arguments)")
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("DLBOOK_PROGRESS", "0")
+    os.environ.setdefault("DLBOOK_CPU_THREADS", "1")  # the same setting as the build and tests
     paths = [Path(c).resolve() for c in args.chapters] or chapters_in_toc()
     rows = []
     for path in paths:

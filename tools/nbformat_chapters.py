@@ -8,14 +8,22 @@ For each notebook given on the command line:
   ``#``/``##`` headings start a slide, ``###`` a sub-slide, figures are sub-slides, long prose goes
   to speaker notes, hidden assert cells and the setup cell are skipped. A cell tagged
   ``slide-manual`` keeps whatever slide type its author set;
-- collapses solution cells (tag ``hide-input``) in JupyterLab too, as they are on the website.
+- formats the code with ``ruff format`` (settings in pyproject.toml: 79 columns, so visible code
+  fits the site's code box without sideways scrolling);
+- a cell that only calls ``say(...)`` (a sentence quoting computed numbers) is tagged ``prose`` and
+  ``remove-input``: its code is removed on the site and collapsed in Jupyter, its text shows;
+- a solution (tag ``solution``) is tagged ``hide-cell``: code and answer behind one toggle on the
+  site, and both collapsed in Jupyter;
+- a cell tagged ``hide-input`` (a cell that only draws) is collapsed in JupyterLab too.
 
 ``python tools/nbformat_chapters.py --check chapters/*.ipynb`` only reports what it would change.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,6 +55,33 @@ def setup_cell_source(url: str) -> str:
     )
 
 
+def is_prose_cell(src: str) -> bool:
+    """True when the cell's code is nothing but ``say(...)`` calls."""
+    try:
+        body = ast.parse(src).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(
+        isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name) and node.value.func.id == "say"
+        for node in body)
+
+
+def tags_for(cell: dict) -> list[str]:
+    """The cell's tags after the book's rules (prose cells, solutions)."""
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    if cell["cell_type"] != "code":
+        return sorted(tags)
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    if is_prose_cell(src):
+        tags |= {"prose", "remove-input"}
+    elif "prose" in tags:
+        tags -= {"prose", "remove-input"}
+    if "solution" in tags:
+        tags = (tags - {"hide-input", "hide-output"}) | {"hide-cell"}
+    return sorted(tags)
+
+
 def slide_type(cell: dict, index_of_first_code: int, index: int) -> str:
     src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
     tags = cell.get("metadata", {}).get("tags", [])
@@ -61,6 +96,8 @@ def slide_type(cell: dict, index_of_first_code: int, index: int) -> str:
         return "-"
     if index == index_of_first_code or "remove-cell" in tags:
         return "skip"
+    if "prose" in tags:
+        return "-"
     if FIGURE_CALL.search(src):
         return "subslide"
     return "-"
@@ -82,9 +119,20 @@ def normalise(nb: dict, url: str) -> dict:
             if i == first_code:
                 cell["source"] = setup_cell_source(url)
                 md["tags"] = sorted(set(md.get("tags", [])) | {"colab-setup"})
-        tags = md.get("tags", [])
-        if "hide-input" in tags:
-            md.setdefault("jupyter", {})["source_hidden"] = True
+        tags = tags_for(cell)
+        if tags:
+            md["tags"] = tags
+        else:
+            md.pop("tags", None)
+        jupyter = md.pop("jupyter", {})
+        jupyter.pop("source_hidden", None)
+        jupyter.pop("outputs_hidden", None)
+        if cell["cell_type"] == "code" and {"hide-input", "remove-input", "hide-cell"} & set(tags):
+            jupyter["source_hidden"] = True
+        if cell["cell_type"] == "code" and "hide-cell" in tags:
+            jupyter["outputs_hidden"] = True
+        if jupyter:
+            md["jupyter"] = jupyter
         if "slide-manual" not in tags:
             md["slideshow"] = {"slide_type": slide_type(cell, first_code, i)}
         if isinstance(cell["source"], list):
@@ -92,10 +140,26 @@ def normalise(nb: dict, url: str) -> dict:
     return nb
 
 
+def ruff_format(paths: list[Path], check: bool) -> bool:
+    """Run ``ruff format`` on the notebooks; with ``check``, only report. True if all formatted."""
+    cmd = [sys.executable, "-m", "ruff", "format", "--quiet", *(["--check"] if check else []),
+           *map(str, paths)]
+    try:
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    except FileNotFoundError as err:  # pragma: no cover
+        raise SystemExit(f"ruff is missing: run `make setup` ({err})") from None
+    if result.returncode not in (0, 1) or "No module named ruff" in result.stderr:
+        raise SystemExit("ruff format failed:\n" + result.stdout + result.stderr)
+    if result.stdout.strip():
+        print(result.stdout.strip())
+    return result.returncode == 0
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     paths = [Path(a) for a in argv if a != "--check"]
     url = repository_url()
+    formatted = ruff_format(paths, check)
     changed = []
     for path in paths:
         before = path.read_text()
@@ -107,7 +171,7 @@ def main(argv: list[str]) -> int:
                 path.write_text(after)
     for path in changed:
         print(("would change " if check else "formatted ") + str(path))
-    return 1 if (check and changed) else 0
+    return 1 if (check and (changed or not formatted)) else 0
 
 
 if __name__ == "__main__":

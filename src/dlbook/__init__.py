@@ -6,7 +6,9 @@ Each module holds one idea that several chapters reuse:
 - ``dlbook.training``: ``fit``, the one training loop, plus device choice and seeding.
 - ``dlbook.interactive``: plots with sliders that work live and on the static website.
 - ``dlbook.notebook``: a chapter's set-up (``setup_chapter``), figures with alt text (``show``),
-  numbers glued into the prose (``glue``), library source shown to the reader (``show_source``).
+  sentences that quote computed numbers (``say``), library source shown to the reader
+  (``show_source``).
+- ``dlbook.plots``: drawing that several chapters share (learning curves, decision boundaries, ...).
 - ``dlbook.style``: the book's figure style.
 - ``dlbook.models``: small shared models (``MLP``).
 - ``dlbook.perceptron``: McCulloch-Pitts units and Rosenblatt's perceptron (chapter 02).

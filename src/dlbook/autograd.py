@@ -157,10 +157,15 @@ class Value:
     def backward(self):
         """Fill in `.grad` of every Value this one depends on with d(self)/d(that value).
 
-        Gradients accumulate (`+=`), as in PyTorch: call `zero_grad()` (or reset `.grad`) between
-        two backward passes over the same graph.
+        As in PyTorch, gradients *accumulate* (`+=`) in the leaves (the inputs and parameters):
+        call `zero_grad()` (or reset their `.grad`) between two backward passes. Intermediate
+        values are recomputed from scratch on every pass: their `.grad` is reset here, so a second
+        pass does not add on top of the first one's partial sums.
         """
         order = topological_order(self)
+        for node in order:
+            if node._prev:  # not a leaf: its gradient is rebuilt from its users below
+                node.grad = 0.0
         self.grad = 1.0  # d(self)/d(self)
         # Reversed topological order visits a node only after every node that uses it, so its
         # gradient is complete before it is pushed further back to its own inputs.

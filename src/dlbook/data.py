@@ -95,11 +95,23 @@ def verified_path(name: str) -> Path:
     if actual != expected:
         raise DataIntegrityError(
             f"{name} at {path} is damaged or modified: sha256 is {actual}, expected {expected}. "
-            f"In the repository, restore it with `git checkout data/{name}` or rebuild it with "
-            "`python data/build_data.py`; for an installed package, reinstall dlbook."
+            + _how_to_restore(name, path)
         )
     _verified.add(key)
     return path
+
+
+def _how_to_restore(name: str, path: Path) -> str:
+    """The fix for a damaged copy, for the folder it was found in."""
+    folder = path.parent.resolve()
+    if os.environ.get(ENV_VAR) and folder == Path(os.environ[ENV_VAR]).expanduser().resolve():
+        return (f"This copy comes from {ENV_VAR}={os.environ[ENV_VAR]}: replace it with a good "
+                f"copy (for example the repository's data/{name}), or unset {ENV_VAR} to use the "
+                "copy that ships with dlbook.")
+    if folder == REPO_DATA_DIR.resolve():
+        return (f"In the repository, restore it with `git checkout data/{name}` or rebuild it "
+                "with `python data/build_data.py`.")
+    return "Reinstall dlbook (`pip install --force-reinstall dlbook`): the wheel ships the data."
 
 
 def load_mnist5k(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +144,49 @@ def mnist5k_tensors(split: str = "train", flatten: bool = True, device=None):
     x = x.reshape(len(x), 784) if flatten else x.unsqueeze(1)  # (N, 784) or (N, 1, 28, 28)
     y = torch.from_numpy(labels).to(torch.int64)  # (N,)
     return x.to(device), y.to(device)
+
+
+def validation_split(x, y, fraction: float = 0.2, seed: int = 0, stratify: bool = True):
+    """Carve a validation set out of training data: ``(x_train, y_train), (x_val, y_val)``.
+
+    The book's one rule for experiments: choices (epochs, learning rate, regularization) are made
+    on this split, and the test set gives the final number once. ``stratify`` keeps each class's
+    share the same in both parts (``y`` integer labels). Works on NumPy arrays and torch tensors.
+    """
+    n = len(x)
+    if n != len(y):
+        raise ValueError(f"x and y differ in length: {n} vs {len(y)}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
+    n_val = int(round(fraction * n))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"a fraction of {fraction} of {n} examples leaves an empty split")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(y.cpu() if hasattr(y, "cpu") else y)
+    if stratify and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
+        val_idx = []
+        for c in np.unique(labels):
+            members = rng.permutation(np.flatnonzero(labels == c))
+            val_idx.append(members[:int(round(fraction * len(members)))])
+        val_idx = np.sort(np.concatenate(val_idx))
+    else:
+        val_idx = np.sort(rng.permutation(n)[:n_val])
+    train_mask = np.ones(n, dtype=bool)
+    train_mask[val_idx] = False
+    train_idx = np.flatnonzero(train_mask)
+    if hasattr(x, "device"):  # torch: index with tensors on the data's device
+        import torch
+
+        train_idx = torch.as_tensor(train_idx, device=x.device)
+        val_idx = torch.as_tensor(val_idx, device=x.device)
+    return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
+
+
+def mnist5k_splits(val_fraction: float = 0.2, flatten: bool = True, seed: int = 0, device=None):
+    """MNIST-5k as ``train, val, test`` pairs of tensors: the validation split is carved from the
+    4,000 training digits (stratified, 800 by default), the 1,000 test digits are kept apart."""
+    train, val = validation_split(*mnist5k_tensors("train", flatten, device), val_fraction, seed)
+    return train, val, mnist5k_tensors("test", flatten, device)
 
 
 def load_names() -> list[str]:

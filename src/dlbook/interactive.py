@@ -106,7 +106,12 @@ def render_png(draw: Callable, values: Mapping[str, Any], *, figsize, dpi, color
     with rc_context(BOOK_STYLE):
         fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
         FigureCanvasAgg(fig)
-        draw(fig, **values)
+        try:
+            draw(fig, **values)
+        except Exception as err:
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            raise RuntimeError(f"the plot's draw function failed at {shown}: "
+                               f"{type(err).__name__}: {err}") from err
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
     if colors is None:
@@ -149,8 +154,13 @@ class InteractivePlot:
             vals = c.values
             if c.name in initial:
                 v = initial[c.name]
-                idx = (int(np.argmin([abs(x - v) for x in vals])) if isinstance(c, Slider)
-                       else vals.index(v))
+                if isinstance(c, Slider):
+                    idx = int(np.argmin([abs(x - v) for x in vals]))
+                elif v in vals:
+                    idx = vals.index(v)
+                else:
+                    raise ValueError(f"initial value {v!r} for Dropdown {c.name!r} is not one of "
+                                     f"its options {list(vals)}")
             else:
                 idx = len(vals) // 2 if isinstance(c, Slider) else 0
             self.initial_index[c.name] = idx

@@ -1,8 +1,8 @@
-"""Small notebook helpers: chapter set-up, figures with alt text, numbers glued into the prose,
-and library source shown to the reader.
+"""Small notebook helpers: chapter set-up, figures with alt text, sentences that quote computed
+numbers, and library source shown to the reader.
 
-Both write plain Jupyter display data, so they work the same in JupyterLab, Colab and the
-book build; neither needs myst-nb at run time.
+They write plain Jupyter display data, so they work the same in JupyterLab, Colab, RISE and the
+book build; none needs myst-nb at run time.
 """
 from __future__ import annotations
 
@@ -11,24 +11,30 @@ import html
 import io
 from typing import Any
 
-GLUE_PREFIX = "application/papermill.record/"  # the MIME prefix myst-nb's glue roles look for
+RECORD_KEY = "dlbook"  # output metadata key under which say() keeps its named numbers
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Record ``value`` under ``name`` so that the markdown can quote it with ``{glue:text}`name```.
+def say(markdown: str, **record: Any) -> None:
+    """Display a sentence that quotes computed numbers, as Markdown.
 
-    The prose then shows the number this run computed, never a number typed by hand. Returns
-    ``value`` so a cell can glue and use a result in one line. ``display=True`` also shows it.
+    The chapter writes it as an f-string, so the text shows the numbers this run computed, never
+    numbers typed by hand; and because it is an ordinary output, it reads the same in Jupyter,
+    Colab, RISE and on the website (``make format`` collapses the cell's code in Jupyter and
+    removes it on the site). Remember to double the braces of LaTeX inside an f-string:
+    ``say(f"accuracy ${acc:.3f}$, $\\mathbf{{w}}$ ...")``.
+
+    ``record``: named numbers kept in the output's metadata, for tools that read an executed
+    chapter (``make bench`` takes the chapter's headline number from there).
     """
-    from IPython.core.formatters import format_display_data
-    from IPython.display import display as ipy_display
+    from IPython.display import Markdown, display
 
-    bundle, metadata = format_display_data(value)
-    prefix = "" if display else GLUE_PREFIX
-    metadata = dict(metadata)
-    metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
-    ipy_display({prefix + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
-    return value
+    if not isinstance(markdown, str) or not markdown.strip():
+        raise ValueError("say() needs the sentence to display, as a non-empty string")
+    for name, value in record.items():
+        if not isinstance(value, (int, float, str)) and not hasattr(value, "item"):
+            raise TypeError(f"say(): recorded value {name}={value!r} must be a number or a string")
+    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+    display(Markdown(markdown), metadata={RECORD_KEY: {"record": record}} if record else None)
 
 
 def figure_html(fig, alt: str, dpi: int = 100) -> str:
@@ -64,20 +70,33 @@ def show_source(*objects):
     return Markdown(f"```python\n{code}\n```")
 
 
-def setup_chapter(seed: int = 0, cpu_threads: int | None = 1):
+THREADS_ENV = "DLBOOK_CPU_THREADS"  # the build and the tests pin one thread per worker
+
+
+def setup_chapter(seed: int = 0, cpu_threads: int | None = None):
     """What every chapter's imports cell does: the book's figure style, seeds, and the device.
 
-    Returns the device to use: CUDA when there is a GPU (Colab), else the CPU. On the CPU the
-    book's models are small, and one thread is faster than several that wait on each other
-    (tests run two chapters side by side on two cores), so PyTorch and the BLAS libraries get
-    ``cpu_threads`` threads; pass ``None`` to keep the defaults.
+    Returns the device to use: CUDA when there is a GPU (Colab), else the CPU. A reader's machine
+    keeps all its cores (PyTorch's default). The build and the tests run two chapters side by side
+    on two cores, where two threads each would wait on one another, so they set the environment
+    variable ``DLBOOK_CPU_THREADS=1``; ``cpu_threads`` overrides both.
     """
+    import os
+
     from .style import use_book_style
     from .training import pick_device, seed_everything
 
     use_book_style()
     seed_everything(seed)
     device = pick_device()
+    if cpu_threads is None and os.environ.get(THREADS_ENV):
+        try:
+            cpu_threads = int(os.environ[THREADS_ENV])
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV} must be a whole number of threads, "
+                             f"got {os.environ[THREADS_ENV]!r}") from None
+    if cpu_threads is not None and cpu_threads < 1:
+        raise ValueError(f"cpu_threads must be at least 1, got {cpu_threads}")
     if cpu_threads is not None and device.type == "cpu":
         import torch
 

@@ -1,0 +1,152 @@
+"""Drawing that several chapters share, so that a chapter's visible code is the idea it teaches.
+
+Each function draws on a matplotlib ``Axes`` (or ``Figure``) it is given and returns it, so the
+same call serves a static figure (``fig, ax = plt.subplots()``) and an interactive plot's
+``draw(fig, ...)``. Colours come from the book style (:mod:`dlbook.style`).
+
+- :func:`learning_curves`: loss or metric against epoch for one or several runs.
+- :func:`mean_band`: the mean of several seeds' curves with a min-max band.
+- :func:`decision_boundary`: a classifier's regions on a 2-D grid, with the data on top.
+- :func:`image_grid`: a grid of small images (digits, filters, feature maps).
+- :func:`contour_trajectories`: a 2-D function's contours with optimizer paths on them.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .style import DIVERGING_CMAP, OKABE_ITO
+
+
+def _colour(i: int) -> str:
+    return OKABE_ITO[i % len(OKABE_ITO)]
+
+
+def learning_curves(ax, histories, keys: Sequence[str] = ("train_loss", "val_loss"),
+                    *, ylabel: str | None = None, logy: bool = False, title: str | None = None):
+    """Curves of ``keys`` against epoch for each :class:`~dlbook.training.History`.
+
+    ``histories``: one History, or a ``{label: History}`` mapping (one colour a run). Training
+    curves are dashed and validation curves solid, so a gap between them reads at a glance.
+    """
+    if not isinstance(histories, Mapping):
+        histories = {"": histories}
+    if not histories:
+        raise ValueError("learning_curves needs at least one History")
+    for i, (label, history) in enumerate(histories.items()):
+        for key in keys:
+            values = getattr(history, key, None)
+            if values is None:
+                raise ValueError(f"History has no {key!r}; it records {list(history.as_dict())}")
+            if not values:
+                continue
+            x = getattr(history, "epoch", None) or range(1, len(values) + 1)
+            if getattr(history, "step", None):
+                x = history.step if len(history.step) == len(values) else x
+            split = key.split("_")[0]
+            name = " ".join(filter(None, [label, split]))
+            ax.plot(x[:len(values)], values, color=_colour(i), ls="--" if split == "train" else "-",
+                    label=name)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel=ylabel or keys[-1].split("_", 1)[-1], title=title)
+    ax.legend()
+    return ax
+
+
+def mean_band(ax, x, runs, *, label: str | None = None, color: str | None = None, ls: str = "-"):
+    """The mean over seeds of ``runs`` (shape ``(n_seeds, len(x))``) with a min-max band."""
+    runs = np.asarray(runs, dtype=float)
+    if runs.ndim != 2 or runs.shape[1] != len(x):
+        raise ValueError(f"runs must have shape (n_seeds, {len(x)}), got {runs.shape}")
+    line, = ax.plot(x, runs.mean(0), label=label, color=color, ls=ls)
+    ax.fill_between(x, runs.min(0), runs.max(0), color=line.get_color(), alpha=0.2, lw=0)
+    return ax
+
+
+def decision_boundary(ax, predict: Callable[[np.ndarray], np.ndarray], X, y, *,
+                      lim: tuple[float, float] | None = None, resolution: int = 200,
+                      probability: bool = False, cmap: str = DIVERGING_CMAP, size: float = 25):
+    """Shade the regions a classifier assigns on a grid; draw the points coloured by label.
+
+    ``predict`` maps an ``(n, 2)`` array to labels, or to probabilities of class 1 when
+    ``probability=True`` (then the 0.5 contour is drawn too). ``lim``: the square's bounds
+    (default: the data's range with a margin).
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"decision_boundary draws 2-D inputs; X has shape {X.shape}")
+    if lim is None:
+        lo, hi = X.min(), X.max()
+        pad = 0.1 * (hi - lo)
+        lim = (lo - pad, hi + pad)
+    t = np.linspace(*lim, resolution)
+    gx, gy = np.meshgrid(t, t)
+    z = np.asarray(predict(np.column_stack([gx.ravel(), gy.ravel()]))).reshape(gx.shape)
+    if probability:
+        ax.contourf(gx, gy, z, levels=np.linspace(0, 1, 11), cmap=cmap, alpha=0.35)
+        ax.contour(gx, gy, z, levels=[0.5], colors="black", linewidths=1.5)
+    else:
+        ax.contourf(gx, gy, z, levels=np.arange(z.min(), z.max() + 2) - 0.5, cmap=cmap, alpha=0.3)
+    classes = np.unique(y)
+    for i, c in enumerate(classes):
+        ax.scatter(*X[y == c].T, s=size, color=_colour(i), edgecolor="black", lw=0.4,
+                   label=str(c), zorder=3)
+    ax.set(xlim=lim, ylim=lim, aspect="equal")
+    return ax
+
+
+def image_grid(fig, images, *, titles: Sequence[str] | None = None, ncols: int = 10,
+               cmap: str = "gray_r", symmetric: bool = False, suptitle: str | None = None):
+    """Draw ``images`` (``(n, H, W)``, or ``(n, H*W)`` for square images) in a grid on ``fig``.
+
+    ``symmetric=True`` centres a diverging colour map on zero (weights, filters, saliency).
+    Returns the array of axes.
+    """
+    images = np.asarray(images, dtype=float)
+    if images.ndim == 2:
+        side = int(round(np.sqrt(images.shape[1])))
+        if side * side != images.shape[1]:
+            raise ValueError(f"rows of length {images.shape[1]} are not square images: reshape them")
+        images = images.reshape(len(images), side, side)
+    if images.ndim != 3 or len(images) == 0:
+        raise ValueError(f"image_grid needs images of shape (n, H, W), got {images.shape}")
+    n = len(images)
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i >= n:
+            continue
+        if symmetric:
+            v = np.abs(images[i]).max() or 1.0
+            ax.imshow(images[i], cmap=DIVERGING_CMAP, vmin=-v, vmax=v)
+        else:
+            ax.imshow(images[i], cmap=cmap)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return axes
+
+
+def contour_trajectories(ax, f: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                         paths: Mapping[str, np.ndarray], *, xlim, ylim, levels=30,
+                         log_levels: bool = False, minimum: Sequence[float] | None = None):
+    """Contours of ``f(x, y)`` with one optimizer path (``(steps, 2)`` array) per label."""
+    x, y = np.linspace(*xlim, 300), np.linspace(*ylim, 300)
+    gx, gy = np.meshgrid(x, y)
+    z = f(gx, gy)
+    if log_levels:
+        levels = np.geomspace(max(z.min(), 1e-3), z.max(), levels if isinstance(levels, int) else 30)
+    ax.contour(gx, gy, z, levels=levels, colors="gray", linewidths=0.6, alpha=0.7)
+    for i, (label, path) in enumerate(paths.items()):
+        path = np.asarray(path)
+        ax.plot(path[:, 0], path[:, 1], "-o", ms=2.5, lw=1.4, color=_colour(i), label=label)
+    if minimum is not None:
+        ax.plot(*minimum, marker="*", ms=14, color="black", ls="none", label="minimum")
+    ax.set(xlim=xlim, ylim=ylim, xlabel="$w_1$", ylabel="$w_2$")
+    ax.legend(loc="upper left")
+    return ax

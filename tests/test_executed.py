@@ -1,0 +1,67 @@
+"""Checks on the chapters as executed by `make book` (`_build/jupyter_execute/`): what a reader sees.
+
+- every sentence that quotes computed numbers (a `say(...)` cell) shows as Markdown;
+- no cell leaves a stray result (a bare float, `device(type='cpu')`): a cell whose last line is a
+  plain value shows it only when tagged `show-result`;
+- no output is longer than a screen.
+Run with `make site-test` after `make book`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = ROOT / "_build" / "jupyter_execute" / "chapters"
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+SCREEN_LINES = 40
+
+pytestmark = pytest.mark.built
+
+
+def executed(path: Path) -> dict:
+    built = EXECUTED / path.name
+    if not built.exists():
+        pytest.fail(f"{built} is missing: run `make book` first")
+    return json.loads(built.read_text())
+
+
+def tags(cell: dict) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_said_sentence_shows_as_markdown(path):
+    cells = [c for c in executed(path)["cells"] if c["cell_type"] == "code" and "prose" in tags(c)]
+    for cell in cells:
+        kinds = [o["output_type"] for o in cell["outputs"]]
+        shown = [o for o in cell["outputs"] if "text/markdown" in o.get("data", {})]
+        assert shown and set(kinds) == {"display_data"}, (
+            f"a say() cell shows only its sentences; got {kinds}:\n{''.join(cell['source'])[:200]}")
+        for out in shown:
+            text = "".join(out["data"]["text/markdown"])
+            assert text.strip() and "{glue" not in text
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_no_stray_results(path):
+    for i, cell in enumerate(executed(path)["cells"]):
+        if cell["cell_type"] != "code" or "show-result" in tags(cell):
+            continue
+        for out in cell["outputs"]:
+            if out["output_type"] == "execute_result" and set(out["data"]) <= {"text/plain"}:
+                value = "".join(out["data"].get("text/plain", ""))[:80]
+                pytest.fail(f"cell {i} ends in a stray value {value!r}: end the cell with a "
+                            "statement (or `_ = ...`), print it, or tag the cell show-result")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_outputs_fit_on_a_screen(path):
+    for i, cell in enumerate(executed(path)["cells"]):
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                lines = "".join(out["text"]).count("\n")
+                assert lines <= SCREEN_LINES, f"cell {i} prints {lines} lines (a screen is {SCREEN_LINES})"
+            assert out["output_type"] != "error", f"cell {i} raised"
