@@ -146,3 +146,31 @@ def test_dropdown_initial_must_be_an_option():
     with pytest.raises(ValueError, match=r"initial value 'c' for Dropdown 'kind' is not one of"):
         interactive_plot(lambda fig, kind: None, [Dropdown("kind", ["a", "b"])], alt="x",
                          initial={"kind": "c"})
+
+
+def test_static_view_speaks_the_value_shown_and_keeps_its_keys():
+    plot = interactive_plot(lambda fig, g: fig.subplots().plot([0, g]),
+                            [Slider("g", [0.1, 0.2, 0.3], fmt="γ = {:.2f}")],
+                            alt=lambda g: f"a line rising to {g:.1f}")
+    page = plot.to_html()
+    assert 'aria-valuetext="γ = 0.20"' in page
+    assert "setAttribute('aria-valuetext'" in page and "stopPropagation" in page
+    assert plot.alt == "a line rising to 0.2" and 'alt="a line rising to 0.2"' in page
+    assert plot.frame_alts() == ["a line rising to 0.1", "a line rising to 0.2",
+                                 "a line rising to 0.3"]
+    with pytest.raises(ValueError, match="alt function"):
+        interactive_plot(lambda fig, g: None, [Slider("g", [0, 1])], alt=lambda g: "")
+
+
+def test_a_snapped_slider_offers_only_the_grid_live():
+    drawn = []
+
+    def draw(fig, gap):
+        drawn.append(gap)
+        fig.subplots().plot([0, gap])
+
+    plot = interactive_plot(draw, [Slider("gap", [0.1, 0.2, 0.4], snap=True)], alt="a line")
+    slider = plot.widget().children[0]
+    assert list(slider.options) == [("0.1", 0.1), ("0.2", 0.2), ("0.4", 0.4)]
+    assert plot.check_live() == 3
+    assert set(drawn) <= {0.1, 0.2, 0.4}

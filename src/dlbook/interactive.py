@@ -46,13 +46,16 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 @dataclass(frozen=True)
 class Slider:
     """A numeric control. ``values`` is the grid the static site offers; live, the slider moves
-    in ``live_step`` steps between the grid's ends (default: the grid itself, refined 4x)."""
+    in ``live_step`` steps between the grid's ends (default: the grid itself, refined 4x).
+    ``snap=True``: the live slider, too, offers only the grid values, for a ``draw`` that picks
+    precomputed results (a live control must show the value that is drawn)."""
 
     name: str
     values: Sequence[float]
     label: str | None = None
     live_step: float | None = None
     fmt: str = "{:.3g}"
+    snap: bool = False  # live too, only the grid values (when draw can show nothing in between)
 
     def __post_init__(self):
         values = [v.item() if hasattr(v, "item") else v for v in self.values]
@@ -131,7 +134,10 @@ class InteractivePlot:
 
     def __init__(self, draw, controls, *, alt, figsize=(6.4, 3.6), dpi=80, initial=None,
                  continuous_update=True, caption=None):
-        if not alt or not alt.strip():
+        self.alt_for = alt if callable(alt) else None
+        if self.alt_for is not None:  # alt text that follows the frame: check it on the start frame
+            alt = None
+        if alt is not None and (not isinstance(alt, str) or not alt.strip()):
             raise ValueError("interactive_plot needs alt text that describes the figure for readers "
                              "who cannot see it")
         names = [c.name for c in controls]
@@ -166,6 +172,10 @@ class InteractivePlot:
             self.initial_index[c.name] = idx
         self._widget = None
         self._frames = None
+        if self.alt_for is not None:
+            self.alt = self.alt_for(**self.initial_values())
+            if not isinstance(self.alt, str) or not self.alt.strip():
+                raise ValueError("the alt function must return a description of each frame")
 
     @property
     def n_frames(self) -> int:
@@ -186,6 +196,14 @@ class InteractivePlot:
             self._frames = [self.frame(**dict(zip(names, combo))) for combo in itertools.product(*grids)]
         return self._frames
 
+    def frame_alts(self) -> list[str] | None:
+        """Each frame's alt text, in the order of :meth:`frames`, when ``alt`` is a function."""
+        if self.alt_for is None:
+            return None
+        names = [c.name for c in self.controls]
+        return [self.alt_for(**dict(zip(names, combo)))
+                for combo in itertools.product(*[c.values for c in self.controls])]
+
     def to_html(self) -> str:
         uid = "dlb-" + uuid.uuid4().hex[:10]
         frames = ["data:image/png;base64," + base64.b64encode(f).decode() for f in self.frames()]
@@ -200,7 +218,9 @@ class InteractivePlot:
                     f'<label style="display:flex;gap:.6em;align-items:center;margin:.15em 0">'
                     f'<span style="min-width:7em">{label}</span>'
                     f'<input type="range" data-control="{i}" min="0" max="{len(c.values) - 1}" step="1" '
-                    f'value="{start[i]}" aria-label="{label}" data-labels=\'{html.escape(texts)}\' '
+                    f'value="{start[i]}" aria-label="{label}" '
+                    f'aria-valuetext="{html.escape(c.labels()[start[i]])}" '
+                    f'data-labels=\'{html.escape(texts)}\' '
                     f'style="flex:1;max-width:22em">'
                     f'<output style="min-width:4em;font-family:monospace">{html.escape(c.labels()[start[i]])}'
                     f'</output></label>')
@@ -214,18 +234,24 @@ class InteractivePlot:
         index = int(np.ravel_multi_index(start, sizes))
         caption = (f'<figcaption style="font-size:.9em">{html.escape(self.caption)}</figcaption>'
                    if self.caption else "")
-        # Plain JS, no libraries: the frame index is the controls' indices in mixed radix.
+        alts = self.frame_alts()
+        # Plain JS, no libraries: the frame index is the controls' indices in mixed radix. Screen
+        # readers hear the value shown (aria-valuetext) and, where it changes, the frame's alt
+        # text. Arrow keys on a control stay with it (a slideshow would take them for its own).
         script = (
             "(function(){var root=document.getElementById('%s');"
             "var frames=JSON.parse(root.querySelector('script[type=\"application/json\"]').textContent);"
-            "var sizes=%s;var img=root.querySelector('img');"
+            "var alts=%s;var sizes=%s;var img=root.querySelector('img');"
             "var inputs=root.querySelectorAll('[data-control]');"
             "function update(){var idx=0;inputs.forEach(function(el,i){"
             "var v=parseInt(el.value,10);idx=idx*sizes[i]+v;"
-            "if(el.type==='range'){el.nextElementSibling.textContent=JSON.parse(el.dataset.labels)[v];}});"
-            "img.src=frames[idx];root.dataset.frame=idx;}"
+            "if(el.type==='range'){var t=JSON.parse(el.dataset.labels)[v];"
+            "el.nextElementSibling.textContent=t;el.setAttribute('aria-valuetext',t);}});"
+            "img.src=frames[idx];if(alts){img.alt=alts[idx];}root.dataset.frame=idx;}"
             "inputs.forEach(function(el){el.addEventListener('input',update);"
-            "el.addEventListener('change',update);});})();" % (uid, json.dumps(sizes)))
+            "el.addEventListener('change',update);"
+            "el.addEventListener('keydown',function(e){e.stopPropagation();});});})();"
+            % (uid, json.dumps(alts), json.dumps(sizes)))
         return (
             f'<figure class="dlbook-interactive" id="{uid}" data-frame="{index}" '
             f'style="margin:.5em 0;max-width:100%">'
@@ -251,6 +277,10 @@ class InteractivePlot:
             if isinstance(c, Dropdown):
                 return widgets.Dropdown(options=list(c._pairs), value=start, description=desc, style=style)
             lo, hi = c.values[0], c.values[-1]
+            if c.snap:
+                return widgets.SelectionSlider(options=list(zip(c.labels(), c.values)), value=start,
+                                               description=desc, continuous_update=cu,
+                                               style=style, layout=layout)
             if c.is_int:
                 step = int(c.live_step or 1)
                 return widgets.IntSlider(min=lo, max=hi, step=step, value=start, description=desc,
@@ -282,7 +312,9 @@ class InteractivePlot:
         *inputs, image = self.widget().children
         moves = 0
         for control, widget in zip(self.controls, inputs):
-            if isinstance(control, Slider):
+            if isinstance(control, Slider) and control.snap:
+                targets = list(control.values)
+            elif isinstance(control, Slider):
                 span, step = widget.max - widget.min, widget.step
                 targets = [type(widget.value)(min(widget.max, widget.min + round(f * span / step) * step))
                            for f in fractions]
@@ -313,7 +345,7 @@ class InteractivePlot:
         return bundle
 
 
-def interactive_plot(draw: Callable, controls: Sequence[Control], *, alt: str, figsize=(6.4, 3.6),
+def interactive_plot(draw: Callable, controls: Sequence[Control], *, alt: str | Callable[..., str], figsize=(6.4, 3.6),
                      dpi: int = 80, initial: Mapping[str, Any] | None = None,
                      continuous_update: bool = True, caption: str | None = None) -> InteractivePlot:
     """A plot with sliders and dropdowns that works live (ipywidgets) and on the static site.
@@ -321,7 +353,9 @@ def interactive_plot(draw: Callable, controls: Sequence[Control], *, alt: str, f
     ``draw(fig, **values)`` draws on a fresh :class:`matplotlib.figure.Figure` (call
     ``fig.subplots()``); it is called once per frame, so keep it cheap and free of training.
     Precompute the expensive part (e.g. training curves for every setting) and let ``draw`` pick.
-    ``alt`` describes the figure for screen readers. Static frames: one per combination of grid values.
+    ``alt`` describes the figure for screen readers: a string, or a function ``alt(**values)``
+    where the figure's meaning changes from frame to frame. Static frames: one per combination of
+    grid values.
     """
     return InteractivePlot(draw, controls, alt=alt, figsize=figsize, dpi=dpi, initial=initial,
                            continuous_update=continuous_update, caption=caption)
