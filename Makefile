@@ -14,7 +14,7 @@ export DLBOOK_PROGRESS := 0
 # since two threads each wait on one another (a reader's own run keeps all its cores).
 export DLBOOK_CPU_THREADS := 1
 
-.PHONY: setup book test unit nbtest site-test browser-test fresh-colab-test bench bench-fit format clean
+.PHONY: setup book test unit nbtest site-test browser-test fresh-colab-test bench bench-fit chapter format clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,11 @@ browser-test: site-test
 
 bench: $(STAMP)
 	$(PY) tools/bench.py --readme
+
+# One chapter as the build runs it, in a minute: make chapter CH=chapters/02_perceptron.ipynb
+# (then `make site-test` checks what a reader sees in it, among the others already built).
+chapter: $(STAMP)
+	$(PY) tools/run_chapter.py $(CH)
 
 # fit against a DataLoader loop and a hand-written loop, on MNIST-5k (the claim in training.py).
 bench-fit: $(STAMP)
