@@ -59,3 +59,30 @@ def test_contour_trajectories():
                                ylim=(-1, 1), minimum=(0, 0))
     assert [ln.get_label() for ln in ax.get_lines()] == ["gd", "minimum"]
     plt.close(fig)
+
+
+def test_decision_boundary_keeps_class_colours_when_one_class_is_predicted():
+    X, y = np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([-1, 1])
+    colours = []
+    for predict in (lambda p: np.where(p.sum(1) > 1, 1, -1), lambda p: -np.ones(len(p))):
+        fig, ax = plt.subplots()
+        plots.decision_boundary(ax, predict, X, y, lim=(0, 1), resolution=20)
+        regions = ax.collections[0]
+        colours.append(regions.get_facecolor()[0].round(3).tolist())  # the lowest band: class -1
+        assert list(regions.levels) == [-1.5, -0.5, 0.5, 1.5]
+        plt.close(fig)
+    assert colours[0] == colours[1], "class -1 is drawn in the same colour in both frames"
+
+
+def test_linear_boundary_lies_on_the_line_and_skips_zero_weights():
+    fig, ax = plt.subplots()
+    for w, b in [((1.0, 2.0), -0.5), ((3.0, 0.1), 1.0), ((1.0, 0.0), -0.25)]:
+        plots.linear_boundary(ax, w, b, lim=(-1, 1), color="black")
+        x, y = ax.get_lines()[-1].get_data()
+        np.testing.assert_allclose(w[0] * np.asarray(x) + w[1] * np.asarray(y) + b, 0, atol=1e-12)
+    n = len(ax.get_lines())
+    plots.linear_boundary(ax, (0.0, 0.0), 1.0, lim=(-1, 1))
+    assert len(ax.get_lines()) == n
+    with pytest.raises(ValueError, match="2 entries"):
+        plots.linear_boundary(ax, (1.0, 2.0, 3.0), 0.0, lim=(-1, 1))
+    plt.close(fig)

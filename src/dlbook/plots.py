@@ -7,6 +7,7 @@ same call serves a static figure (``fig, ax = plt.subplots()``) and an interacti
 - :func:`learning_curves`: loss or metric against epoch for one or several runs.
 - :func:`mean_band`: the mean of several seeds' curves with a min-max band.
 - :func:`decision_boundary`: a classifier's regions on a 2-D grid, with the data on top.
+- :func:`linear_boundary`: the line ``w . x + b = 0`` of a linear unit, across a square.
 - :func:`image_grid`: a grid of small images (digits, filters, feature maps).
 - :func:`contour_trajectories`: a 2-D function's contours with optimizer paths on them.
 """
@@ -88,12 +89,35 @@ def decision_boundary(ax, predict: Callable[[np.ndarray], np.ndarray], X, y, *,
         ax.contourf(gx, gy, z, levels=np.linspace(0, 1, 11), cmap=cmap, alpha=0.35)
         ax.contour(gx, gy, z, levels=[0.5], colors="black", linewidths=1.5)
     else:
-        ax.contourf(gx, gy, z, levels=np.arange(z.min(), z.max() + 2) - 0.5, cmap=cmap, alpha=0.3)
+        # The levels span the data's labels too, so that a class keeps its colour in a frame
+        # where the classifier predicts one class only.
+        lo, hi = min(z.min(), y.min()), max(z.max(), y.max())
+        ax.contourf(gx, gy, z, levels=np.arange(lo, hi + 2) - 0.5, cmap=cmap, alpha=0.3)
     classes = np.unique(y)
     for i, c in enumerate(classes):
         ax.scatter(*X[y == c].T, s=size, color=_colour(i), edgecolor="black", lw=0.4,
                    label=str(c), zorder=3)
     ax.set(xlim=lim, ylim=lim, aspect="equal")
+    return ax
+
+
+
+def linear_boundary(ax, w, b: float, lim: tuple[float, float], **line_kwargs):
+    """The line ``w . x + b = 0`` across the square ``lim``: a linear unit's decision boundary.
+
+    Drawn along whichever axis keeps it finite, so a vertical line works too; nothing is drawn
+    when ``w`` is zero (there is no line). Keyword arguments go to ``ax.plot``.
+    """
+    w = np.asarray(w, dtype=float)
+    if w.shape != (2,):
+        raise ValueError(f"linear_boundary draws a line in the plane: w needs 2 entries, got shape {w.shape}")
+    if not np.any(w):
+        return ax
+    t = np.linspace(*lim, 2)
+    if abs(w[1]) >= abs(w[0]):
+        ax.plot(t, -(w[0] * t + b) / w[1], **line_kwargs)
+    else:
+        ax.plot(-(w[1] * t + b) / w[0], t, **line_kwargs)
     return ax
 
 
