@@ -51,7 +51,8 @@ def learning_curves(ax, histories, keys: Sequence[str] = ("train_loss", "val_los
                     label=name)
     if logy:
         ax.set_yscale("log")
-    ax.set(xlabel="epoch", ylabel=ylabel or keys[-1].split("_", 1)[-1], title=title)
+    unit = "step" if any(getattr(h, "step", None) for h in histories.values()) else "epoch"
+    ax.set(xlabel=unit, ylabel=ylabel or keys[-1].split("_", 1)[-1], title=title)
     ax.legend()
     return ax
 

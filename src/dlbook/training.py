@@ -1,17 +1,35 @@
-"""One small training loop that every chapter shares.
+"""One small training loop that every chapter shares: :func:`fit`.
 
-Small data sets live in memory as tensors, so :func:`fit` slices mini-batches straight out of them
-(a random permutation per epoch) instead of going through a per-sample ``DataLoader``. That is
-simpler, not much faster. On MNIST-5k, one CPU thread, it took 0.88 of a ``DataLoader`` loop's
-time and 1.14 of a hand-written loop's (which checks and records nothing): medians of 3 runs of
-``python tools/bench_fit.py``, which measures all three on your machine.
+It trains in one of two ways, with the same checks, records and progress bar:
+
+- **by epochs** (``fit(model, (x, y), val, epochs=10)``): small data sets live in memory as
+  tensors, so ``fit`` slices mini-batches straight out of them (a random permutation per epoch)
+  instead of going through a per-sample ``DataLoader``. That is simpler, not much faster. On
+  MNIST-5k, one CPU thread, it took 0.88 of a ``DataLoader`` loop's time and 1.14 of a
+  hand-written loop's (which checks and records nothing): medians of 3 runs of
+  ``python tools/bench_fit.py``, which measures all three on your machine.
+- **by steps** (``fit(model, TokenStream(ids, block_size=16), val, steps=2000)``): a fixed number
+  of optimizer steps, each on a random batch (for a token stream: ``B`` random windows of ``T``
+  tokens), with an evaluation every ``eval_every`` steps. This is how language models are
+  trained: there is no natural epoch, and a step count, unlike a wall-clock budget, reproduces
+  on any machine.
+
+A model either returns outputs that ``loss_fn`` scores (a classifier), or is a **language model**
+in makemore's interface, ``forward(idx, targets=None) -> (logits, loss)``, which computes its own
+loss; ``fit`` tells them apart by the ``targets`` parameter of ``forward``. Gradient clipping
+(``grad_clip``) and a learning-rate schedule (``scheduler``, e.g. :func:`warmup_cosine`) serve
+both ways.
 
 ``fit`` checks its input before the first step (empty data, lengths, batch size), and stops with an
-error that names the epoch and batch as soon as the loss is NaN or infinite.
+error that names the epoch and batch (or the step) as soon as the loss is NaN or infinite.
+Running sums stay on the device, so a GPU is synchronised once per epoch or evaluation, not once
+per batch.
 """
 from __future__ import annotations
 
 import copy
+import inspect
+import math
 import os
 import random
 import time
@@ -58,7 +76,14 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 @dataclass
 class History:
-    """What :func:`fit` records: one entry per epoch (``epoch`` counts from 1)."""
+    """What :func:`fit` records.
+
+    An epoch run has one entry per epoch (``epoch`` counts from 1). A step run
+    (``fit(..., steps=N)``) has one entry per evaluation, every ``eval_every`` steps: ``step``
+    counts optimizer steps, and ``train_loss`` is the mean over the steps since the previous
+    entry. ``lr`` is the learning rate at the entry, ``grad_norm`` the mean gradient norm before
+    clipping (recorded when ``grad_clip`` is set).
+    """
 
     epoch: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -68,12 +93,108 @@ class History:
     seconds: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    step: list[int] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    best_step: int | None = None
 
     def last(self, key: str) -> float:
         return getattr(self, key)[-1]
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
+
+    @property
+    def unit(self) -> str:
+        """``"step"`` for a step run, ``"epoch"`` for an epoch run (the x-axis of its curves)."""
+        return "step" if self.step else "epoch"
+
+    @property
+    def x(self) -> list[int]:
+        """The steps, or the epochs, at which the entries were recorded."""
+        return self.step if self.step else self.epoch
+
+
+@dataclass(frozen=True)
+class TokenStream:
+    """A long 1-D tensor of token ids, read as ``(B, T)`` windows of ``T = block_size`` tokens.
+
+    Training samples windows at random offsets (:meth:`sample`); the targets are the same window
+    shifted by one token, so every position predicts the next token. Evaluation reads the
+    stream as consecutive windows (:meth:`windows`), so every token but the first is a target
+    exactly once and the validation loss is the same on every call. ``max_eval_windows`` keeps
+    that many windows, evenly spaced, for a long stream whose full evaluation would be slow.
+    """
+
+    tokens: torch.Tensor  # (N,) integer token ids
+    block_size: int  # T, the window length
+    max_eval_windows: int | None = None
+
+    def __post_init__(self):
+        t = self.tokens
+        if not isinstance(t, torch.Tensor) or t.ndim != 1 or t.dtype.is_floating_point:
+            raise ValueError("TokenStream needs a 1-D integer tensor of token ids, got "
+                             + (f"{t.dtype} of shape {tuple(t.shape)}"
+                                if isinstance(t, torch.Tensor) else type(t).__name__))
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, (int, np.integer)) \
+                or self.block_size < 1:
+            raise ValueError(f"block_size must be a positive whole number, got {self.block_size!r}")
+        if len(t) < self.block_size + 1:
+            raise ValueError(f"a stream of {len(t)} tokens is too short for windows of "
+                             f"{self.block_size} tokens plus one target: use a smaller block_size")
+        if self.max_eval_windows is not None and self.max_eval_windows < 1:
+            raise ValueError(f"max_eval_windows must be positive or None, got {self.max_eval_windows}")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def to(self, device) -> "TokenStream":
+        return TokenStream(self.tokens.to(device), self.block_size, self.max_eval_windows)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Tensors:
+        """``batch_size`` windows at random offsets: inputs ``(B, T)`` and targets ``(B, T)``."""
+        T = self.block_size
+        start = torch.randint(len(self.tokens) - T, (batch_size,), generator=generator)  # (B,)
+        offsets = (start[:, None] + torch.arange(T)).to(self.tokens.device)  # (B, T)
+        return self.tokens[offsets], self.tokens[offsets + 1]  # (B, T), (B, T)
+
+    def windows(self) -> Tensors:
+        """Consecutive, non-overlapping windows: inputs ``(W, T)`` and targets ``(W, T)``."""
+        T = self.block_size
+        n = (len(self.tokens) - 1) // T  # W windows whose targets stay inside the stream
+        x = self.tokens[:n * T].view(n, T)  # (W, T)
+        y = self.tokens[1:n * T + 1].view(n, T)  # (W, T)
+        if self.max_eval_windows is not None and n > self.max_eval_windows:
+            keep = torch.linspace(0, n - 1, self.max_eval_windows).round().long().to(x.device)
+            x, y = x[keep], y[keep]
+        return x, y
+
+
+def is_language_model(model: nn.Module) -> bool:
+    """True for makemore's interface, ``forward(idx, targets=None) -> (logits, loss)``: the model
+    scores itself when given targets (``fit`` and :func:`evaluate` then use its loss)."""
+    try:
+        return "targets" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _lm_forward(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor):
+    out = model(xb, yb)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], torch.Tensor)):
+        raise TypeError(f"{type(model).__name__}.forward(idx, targets) must return (logits, loss), "
+                        f"the loss a scalar tensor; got {type(out).__name__}")
+    return out
+
+
+def _n_targets(y: torch.Tensor) -> torch.Tensor | int:
+    """How many targets a language model's loss averages over: negative ids (-1, as makemore
+    uses with ``ignore_index=-1``) mark positions that are not scored."""
+    return (y >= 0).sum() if not y.dtype.is_floating_point else y.numel()
+
+
+def _lm_correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((logits.argmax(-1) == y) & (y >= 0)).sum()
 
 
 def _progress_enabled(progress: bool | None, total: int) -> bool:
@@ -84,39 +205,118 @@ def _progress_enabled(progress: bool | None, total: int) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Tensors, loss_fn: Callable = F.cross_entropy,
+def evaluate(model: nn.Module, data: "Tensors | TokenStream", loss_fn: Callable = F.cross_entropy,
              metric: Callable | None = accuracy, batch_size: int = 2048) -> tuple[float, float | None]:
-    """Mean loss (and metric) of ``model`` on ``data`` in eval mode; restores the previous mode."""
+    """Mean loss (and metric) of ``model`` on ``data`` in eval mode; restores the previous mode.
+
+    ``data``: ``(inputs, targets)``, or a :class:`TokenStream` (read as consecutive windows).
+    A language model (``forward(idx, targets)``) is scored by its own loss, averaged over all
+    targets; ``metric`` then sees one batch at a time and is averaged the same way
+    (:func:`accuracy` is next-token accuracy).
+    """
     was_training = model.training
     model.eval()
-    x, y = data
+    x, y = data.windows() if isinstance(data, TokenStream) else data
     device = next(model.parameters()).device
-    outputs = []
-    for i in range(0, len(x), batch_size):
-        outputs.append(model(x[i:i + batch_size].to(device)))
-    out = torch.cat(outputs)
-    y = y.to(device)
-    loss = loss_fn(out, y).item()
-    value = metric(out, y) if metric is not None else None
+    if not is_language_model(model):
+        outputs = []
+        for i in range(0, len(x), batch_size):
+            outputs.append(model(x[i:i + batch_size].to(device)))
+        out = torch.cat(outputs)
+        y = y.to(device)
+        loss = loss_fn(out, y).item()
+        value = metric(out, y) if metric is not None else None
+    else:
+        # Batches of at most 64k target positions: (B, T, vocab) logits stay small.
+        per_row = max(1, y[0].numel()) if len(y) else 1
+        batch_size = max(1, min(batch_size, 2 ** 16 // per_row))
+        total_loss = torch.zeros((), device=device)
+        total_metric = torch.zeros((), device=device)
+        count = torch.zeros((), device=device)
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            logits, batch_loss = _lm_forward(model, xb, yb)
+            n = _n_targets(yb)
+            total_loss += batch_loss.detach() * n
+            count += n
+            if metric is accuracy:
+                total_metric += _lm_correct(logits, yb)
+            elif metric is not None:
+                total_metric += torch.as_tensor(metric(logits, yb), device=device) * n
+        n = max(count.item(), 1)
+        loss = total_loss.item() / n
+        value = total_metric.item() / n if metric is not None else None
     model.train(was_training)
     return loss, value
 
 
-def _check_fit_arguments(train, val, epochs, batch_size, patience) -> None:
+def warmup_cosine(warmup_steps: int, total_steps: int, final_fraction: float = 0.1):
+    """A learning-rate schedule for ``fit(..., scheduler=warmup_cosine(100, steps))``.
+
+    The rate climbs linearly to its peak (the optimizer's ``lr``) over ``warmup_steps``, then
+    follows half a cosine down to ``final_fraction`` of the peak at ``total_steps`` and stays
+    there (nanoGPT's schedule). Warm-up lets Adam's moment estimates settle before the steps get
+    large: early gradients are big and their second-moment estimates poor. Returns a factory
+    ``optimizer -> LambdaLR``; ``fit`` steps it once per step (once per epoch in an epoch run).
+    """
+    if not (isinstance(warmup_steps, (int, np.integer)) and isinstance(total_steps, (int, np.integer))):
+        raise ValueError("warmup_steps and total_steps are whole numbers of steps")
+    if warmup_steps < 0 or total_steps < 1 or warmup_steps > total_steps:
+        raise ValueError(f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, got "
+                         f"{warmup_steps} and {total_steps}")
+    if not 0 <= final_fraction <= 1:
+        raise ValueError(f"final_fraction must lie in [0, 1], got {final_fraction}")
+
+    def factor(step: int) -> float:  # step: how many optimizer steps are done (0 at the start)
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def make(optimizer: torch.optim.Optimizer):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    make.factor = factor  # the multiplier itself, e.g. to draw the schedule
+    return make
+
+
+def _whole(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _check_fit_arguments(train, val, epochs, steps, batch_size, patience, eval_every,
+                         grad_clip) -> None:
     """Bad input fails here, before any training, with a message that says what to change."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not _whole(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive whole number, got {batch_size!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+    if epochs is not None and steps is not None:
+        raise ValueError("pass epochs or steps, not both: a run counts one or the other")
+    if epochs is not None and (not _whole(epochs) or epochs < 1):
         raise ValueError(f"epochs must be a positive whole number, got {epochs!r}")
-    if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
+    if steps is not None and (not _whole(steps) or steps < 1):
+        raise ValueError(f"steps must be a positive whole number, got {steps!r}")
+    if eval_every is not None:
+        if steps is None:
+            raise ValueError("eval_every counts steps: pass steps=... (an epoch run evaluates "
+                             "after every epoch)")
+        if not _whole(eval_every) or eval_every < 1:
+            raise ValueError(f"eval_every must be a positive whole number, got {eval_every!r}")
+    if isinstance(train, TokenStream) and steps is None:
+        raise ValueError("a token stream has no epochs: train for a fixed number of steps, "
+                         "fit(..., steps=...)")
+    if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
+        raise ValueError(f"grad_clip is the largest gradient norm allowed, a positive number; "
+                         f"got {grad_clip!r}")
+    if patience is not None and (not _whole(patience) or patience < 1):
         raise ValueError(f"patience must be a positive whole number or None, got {patience!r}")
     if patience is not None and val is None:
         raise ValueError("early stopping (patience) watches the validation loss: pass val=(x, y)")
     for name, data in (("train", train), ("val", val)):
-        if data is None:
+        if data is None or isinstance(data, TokenStream):
             continue
         if not isinstance(data, (tuple, list)) or len(data) != 2:
-            raise ValueError(f"{name} must be a pair (inputs, targets) of tensors")
+            raise ValueError(f"{name} must be a pair (inputs, targets) of tensors, or a "
+                             "TokenStream of token ids")
         x, y = data
         if len(x) != len(y):
             raise ValueError(f"{name} inputs and targets differ in length: {len(x)} vs {len(y)}")
@@ -125,34 +325,66 @@ def _check_fit_arguments(train, val, epochs, batch_size, patience) -> None:
                              + ("train on" if name == "train" else "validate on"))
 
 
-def _raise_not_finite(value: float, epoch: int, batch: int, optimizer) -> None:
+def _raise_not_finite(value: float, where: str, optimizer) -> None:
     lrs = sorted({group.get("lr") for group in optimizer.param_groups if "lr" in group})
     lr = f" (learning rate {lrs[0]:g})" if len(lrs) == 1 and lrs[0] is not None else ""
     raise FloatingPointError(
-        f"the training loss is {value} at epoch {epoch}, batch {batch}: training has diverged"
+        f"the training loss is {value} at {where}: training has diverged"
         f"{lr}. Try a smaller learning rate (or gradient clipping); check the data for NaNs.")
 
 
-def fit(model: nn.Module, train: Tensors, val: Tensors | None = None, *, epochs: int = 10,
-        batch_size: int = 64, lr: float = 1e-3,
+def _pair_batches(x, y, batch_size, generator, device):
+    """Endless full mini-batches for a step run: a fresh permutation whenever one runs out."""
+    n = len(x)
+    b = min(batch_size, n)
+    while True:
+        order = torch.randperm(n, generator=generator).to(device)
+        for i in range(0, n - b + 1, b):
+            idx = order[i:i + b]
+            yield x[idx], y[idx]
+
+
+def _stream_batches(stream: TokenStream, batch_size, generator):
+    while True:
+        yield stream.sample(batch_size, generator)
+
+
+def fit(model: nn.Module, train: "Tensors | TokenStream", val: "Tensors | TokenStream | None" = None,
+        *, epochs: int | None = None, steps: int | None = None, batch_size: int = 64,
+        lr: float = 1e-3,
         optimizer: torch.optim.Optimizer | Callable[[Iterable], torch.optim.Optimizer] | None = None,
         scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
         loss_fn: Callable = F.cross_entropy, metric: Callable | None = accuracy,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         patience: int | None = None, seed: int = 0, device: str | torch.device | None = None,
-        progress: bool | None = None) -> History:
+        progress: bool | None = None, eval_every: int | None = None,
+        grad_clip: float | None = None) -> History:
     """Train ``model`` with mini-batch gradient descent and return its :class:`History`.
 
-    - ``train``/``val``: ``(inputs, targets)`` tensors, kept in memory.
+    - ``train``/``val``: ``(inputs, targets)`` tensors kept in memory, or a :class:`TokenStream`
+      (``train`` then needs ``steps``).
+    - ``epochs`` (default 10) or ``steps``: an epoch run visits every example once per epoch and
+      evaluates after each; a step run takes exactly ``steps`` optimizer steps on random batches
+      and evaluates every ``eval_every`` steps (default: ten times in all) and after the last.
+    - A model whose ``forward`` takes ``targets`` is a language model,
+      ``forward(idx, targets=None) -> (logits, loss)``: ``fit`` calls ``model(x, y)`` and
+      minimises the loss it returns (``loss_fn`` is not used).
     - ``optimizer``: an optimizer, or a factory ``params -> optimizer`` (default: Adam with ``lr``).
-    - ``scheduler``: a factory ``optimizer -> lr scheduler``, stepped once per epoch.
+    - ``scheduler``: a factory ``optimizer -> lr scheduler`` (e.g. :func:`warmup_cosine`), stepped
+      once per epoch in an epoch run and once per step in a step run.
+    - ``grad_clip``: rescale the gradient whenever its norm exceeds this (``clip_grad_norm_``);
+      the mean norm before clipping is recorded in ``History.grad_norm``.
     - ``transform``: applied to each training batch (data augmentation), never to validation.
-    - ``patience``: early stopping: stop after this many epochs without a better validation loss
-      and restore the best weights.
+    - ``patience``: early stopping: stop after this many evaluations (epochs, in an epoch run)
+      without a better validation loss and restore the best weights.
     - ``seed``: the batch order (and anything random inside the model) is reproducible.
+    - ``progress``: a ``tqdm.auto`` bar at a live kernel (default: on, unless the environment sets
+      ``DLBOOK_PROGRESS=0`` or the run is tiny).
     The model is moved to ``device`` (CUDA when available) and left in eval mode.
     """
-    _check_fit_arguments(train, val, epochs, batch_size, patience)
+    _check_fit_arguments(train, val, epochs, steps, batch_size, patience, eval_every, grad_clip)
+    if steps is None and epochs is None:
+        epochs = 10
     device = pick_device(device) if not isinstance(device, torch.device) else device
     seed_everything(seed)
     batch_gen = torch.Generator().manual_seed(seed)
@@ -162,74 +394,161 @@ def fit(model: nn.Module, train: Tensors, val: Tensors | None = None, *, epochs:
     elif not isinstance(optimizer, torch.optim.Optimizer):
         optimizer = optimizer(model.parameters())
     sched = scheduler(optimizer) if scheduler is not None else None
-    x_train, y_train = train
-    x_train, y_train = x_train.to(device), y_train.to(device)
-    n = len(x_train)
+    language_model = is_language_model(model)
     history = History()
-    best_loss, best_state, bad_epochs = float("inf"), None, 0
-
-    epoch_iter: Iterable[int] = range(1, epochs + 1)
-    if _progress_enabled(progress, epochs * max(1, n // batch_size)):
-        from tqdm.auto import tqdm
-
-        epoch_iter = tqdm(epoch_iter, desc="epochs", leave=False)
+    best = {"loss": float("inf"), "state": None, "bad": 0}
     start = time.perf_counter()
-    for epoch in epoch_iter:
-        model.train()
-        order = torch.randperm(n, generator=batch_gen).to(device)
-        # Running sums stay on the device: no host sync per batch on a GPU.
-        total_loss = torch.zeros((), device=device)
-        total_metric = torch.zeros((), device=device)
-        batch_losses = []
-        for batch, i in enumerate(range(0, n, batch_size), start=1):
-            idx = order[i:i + batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if transform is not None:
-                xb = transform(xb)
+
+    def zeros():
+        return torch.zeros((), device=device)
+
+    # loss * weight summed (weight: examples, or a language model's targets), metric summed
+    # over `count` targets, pre-clipping gradient norms over `steps` steps.
+    sums = {"loss": zeros(), "weight": zeros(), "metric": zeros(), "count": zeros(),
+            "grad": zeros(), "steps": 0}
+    batch_losses: list[torch.Tensor] = []
+
+    def train_step(xb, yb, where: Callable[[], str]) -> None:
+        """One optimizer step; the running sums stay on the device (no host sync)."""
+        if transform is not None:
+            xb = transform(xb)
+        if language_model:
+            out, loss = _lm_forward(model, xb, yb)
+            weight = _n_targets(yb)
+        else:
             out = model(xb)
             loss = loss_fn(out, yb)
-            if device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: check now
-                _raise_not_finite(loss.item(), epoch, batch, optimizer)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            batch_losses.append(loss.detach())
-            total_loss += loss.detach() * len(idx)
-            if metric is accuracy:
-                total_metric += correct_count(out.detach(), yb)
-            elif metric is not None:
-                total_metric += torch.as_tensor(metric(out.detach(), yb), device=device) * len(idx)
-        if device.type != "cpu":  # one sync per epoch: find the first bad batch, if any
+            weight = len(xb)
+        if device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: check now
+            _raise_not_finite(loss.item(), where(), optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            sums["grad"] += torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if steps is not None and sched is not None:
+            sched.step()
+        batch_losses.append(loss.detach())
+        sums["loss"] += loss.detach() * weight
+        sums["weight"] += weight
+        sums["steps"] += 1
+        if metric is accuracy:
+            if language_model:
+                sums["metric"] += _lm_correct(out.detach(), yb)
+                sums["count"] += weight
+            else:
+                sums["metric"] += correct_count(out.detach(), yb)
+                sums["count"] += yb.numel()
+        elif metric is not None:
+            sums["metric"] += torch.as_tensor(metric(out.detach(), yb), device=device) * weight
+            sums["count"] += weight
+
+    def check_finite(where_of: Callable[[int], str]) -> None:
+        if device.type != "cpu" and batch_losses:  # one sync per record: find the first bad batch
             finite = torch.isfinite(torch.stack(batch_losses))
             if not finite.all():
                 first = int((~finite).nonzero()[0])
-                _raise_not_finite(batch_losses[first].item(), epoch, first + 1, optimizer)
-        if sched is not None:
-            sched.step()
-        history.epoch.append(epoch)
-        history.train_loss.append(total_loss.item() / n)
-        history.train_metric.append(total_metric.item() / n if metric is not None else float("nan"))
+                _raise_not_finite(batch_losses[first].item(), where_of(first), optimizer)
+        batch_losses.clear()
+
+    def record(at: int) -> bool:
+        """Close an epoch or an evaluation interval; True when early stopping says stop."""
+        history.train_loss.append(sums["loss"].item() / max(sums["weight"].item(), 1))
+        history.train_metric.append(sums["metric"].item() / max(sums["count"].item(), 1)
+                                    if metric is not None else float("nan"))
+        history.lr.append(optimizer.param_groups[0].get("lr", float("nan")))
+        if grad_clip is not None:
+            history.grad_norm.append(sums["grad"].item() / max(sums["steps"], 1))
+        for key in ("loss", "weight", "metric", "count", "grad"):
+            sums[key] = zeros()
+        sums["steps"] = 0
+        stop = False
         if val is not None:
             vl, vm = evaluate(model, val, loss_fn, metric)
             if not np.isfinite(vl):
                 raise FloatingPointError(
-                    f"the validation loss is {vl} after epoch {epoch}: the weights have diverged. "
-                    "Try a smaller learning rate.")
+                    f"the validation loss is {vl} after {history.unit} {at}: the weights have "
+                    "diverged. Try a smaller learning rate (or gradient clipping).")
             history.val_loss.append(vl)
             history.val_metric.append(vm if vm is not None else float("nan"))
-            if vl < best_loss:
-                best_loss, bad_epochs, history.best_epoch = vl, 0, epoch
+            if vl < best["loss"]:
+                best.update(loss=vl, bad=0)
+                if steps is None:
+                    history.best_epoch = at
+                else:
+                    history.best_step = at
                 if patience is not None:
-                    best_state = copy.deepcopy(model.state_dict())
+                    best["state"] = copy.deepcopy(model.state_dict())
             else:
-                bad_epochs += 1
+                best["bad"] += 1
+            stop = patience is not None and best["bad"] >= patience
         history.seconds.append(time.perf_counter() - start)
-        if hasattr(epoch_iter, "set_postfix"):
-            epoch_iter.set_postfix(loss=f"{history.train_loss[-1]:.4f}")
-        if patience is not None and val is not None and bad_epochs >= patience:
-            history.stopped_early = True
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        return stop
+
+    bar = None
+    try:
+        if steps is None:
+            x_train, y_train = train
+            x_train, y_train = x_train.to(device), y_train.to(device)
+            n = len(x_train)
+            epoch_iter: Iterable[int] = range(1, epochs + 1)
+            if _progress_enabled(progress, epochs * max(1, n // batch_size)):
+                from tqdm.auto import tqdm
+
+                epoch_iter = bar = tqdm(epoch_iter, desc="epochs", leave=False)
+            for epoch in epoch_iter:
+                model.train()
+                order = torch.randperm(n, generator=batch_gen).to(device)
+                for batch, i in enumerate(range(0, n, batch_size), start=1):
+                    idx = order[i:i + batch_size]
+                    train_step(x_train[idx], y_train[idx],
+                               lambda e=epoch, b=batch: f"epoch {e}, batch {b}")
+                check_finite(lambda first, e=epoch: f"epoch {e}, batch {first + 1}")
+                if sched is not None:
+                    sched.step()
+                history.epoch.append(epoch)
+                stop = record(epoch)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}")
+                if stop:
+                    history.stopped_early = True
+                    break
+        else:
+            eval_every = eval_every or max(1, steps // 10)
+            if isinstance(train, TokenStream):
+                batches = _stream_batches(train.to(device), batch_size, batch_gen)
+            else:
+                batches = _pair_batches(train[0].to(device), train[1].to(device), batch_size,
+                                        batch_gen, device)
+            if _progress_enabled(progress, steps):
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=steps, desc="steps", leave=False, mininterval=0.5)
+            model.train()
+            last = 0
+            for step in range(1, steps + 1):
+                xb, yb = next(batches)
+                train_step(xb, yb, lambda s=step: f"step {s}")
+                if bar is not None:
+                    bar.update(1)
+                if step % eval_every == 0 or step == steps:
+                    check_finite(lambda first, s0=last: f"step {s0 + first + 1}")
+                    history.step.append(step)
+                    stop = record(step)
+                    model.train()
+                    last = step
+                    if bar is not None:
+                        shown = {"loss": f"{history.train_loss[-1]:.4f}"}
+                        if history.val_loss:
+                            shown["val"] = f"{history.val_loss[-1]:.4f}"
+                        bar.set_postfix(shown)
+                    if stop:
+                        history.stopped_early = True
+                        break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
     model.eval()
     return history
