@@ -29,8 +29,8 @@ $(STAMP): requirements.txt pyproject.toml
 
 # The site has no kernel: interactive plots emit only their static HTML view (no widget state).
 book: $(STAMP)
-	$(PY) tools/vendor_mathjax.py
 	DLBOOK_STATIC_ONLY=1 $(VENV)/bin/jupyter-book build -W -n --keep-going .
+	$(PY) tools/vendor_mathjax.py
 	$(PY) tools/page_weight.py
 	@echo "site: _build/html/index.html"
 

@@ -16,7 +16,9 @@ def test_figure_with_alt_text():
     ax.plot([0, 1], [1, 0])
     bundle = FigureWithAlt(fig, alt='a falling "line"')._repr_mimebundle_()
     assert 'alt="a falling &quot;line&quot;"' in bundle["text/html"]
-    assert bundle["text/html"].startswith('<img src="data:image/png;base64,')
+    assert bundle["text/html"].startswith('<img class="dlbook-figure" src="data:image/png;base64,')
+    photo = FigureWithAlt(fig, alt="a photo", photo=True)._repr_mimebundle_()["text/html"]
+    assert photo.startswith('<img class="dlbook-figure dlbook-photo"')
     with pytest.raises(ValueError, match="alt text"):
         FigureWithAlt(fig, alt=" ")
     plt.close(fig)

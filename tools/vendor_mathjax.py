@@ -1,8 +1,10 @@
-"""Copy MathJax 3 from the installed `django-static-mathjax` wheel into _static/mathjax.
+"""Copy MathJax 3 from the installed `django-static-mathjax` wheel into the built site,
+`_build/html/_static/mathjax` (run after `jupyter-book build`; `make book` does).
 
 The site then typesets its maths with no CDN, so it reads the same offline as online.
 Only the parts the `tex-chtml` bundle loads are copied: the bundle, TeX extensions it
-auto-loads, the CHTML web fonts, and the menu/accessibility components.
+auto-loads, the CHTML web fonts, and the menu/accessibility components. Not into the book's own
+`_static/`: Jupyter Book 1 adds every .js file found there to every page.
 """
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = ROOT / "_static" / "mathjax"
+TARGET = ROOT / "_build" / "html" / "_static" / "mathjax"
 PARTS = ["tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2", "ui", "a11y", "adaptors"]
 
 
 def main() -> int:
+    if not TARGET.parent.is_dir():
+        print(f"{TARGET.parent} is missing: build the site first (make book)", file=sys.stderr)
+        return 1
     try:
         import mathjax  # the django-static-mathjax wheel installs a data-only package named mathjax
     except ImportError:
@@ -36,7 +41,7 @@ def main() -> int:
         else:
             shutil.copy2(src, dst)
     size = sum(p.stat().st_size for p in TARGET.rglob("*") if p.is_file())
-    print(f"MathJax copied to {TARGET.relative_to(ROOT)} ({size / 1e6:.1f} MB)")
+    print(f"MathJax copied to {TARGET} ({size / 1e6:.1f} MB)")
     return 0
 
 

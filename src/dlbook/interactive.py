@@ -256,7 +256,7 @@ class InteractivePlot:
             f'<figure class="dlbook-interactive" id="{uid}" data-frame="{index}" '
             f'style="margin:.5em 0;max-width:100%">'
             f'<div class="dlbook-controls" style="font-size:.9em">{"".join(rows)}</div>'
-            f'<img src="{frames[index]}" alt="{html.escape(self.alt)}" '
+            f'<img class="dlbook-figure" src="{frames[index]}" alt="{html.escape(self.alt)}" '
             f'style="max-width:100%;height:auto;background:white">{caption}'
             f'<script type="application/json">{json.dumps(frames)}</script>'
             f'<script>{script}</script></figure>')

@@ -37,23 +37,28 @@ def say(markdown: str, **record: Any) -> None:
     display(Markdown(markdown), metadata={RECORD_KEY: {"record": record}} if record else None)
 
 
-def figure_html(fig, alt: str, dpi: int = 100) -> str:
-    """A matplotlib figure as an ``<img>`` tag with alt text (PNG inlined)."""
+def figure_html(fig, alt: str, dpi: int = 100, photo: bool = False) -> str:
+    """A matplotlib figure as an ``<img>`` tag with alt text (PNG inlined).
+
+    The class ``dlbook-figure`` lets the site's stylesheet treat figures (dark mode, phones);
+    ``photo=True`` marks a photograph, which dark mode must not invert.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     data = base64.b64encode(buf.getvalue()).decode()
-    return (f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
+    classes = "dlbook-figure dlbook-photo" if photo else "dlbook-figure"
+    return (f'<img class="{classes}" src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
             f'style="max-width:100%;height:auto;background:white">')
 
 
 class FigureWithAlt:
     """A rendered figure with alt text: shows as HTML (with ``alt``) and, for plain viewers, PNG."""
 
-    def __init__(self, fig, alt: str, dpi: int = 100):
+    def __init__(self, fig, alt: str, dpi: int = 100, photo: bool = False):
         if not alt or not alt.strip():
             raise ValueError("show() needs alt text describing the figure for readers who cannot see it")
         self.alt = alt
-        self.html = figure_html(fig, alt, dpi)
+        self.html = figure_html(fig, alt, dpi, photo)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {"text/html": self.html, "text/plain": f"<figure: {self.alt}>"}
@@ -110,10 +115,13 @@ def setup_chapter(seed: int = 0, cpu_threads: int | None = None):
     return device
 
 
-def show(fig, alt: str, dpi: int = 100) -> None:
-    """Display a matplotlib figure with alt text, then close it (so it is not shown twice)."""
+def show(fig, alt: str, dpi: int = 100, photo: bool = False) -> None:
+    """Display a matplotlib figure with alt text, then close it (so it is not shown twice).
+
+    ``photo=True``: the figure is a photograph, which the site's dark mode leaves uninverted.
+    """
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    display(FigureWithAlt(fig, alt, dpi))
+    display(FigureWithAlt(fig, alt, dpi, photo))
     plt.close(fig)

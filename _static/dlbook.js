@@ -1,0 +1,50 @@
+// The book's fixes to the theme's markup, in the reader's browser (Jupyter Book adds every .js
+// file in _static/ to each page).
+(function () {
+  "use strict";
+
+  // An element's accessible name must contain its visible text (WCAG 2.5.3, "label in name"). The
+  // theme's search and colour-mode buttons and myst-nb's "Show code cell source" toggles carry an
+  // aria-label that does not: let the visible text name them.
+  function nameByVisibleText(root) {
+    root.querySelectorAll("[aria-label]").forEach(function (el) {
+      var text = (el.innerText || "").replace(/\s+/g, " ").trim();
+      var label = el.getAttribute("aria-label") || "";
+      if (text && label.toLowerCase().indexOf(text.toLowerCase()) === -1) {
+        el.setAttribute("aria-label", text);
+      }
+    });
+  }
+
+  // Search results quote the page source, so maths shows as raw TeX ("\(X\) of \(B\)"): keep
+  // the formula's text, drop its delimiters.
+  function plainMathInSnippets(root) {
+    root.querySelectorAll("p.context, .search-summary").forEach(function (p) {
+      if (p.dataset.dlbookPlain) return;
+      p.textContent = p.textContent.replace(/\\[()[\]]/g, "").replace(/\$\$?/g, "");
+      p.dataset.dlbookPlain = "1";
+    });
+  }
+
+  function ready() {
+    nameByVisibleText(document);
+    // Toggles change their text when opened; the theme adds buttons late.
+    document.addEventListener("click", function () {
+      setTimeout(function () { nameByVisibleText(document); }, 0);
+    }, true);
+    new MutationObserver(function () { nameByVisibleText(document); })
+      .observe(document.body, { childList: true, subtree: true });
+    var results = document.getElementById("search-results");
+    if (results) {
+      plainMathInSnippets(results);
+      new MutationObserver(function () { plainMathInSnippets(results); })
+        .observe(results, { childList: true, subtree: true });
+    }
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", ready);
+  } else {
+    ready();
+  }
+})();
