@@ -86,3 +86,18 @@ def test_linear_boundary_lies_on_the_line_and_skips_zero_weights():
     with pytest.raises(ValueError, match="2 entries"):
         plots.linear_boundary(ax, (1.0, 2.0, 3.0), 0.0, lim=(-1, 1))
     plt.close(fig)
+
+
+def test_graph_draws_every_edge_and_node_and_checks_its_input():
+    pos = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    edges = np.array([[0, 1], [1, 2]])
+    fig, ax = plt.subplots()
+    plots.graph(ax, pos, edges, classes=[0, 1, 1], class_names=["a", "b"], ring=[0])
+    lines = ax.collections[0]
+    assert len(lines.get_segments()) == 2
+    assert sum(len(c.get_offsets()) for c in ax.collections[1:3]) == 3  # one scatter a class
+    assert [t.get_text() for t in ax.legend().get_texts()] == ["a", "b"]
+    plots.graph(ax, pos, np.array([[0, 1, 1], [1, 0, 2]]), values=[-1.0, 0.0, 1.0])  # edge_index
+    with pytest.raises(ValueError, match="node indices"):
+        plots.graph(ax, pos, np.array([[0, 5]]))
+    plt.close(fig)

@@ -10,6 +10,7 @@ same call serves a static figure (``fig, ax = plt.subplots()``) and an interacti
 - :func:`linear_boundary`: the line ``w . x + b = 0`` of a linear unit, across a square.
 - :func:`image_grid`: a grid of small images (digits, filters, feature maps).
 - :func:`contour_trajectories`: a 2-D function's contours with optimizer paths on them.
+- :func:`graph`: a graph's nodes at given 2-D positions, coloured by class or by a value.
 """
 from __future__ import annotations
 
@@ -175,3 +176,51 @@ def contour_trajectories(ax, f: Callable[[np.ndarray, np.ndarray], np.ndarray],
     ax.set(xlim=xlim, ylim=ylim, xlabel="$w_1$", ylabel="$w_2$")
     ax.legend(loc="upper left")
     return ax
+
+
+def graph(ax, positions, edges, *, classes=None, values=None, ring=None, labels=None,
+          class_names: Sequence[str] | None = None, cmap: str = DIVERGING_CMAP, vlim=None,
+          size: float = 110, edge_alpha: float = 0.25):
+    """Draw a graph: ``positions`` ``(n, 2)``, ``edges`` ``(m, 2)`` (or an edge_index ``(2, E)``).
+
+    Colour the nodes by ``classes`` (integers, one book colour each, legend from
+    ``class_names``) or by ``values`` (a diverging colour map, symmetric ``vlim`` by default).
+    ``ring``: indices of nodes to circle in black (e.g. the labelled ones); ``labels``: a
+    ``{node: text}`` mapping written beside nodes.
+    """
+    from matplotlib.collections import LineCollection
+
+    pos = np.asarray(positions, dtype=float)
+    e = np.asarray(edges)
+    if e.ndim == 2 and e.shape[0] == 2 and e.shape[1] != 2:
+        e = e.T
+    if pos.ndim != 2 or pos.shape[1] != 2:
+        raise ValueError(f"positions must be (n, 2), got {pos.shape}")
+    if e.size and (e.ndim != 2 or e.shape[1] != 2 or e.max() >= len(pos)):
+        raise ValueError(f"edges must be (m, 2) pairs of node indices < {len(pos)}, got {e.shape}")
+    if e.size:
+        ax.add_collection(LineCollection(pos[e], colors="gray", alpha=edge_alpha, lw=0.8,
+                                         zorder=1))
+    if classes is not None:
+        classes = np.asarray(classes)
+        for c in np.unique(classes):
+            name = class_names[c] if class_names is not None else str(c)
+            ax.scatter(*pos[classes == c].T, s=size, color=_colour(int(c)), edgecolor="white",
+                       lw=0.8, zorder=2, label=name)
+    else:
+        v = np.zeros(len(pos)) if values is None else np.asarray(values, dtype=float)
+        lim = vlim if vlim is not None else (np.abs(v).max() or 1.0)
+        ax.scatter(*pos.T, s=size, c=v, cmap=cmap, vmin=-lim, vmax=lim, edgecolor="gray",
+                   lw=0.6, zorder=2)
+    if ring is not None:
+        ring = np.atleast_1d(np.asarray(ring))
+        ax.scatter(*pos[ring].T, s=size * 2.2, facecolor="none", edgecolor="black", lw=1.8,
+                   zorder=3)
+    for node, text in (labels or {}).items():
+        ax.annotate(text, pos[node], xytext=(4, 4), textcoords="offset points", fontsize=8,
+                    zorder=4)
+    ax.set(xticks=[], yticks=[])
+    ax.grid(False)
+    ax.autoscale_view()
+    return ax
+

@@ -1,0 +1,432 @@
+"""Graph neural networks from their equations: message passing, the GCN layer, a GAT layer.
+
+A graph with ``n`` nodes is given, as in PyTorch Geometric, by an ``edge_index`` of shape
+``(2, E)``: column ``k`` is a directed edge from node ``edge_index[0, k]`` (the source ``j``) to
+node ``edge_index[1, k]`` (the target ``i``). An undirected graph lists each edge in both
+directions. Node features are a tensor ``x`` of shape ``(n, F)``.
+
+One layer of **message passing** updates every node from its neighbours:
+
+    m_ij  = message(x_i, x_j, w_ij)                 for every edge j -> i
+    a_i   = AGGREGATE_{j in N(i)} m_ij             (sum, mean or max: order does not matter)
+    x_i'  = update(x_i, a_i)
+
+The **GCN** layer (Kipf & Welling 2017) is the special case with ``message = w_ij x_j W``,
+``w_ij = 1 / sqrt(d_i d_j)`` (degrees counted with a self-loop on every node) and a sum:
+``X' = D^-1/2 (A + I) D^-1/2 X W + b``. The **GAT** layer (Velickovic et al. 2018) learns the
+weights instead: a softmax over each node's neighbours of a score of the two endpoints.
+
+Everything is written with ``index_add_`` / ``scatter_reduce`` over the edge list, so it runs on
+graphs of any size in O(E) memory; :func:`normalized_adjacency` builds the dense matrix for small
+graphs, to look at and to check the sparse code against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+AGGREGATIONS = ("sum", "mean", "max")
+
+
+# --- graphs as edge lists ------------------------------------------------------------------------
+def check_edge_index(edge_index: torch.Tensor, num_nodes: int) -> None:
+    """Fail early, with a message, on an edge list that would index out of range later."""
+    if not isinstance(edge_index, torch.Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        shape = tuple(edge_index.shape) if isinstance(edge_index, torch.Tensor) else type(edge_index)
+        raise ValueError(f"edge_index must be a (2, E) tensor of node ids, got {shape}")
+    if edge_index.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"edge_index must hold integer node ids, got {edge_index.dtype}")
+    if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
+        raise ValueError(f"edge_index refers to nodes {edge_index.min().item()}.."
+                         f"{edge_index.max().item()}, but the graph has {num_nodes} nodes")
+
+
+def edge_index_from_networkx(graph) -> torch.Tensor:
+    """The edges of a networkx graph (nodes numbered 0..n-1) as a ``(2, 2m)`` edge_index, each
+    undirected edge listed in both directions."""
+    nodes = list(graph.nodes)
+    if nodes != list(range(len(nodes))):
+        raise ValueError("number the nodes 0..n-1 first: networkx.convert_node_labels_to_integers(g)")
+    pairs = torch.tensor(list(graph.edges), dtype=torch.int64).reshape(-1, 2).T  # (2, m)
+    return torch.cat([pairs, pairs.flip(0)], dim=1)  # (2, 2m)
+
+
+def add_self_loops(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """Append the edge i -> i for every node (so a node's own features enter its update)."""
+    loops = torch.arange(num_nodes, device=edge_index.device).repeat(2, 1)  # (2, n)
+    return torch.cat([edge_index, loops], dim=1)  # (2, E + n)
+
+
+def degree(edge_index: torch.Tensor, num_nodes: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """In-degree of every node (the number, or total weight, of edges that arrive at it)."""
+    target = edge_index[1]
+    w = torch.ones(target.shape[0], device=edge_index.device) if weight is None else weight
+    return torch.zeros(num_nodes, dtype=w.dtype, device=w.device).index_add_(0, target, w)  # (n,)
+
+
+def gcn_norm(edge_index: torch.Tensor, num_nodes: int, self_loops: bool = True,
+             dtype: torch.dtype | None = None):
+    """The GCN's edge weights ``w_ij = 1/sqrt(d_i d_j)``, with degrees of ``A + I``.
+
+    Returns ``(edge_index, weight)``; with ``self_loops`` the edge list gains ``i -> i`` for every
+    node; ``dtype``: the weights' float type (default torch's). Why symmetric: it keeps the propagation matrix's eigenvalues in (-1, 1], so stacking
+    layers neither blows features up nor (for a while) shrinks them, and high-degree nodes do not
+    dominate their neighbours' sums.
+    """
+    check_edge_index(edge_index, num_nodes)
+    if self_loops:
+        edge_index = add_self_loops(edge_index, num_nodes)
+    ones = torch.ones(edge_index.shape[1], dtype=dtype or torch.get_default_dtype(),
+                      device=edge_index.device)
+    deg = degree(edge_index, num_nodes, ones)  # (n,)
+    inv_sqrt = deg.pow(-0.5).masked_fill(deg == 0, 0.0)  # isolated nodes get weight 0, not inf
+    source, target = edge_index
+    return edge_index, inv_sqrt[source] * inv_sqrt[target]  # (2, E'), (E',)
+
+
+def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int, self_loops: bool = True,
+                         dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The dense ``D^-1/2 (A + I) D^-1/2`` (``(n, n)``), for small graphs: entry ``[i, j]`` is the
+    weight of the message from ``j`` to ``i``."""
+    edge_index, weight = gcn_norm(edge_index, num_nodes, self_loops, dtype)
+    dense = torch.zeros(num_nodes, num_nodes, dtype=weight.dtype, device=weight.device)
+    return dense.index_put_((edge_index[1], edge_index[0]), weight, accumulate=True)  # (n, n)
+
+
+# --- message passing ----------------------------------------------------------------------------
+def aggregate(messages: torch.Tensor, target: torch.Tensor, num_nodes: int, how: str = "sum") -> torch.Tensor:
+    """Combine the messages ``(E, F)`` arriving at each node (``target`` ``(E,)``) into ``(n, F)``.
+
+    Sum, mean and max do not depend on the order of a node's neighbours, which is what makes a
+    GNN's output independent of how the nodes happen to be numbered. A node without incoming
+    messages gets zeros.
+    """
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {how!r}")
+    out = messages.new_zeros((num_nodes, *messages.shape[1:]))  # (n, F)
+    if how == "max":
+        index = target.view(-1, *([1] * (messages.dim() - 1))).expand_as(messages)
+        return out.scatter_reduce(0, index, messages, reduce="amax", include_self=False)
+    out = out.index_add(0, target, messages)  # (n, F): sum over incoming edges
+    if how == "mean":
+        count = torch.zeros(num_nodes, device=messages.device).index_add_(
+            0, target, torch.ones_like(target, dtype=torch.float))
+        out = out / count.clamp(min=1).view(-1, *([1] * (messages.dim() - 1)))
+    return out
+
+
+def message_passing(x: torch.Tensor, edge_index: torch.Tensor,
+                    message: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                    how: str = "sum", edge_weight: torch.Tensor | None = None,
+                    validate: bool = True) -> torch.Tensor:
+    """One round of message passing: every node gathers ``message(x_i, x_j)`` from each edge
+    ``j -> i`` and aggregates them (``how``). Default message: the neighbour's features ``x_j``,
+    times ``edge_weight`` when given. Returns the aggregated messages ``(n, F')``.
+    ``validate=False`` skips the edge-list check (for callers that checked it already)."""
+    num_nodes = x.shape[0]
+    if validate:
+        check_edge_index(edge_index, num_nodes)
+    source, target = edge_index
+    x_i, x_j = x[target], x[source]  # (E, F) each: the receiving and the sending node
+    messages = x_j if message is None else message(x_i, x_j)  # (E, F')
+    if edge_weight is not None:
+        if edge_weight.shape != source.shape:
+            raise ValueError(f"edge_weight must have one entry per edge {tuple(source.shape)}, "
+                             f"got {tuple(edge_weight.shape)}")
+        messages = messages * edge_weight.view(-1, *([1] * (messages.dim() - 1)))
+    return aggregate(messages, target, num_nodes, how)
+
+
+# --- layers -------------------------------------------------------------------------------------
+class GCNLayer(nn.Module):
+    """Kipf & Welling's graph convolution: ``X' = D^-1/2 (A + I) D^-1/2 X W + b``.
+
+    Written as message passing: transform every node (``X W``), send ``w_ij x_j W`` along each
+    edge, sum at the target, add the bias. ``lin.weight`` has PyTorch's ``(out, in)`` layout, so
+    weights copy straight to and from ``torch_geometric.nn.GCNConv`` (``lin.weight``, ``bias``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.lin = nn.Linear(in_features, out_features, bias=False)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.xavier_uniform_(self.lin.weight)  # Glorot, as in the paper
+        self._cache = None
+
+    def _normalised(self, edge_index, num_nodes, dtype):
+        """:func:`gcn_norm`, computed once per graph: training on one graph calls the layer
+        with the same ``edge_index`` every epoch. The cache holds the tensor itself and its
+        version counter, so another graph, or an in-place edit, recomputes it."""
+        key = (num_nodes, dtype, edge_index._version)
+        if self._cache is None or self._cache[0] is not edge_index or self._cache[1] != key:
+            self._cache = (edge_index, key, gcn_norm(edge_index, num_nodes, dtype=dtype))
+        return self._cache[2]
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.lin.in_features:
+            raise ValueError(f"GCNLayer expects node features (n, {self.lin.in_features}), "
+                             f"got {tuple(x.shape)}")
+        edges, weight = self._normalised(edge_index, x.shape[0], x.dtype)  # (2, E+n), (E+n,)
+        h = self.lin(x)  # (n, out)
+        out = message_passing(h, edges, edge_weight=weight, validate=False)  # (n, out)
+        return out + self.bias if self.bias is not None else out
+
+
+class GATLayer(nn.Module):
+    """A graph attention layer (Velickovic et al. 2018): each node weighs its neighbours itself.
+
+        h_i = W x_i                                  (per head)
+        e_ij = LeakyReLU(a_dst . h_i + a_src . h_j)  (= a . [h_i || h_j], split in two halves)
+        alpha_ij = softmax_j e_ij                    (over i's neighbours, i itself included)
+        x_i' = sum_j alpha_ij h_j  (+ b);  heads concatenated (or averaged with ``concat=False``)
+
+    Parameter names and shapes follow ``torch_geometric.nn.GATConv`` (``lin.weight``,
+    ``att_src``, ``att_dst``, ``bias``) so weights copy across. ``forward(..., return_attention=
+    True)`` also returns the edges (self-loops added) and their weights ``alpha`` ``(E, heads)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, heads: int = 1, concat: bool = True,
+                 negative_slope: float = 0.2, bias: bool = True):
+        super().__init__()
+        self.heads, self.out_features, self.concat = heads, out_features, concat
+        self.negative_slope = negative_slope
+        self.lin = nn.Linear(in_features, heads * out_features, bias=False)
+        self.att_src = nn.Parameter(torch.empty(1, heads, out_features))
+        self.att_dst = nn.Parameter(torch.empty(1, heads, out_features))
+        width = heads * out_features if concat else out_features
+        self.bias = nn.Parameter(torch.zeros(width)) if bias else None
+        for p in (self.lin.weight, self.att_src, self.att_dst):
+            nn.init.xavier_uniform_(p)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, return_attention: bool = False):
+        n, H, C = x.shape[0], self.heads, self.out_features
+        if x.dim() != 2 or x.shape[1] != self.lin.in_features:
+            raise ValueError(f"GATLayer expects node features (n, {self.lin.in_features}), "
+                             f"got {tuple(x.shape)}")
+        check_edge_index(edge_index, n)
+        no_loops = edge_index[:, edge_index[0] != edge_index[1]]
+        edges = add_self_loops(no_loops, n)  # (2, E)
+        source, target = edges
+        h = self.lin(x).view(n, H, C)  # (n, H, C)
+        score_src = (h * self.att_src).sum(-1)  # (n, H)
+        score_dst = (h * self.att_dst).sum(-1)  # (n, H)
+        e = F.leaky_relu(score_dst[target] + score_src[source], self.negative_slope)  # (E, H)
+        # softmax over the edges arriving at each node; subtract the node's max for stability
+        e_max = aggregate(e, target, n, "max")  # (n, H)
+        weights = (e - e_max[target]).exp()  # (E, H)
+        alpha = weights / aggregate(weights, target, n, "sum")[target]  # (E, H)
+        out = aggregate(alpha.unsqueeze(-1) * h[source], target, n, "sum")  # (n, H, C)
+        out = out.reshape(n, H * C) if self.concat else out.mean(1)  # (n, H*C) or (n, C)
+        if self.bias is not None:
+            out = out + self.bias
+        return (out, edges, alpha) if return_attention else out
+
+
+# --- a small model ------------------------------------------------------------------------------
+@dataclass
+class GCNConfig:
+    """A stack of graph layers: ``sizes = [in, hidden..., embedding]``, then a linear classifier
+    from the embedding to ``classes`` (``classes=0``: no classifier, the embedding is the output)."""
+
+    sizes: Sequence[int] = (34, 16, 2)
+    classes: int = 2
+    layer: str = "gcn"          # "gcn" or "gat"
+    activation: str = "tanh"
+    dropout: float = 0.0        # on each layer's input features, as in Kipf & Welling
+
+    @classmethod
+    def karate(cls) -> "GCNConfig":
+        """34 one-hot node features -> 4 -> 4 -> 2-D embedding -> 2 clubs (PyG's karate demo)."""
+        return cls(sizes=(34, 4, 4, 2), classes=2)
+
+    @classmethod
+    def kipf(cls, in_features: int, classes: int) -> "GCNConfig":
+        """The paper's two-layer model: 16 hidden units, ReLU, dropout 0.5."""
+        return cls(sizes=(in_features, 16, classes), classes=0, activation="relu", dropout=0.5)
+
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda t: t}
+
+
+class GCN(nn.Module):
+    """Graph layers with an activation after each (but the last when there is no classifier).
+
+    ``forward(x, edge_index) -> logits`` (or the embedding when ``classes=0``);
+    :meth:`embed` returns the last graph layer's output, the nodes' learned coordinates.
+    """
+
+    def __init__(self, config: GCNConfig | None = None, **overrides):
+        super().__init__()
+        config = replace(config or GCNConfig(), **overrides)
+        if config.layer not in ("gcn", "gat"):
+            raise ValueError(f"layer must be 'gcn' or 'gat', got {config.layer!r}")
+        if config.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {config.activation!r}")
+        if len(config.sizes) < 2:
+            raise ValueError(f"sizes needs at least [in, out], got {list(config.sizes)}")
+        self.config = config
+        make = GCNLayer if config.layer == "gcn" else GATLayer
+        self.layers = nn.ModuleList(make(a, b) for a, b in zip(config.sizes[:-1], config.sizes[1:]))
+        self.classifier = nn.Linear(config.sizes[-1], config.classes) if config.classes else None
+
+    def embed(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        act = ACTIVATIONS[self.config.activation]
+        for k, layer in enumerate(self.layers):
+            x = F.dropout(x, self.config.dropout, self.training)
+            x = layer(x, edge_index)  # (n, sizes[k + 1])
+            if self.classifier is not None or k < len(self.layers) - 1:
+                x = act(x)
+        return x
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x, edge_index)  # (n, sizes[-1])
+        return self.classifier(h) if self.classifier is not None else h
+
+
+# --- measuring over-smoothing -------------------------------------------------------------------
+def dirichlet_energy(x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    """``1/2 sum_{(i,j) in E} || x_i/sqrt(1+d_i) - x_j/sqrt(1+d_j) ||^2``: how much the node
+    features still differ across edges, in the GCN's own normalisation (degrees with self-loops).
+    Zero means every node carries the same (degree-scaled) vector: the features are
+    over-smoothed and say nothing about where in the graph a node sits."""
+    n = x.shape[0]
+    check_edge_index(edge_index, n)
+    deg = degree(edge_index, n).to(x.dtype)  # (n,)
+    scaled = x / (deg + 1).sqrt().unsqueeze(1)  # (n, F)
+    source, target = edge_index
+    return 0.5 * (scaled[source] - scaled[target]).pow(2).sum()
+
+
+def propagate(x: torch.Tensor, edge_index: torch.Tensor, steps: int) -> torch.Tensor:
+    """``(D^-1/2 (A + I) D^-1/2)^steps x``: the GCN's propagation without weights or
+    nonlinearities (as in SGC, Wu et al. 2019)."""
+    edges, weight = gcn_norm(edge_index, x.shape[0], dtype=x.dtype)
+    for _ in range(steps):
+        x = message_passing(x, edges, edge_weight=weight)  # (n, F)
+    return x
+
+
+# --- training on one graph ----------------------------------------------------------------------
+@dataclass
+class NodeHistory:
+    """What :func:`fit_nodes` records: the loss at every epoch and, every ``record_every`` epochs,
+    the nodes' embeddings (``(n, d)`` tensors, epoch 0 = before training)."""
+
+    loss: list = None
+    epochs: list = None
+    embeddings: list = None
+
+
+def fit_nodes(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, y: torch.Tensor,
+              train_nodes: torch.Tensor, *, epochs: int = 200, lr: float = 0.01,
+              weight_decay: float = 5e-4, record_every: int = 0, seed: int = 0) -> NodeHistory:
+    """Semi-supervised node classification on one graph (transductive, full batch).
+
+    Every epoch runs the model on the *whole* graph, but the loss counts only the labelled
+    ``train_nodes``: the other nodes' labels are never seen; they take part only as neighbours,
+    through their features and edges. Adam with weight decay, as in Kipf & Welling.
+    """
+    if len(train_nodes) == 0:
+        raise ValueError("train_nodes is empty: label at least one node")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"y needs one label per node ({x.shape[0]}), got {y.shape[0]}")
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history = NodeHistory(loss=[], epochs=[], embeddings=[])
+
+    def record(epoch):
+        model.eval()
+        with torch.no_grad():
+            history.epochs.append(epoch)
+            history.embeddings.append(model.embed(x, edge_index).clone())
+        model.train()
+
+    model.train()
+    for epoch in range(1, epochs + 1):
+        if record_every and (epoch - 1) % record_every == 0:
+            record(epoch - 1)
+        logits = model(x, edge_index)  # (n, classes): every node
+        loss = F.cross_entropy(logits[train_nodes], y[train_nodes])  # the labelled ones only
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.loss.append(loss.item())
+    if record_every:
+        record(epochs)
+    model.eval()
+    return history
+
+
+# --- link prediction without labels -------------------------------------------------------------
+def edge_scores(z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """The graph autoencoder's decoder: the logit of an edge between ``pairs[:, 0]`` and
+    ``pairs[:, 1]`` is the dot product of their embeddings ``z`` ``(n, d)``."""
+    return (z[pairs[:, 0]] * z[pairs[:, 1]]).sum(-1)  # (P,)
+
+
+def roc_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """The probability that a random true edge scores above a random non-edge (ties count half):
+    the area under the ROC curve, computed directly from its definition."""
+    diff = positive.reshape(-1, 1) - negative.reshape(1, -1)  # (P, N)
+    return ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item()
+
+
+@dataclass
+class LinkHistory:
+    """What :func:`fit_link_predictor` records: the loss per epoch, the validation AUC every
+    ``eval_every`` epochs, and the epoch whose weights were kept (best validation AUC)."""
+
+    loss: list = None
+    eval_epochs: list = None
+    val_auc: list = None
+    best_epoch: int = 0
+
+
+def fit_link_predictor(encoder: nn.Module, x: torch.Tensor, train_edges: torch.Tensor,
+                       val: tuple[torch.Tensor, torch.Tensor], *, epochs: int = 200,
+                       lr: float = 0.01, eval_every: int = 10, seed: int = 0) -> LinkHistory:
+    """Train a graph autoencoder (Kipf & Welling 2016): no labels, only the graph itself.
+
+    ``train_edges`` ``(m, 2)``: the edges the encoder may see (message passing runs on them
+    only, both directions). Each epoch, the true edges should score high and as many random
+    node pairs (negative samples, mostly non-edges) low: binary cross-entropy on
+    :func:`edge_scores`. ``val``: held-out ``(positive, negative)`` pairs; the weights of the
+    evaluation with the best validation AUC are kept (early stopping on a validation split).
+    """
+    n = x.shape[0]
+    if train_edges.dim() != 2 or train_edges.shape[1] != 2:
+        raise ValueError(f"train_edges must be (m, 2) node pairs, got {tuple(train_edges.shape)}")
+    edge_index = torch.cat([train_edges.T, train_edges.T.flip(0)], dim=1)  # (2, 2m)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    history = LinkHistory(loss=[], eval_epochs=[], val_auc=[])
+    best, best_state = -1.0, None
+    for epoch in range(1, epochs + 1):
+        encoder.train()
+        z = encoder(x, edge_index)  # (n, d)
+        negative = torch.randint(0, n, train_edges.shape, generator=gen)  # (m, 2)
+        logits = torch.cat([edge_scores(z, train_edges), edge_scores(z, negative)])  # (2m,)
+        targets = torch.cat([torch.ones(len(train_edges)), torch.zeros(len(negative))])
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.loss.append(loss.item())
+        if epoch % eval_every == 0 or epoch == epochs:
+            encoder.eval()
+            with torch.no_grad():
+                z = encoder(x, edge_index)
+                auc = roc_auc(edge_scores(z, val[0]), edge_scores(z, val[1]))
+            history.eval_epochs.append(epoch)
+            history.val_auc.append(auc)
+            if auc > best:
+                best, history.best_epoch = auc, epoch
+                best_state = {k: v.clone() for k, v in encoder.state_dict().items()}
+    encoder.load_state_dict(best_state)
+    encoder.eval()
+    return history

@@ -1,0 +1,196 @@
+"""dlbook.gnn: message passing, GCN and GAT layers against PyTorch Geometric (weights copied),
+and the dense matrices they stand for."""
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from dlbook import gnn
+
+
+@pytest.fixture(scope="module")
+def karate():
+    graph = nx.karate_club_graph()
+    return graph, gnn.edge_index_from_networkx(graph)
+
+
+def random_graph(n=12, p=0.3, seed=0):
+    graph = nx.gnp_random_graph(n, p, seed=seed)
+    graph.add_edge(0, 1)
+    return gnn.edge_index_from_networkx(graph)
+
+
+def test_edge_index_lists_each_edge_both_ways(karate):
+    graph, edge_index = karate
+    assert edge_index.shape == (2, 2 * graph.number_of_edges())
+    pairs = set(map(tuple, edge_index.T.tolist()))
+    assert all((j, i) in pairs for i, j in pairs)
+    with pytest.raises(ValueError, match="0..n-1"):
+        gnn.edge_index_from_networkx(nx.relabel_nodes(graph, {0: "a"}))
+
+
+def test_normalized_adjacency_is_symmetric_with_top_eigenvector_sqrt_degree(karate):
+    graph, edge_index = karate
+    a_hat = gnn.normalized_adjacency(edge_index, 34, dtype=torch.float64)
+    adjacency = torch.tensor(nx.to_numpy_array(graph, weight=None))
+    d = adjacency.sum(1) + 1
+    expected = (adjacency + torch.eye(34)) / torch.sqrt(d[:, None] * d[None, :])
+    torch.testing.assert_close(a_hat, expected)
+    eig, vec = torch.linalg.eigh(a_hat)
+    assert eig.max() == pytest.approx(1.0) and eig.min() > -1
+    top = vec[:, -1] * torch.sign(vec[0, -1])
+    torch.testing.assert_close(top, d.sqrt() / d.sqrt().norm())
+
+
+def test_message_passing_equals_the_dense_product_and_aggregations():
+    edge_index = random_graph()
+    n = 12
+    x = torch.randn(n, 3, dtype=torch.float64)
+    edges, w = gnn.gcn_norm(edge_index, n, dtype=torch.float64)
+    dense = gnn.normalized_adjacency(edge_index, n, dtype=torch.float64)
+    torch.testing.assert_close(gnn.message_passing(x, edges, edge_weight=w), dense @ x)
+    adjacency = torch.zeros(n, n, dtype=torch.float64)
+    adjacency[edge_index[1], edge_index[0]] = 1.0
+    deg = adjacency.sum(1, keepdim=True)
+    torch.testing.assert_close(gnn.message_passing(x, edge_index), adjacency @ x)
+    mean = gnn.message_passing(x, edge_index, how="mean")
+    torch.testing.assert_close(mean, torch.where(deg > 0, adjacency @ x / deg.clamp(min=1), 0.0))
+    biggest = gnn.message_passing(x, edge_index, how="max")
+    for i in range(n):
+        neighbours = adjacency[i].nonzero().flatten()
+        if len(neighbours):
+            torch.testing.assert_close(biggest[i], x[neighbours].max(0).values)
+    custom = gnn.message_passing(x, edge_index, message=lambda xi, xj: xj - xi)
+    torch.testing.assert_close(custom, adjacency @ x - deg * x)
+
+
+def test_bad_input_fails_up_front():
+    edge_index = random_graph()
+    with pytest.raises(ValueError, match="has 5 nodes"):
+        gnn.message_passing(torch.randn(5, 2), edge_index)
+    with pytest.raises(ValueError, match=r"\(2, E\)"):
+        gnn.gcn_norm(edge_index.T, 12)
+    with pytest.raises(ValueError, match="aggregate"):
+        gnn.aggregate(torch.randn(3, 2), torch.tensor([0, 1, 1]), 2, "median")
+    with pytest.raises(ValueError, match="GCNLayer expects"):
+        gnn.GCNLayer(4, 2)(torch.randn(12, 3), edge_index)
+    with pytest.raises(ValueError, match="layer must be"):
+        gnn.GCN(layer="sage")
+    with pytest.raises(ValueError, match="train_nodes is empty"):
+        model = gnn.GCN(gnn.GCNConfig(sizes=(12, 2)))
+        gnn.fit_nodes(model, torch.eye(12), edge_index, torch.zeros(12, dtype=torch.long),
+                      torch.tensor([], dtype=torch.long))
+
+
+def test_gcn_layer_matches_pyg_gcnconv_outputs_and_gradients(karate):
+    pyg = pytest.importorskip("torch_geometric.nn")
+    _, edge_index = karate
+    torch.manual_seed(0)
+    ours = gnn.GCNLayer(5, 3).double()
+    ref = pyg.GCNConv(5, 3).double()
+    with torch.no_grad():
+        ours.bias.normal_()
+        ref.lin.weight.copy_(ours.lin.weight)
+        ref.bias.copy_(ours.bias)
+    x = torch.randn(34, 5, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, out_ref = ours(x, edge_index), ref(x_ref, edge_index)
+    torch.testing.assert_close(out, out_ref)
+    upstream = torch.randn_like(out)
+    (out * upstream).sum().backward()
+    (out_ref * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(ours.lin.weight.grad, ref.lin.weight.grad)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad)
+
+
+@pytest.mark.parametrize("heads,concat", [(1, True), (3, True), (2, False)])
+def test_gat_layer_matches_pyg_gatconv(heads, concat):
+    pyg = pytest.importorskip("torch_geometric.nn")
+    edge_index = random_graph(seed=3)
+    torch.manual_seed(1)
+    ours = gnn.GATLayer(4, 5, heads=heads, concat=concat).double()
+    ref = pyg.GATConv(4, 5, heads=heads, concat=concat).double()
+    with torch.no_grad():
+        ours.bias.normal_()
+        for name in ("lin.weight", "att_src", "att_dst", "bias"):
+            ref.get_parameter(name).copy_(ours.get_parameter(name))
+    x = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, edges, alpha = ours(x, edge_index, return_attention=True)
+    out_ref = ref(x_ref, edge_index)
+    torch.testing.assert_close(out, out_ref)
+    out.square().sum().backward()
+    out_ref.square().sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(ours.att_src.grad, ref.att_src.grad)
+    sums = torch.zeros(12, heads, dtype=torch.float64).index_add_(0, edges[1], alpha)
+    torch.testing.assert_close(sums, torch.ones_like(sums))  # a softmax over each node's edges
+
+
+def test_gcn_is_permutation_equivariant_and_its_cache_follows_the_graph():
+    edge_index = random_graph(seed=5)
+    torch.manual_seed(0)
+    model = gnn.GCN(gnn.GCNConfig(sizes=(3, 8, 4), classes=2)).double()
+    x = torch.randn(12, 3, dtype=torch.float64)
+    perm = torch.randperm(12)
+    inverse = torch.argsort(perm)  # new id of each old node
+    permuted_edges = inverse[edge_index]
+    torch.testing.assert_close(model(x[perm], permuted_edges), model(x, edge_index)[perm])
+    # the same model on another graph, and after an in-place edit, recomputes the normalisation
+    before = model(x, edge_index)
+    no_edges = torch.zeros(2, 0, dtype=torch.long)
+    assert not torch.allclose(model(x, no_edges), before)
+    edited = edge_index.clone()
+    model(x, edited)
+    edited[:, :] = edited.flip(0)  # the same undirected graph: same answer
+    torch.testing.assert_close(model(x, edited), before)
+    edited[1, 0] = edited[0, 0]  # a different graph now
+    assert not torch.allclose(model(x, edited), before)
+
+
+def test_dirichlet_energy_is_the_normalised_laplacian_quadratic_form_and_decays(karate):
+    _, edge_index = karate
+    x = torch.randn(34, 4, dtype=torch.float64)
+    a_hat = gnn.normalized_adjacency(edge_index, 34, dtype=torch.float64)
+    laplacian = torch.eye(34, dtype=torch.float64) - a_hat
+    energy = gnn.dirichlet_energy(x, edge_index)
+    torch.testing.assert_close(energy, torch.trace(x.T @ laplacian @ x))
+    energies = [gnn.dirichlet_energy(gnn.propagate(x, edge_index, k), edge_index) for k in (0, 4, 16)]
+    assert energies[0] > energies[1] > energies[2] > 0
+    torch.testing.assert_close(gnn.propagate(x, edge_index, 3), a_hat @ a_hat @ a_hat @ x)
+
+
+def test_roc_auc_matches_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    gen = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(30, generator=gen) + 1, torch.randn(40, generator=gen).round()
+    labels = np.r_[np.ones(30), np.zeros(40)]
+    assert gnn.roc_auc(pos, neg) == pytest.approx(roc_auc_score(labels, np.r_[pos, neg]))
+
+
+def test_gcn_learns_the_karate_club_from_two_labels(karate):
+    graph, edge_index = karate
+    y = torch.tensor([int(graph.nodes[i]["club"] != "Mr. Hi") for i in graph])
+    model = gnn.GCN(gnn.GCNConfig.karate())
+    history = gnn.fit_nodes(model, torch.eye(34), edge_index, y, torch.tensor([0, 33]),
+                            epochs=100, record_every=50)
+    rest = torch.arange(1, 33)
+    assert (model(torch.eye(34), edge_index).argmax(1)[rest] == y[rest]).float().mean() >= 0.9
+    assert history.epochs == [0, 50, 100] and history.embeddings[0].shape == (34, 2)
+    assert history.loss[-1] < history.loss[0]
+
+
+def test_link_predictor_beats_chance_and_keeps_its_best_weights():
+    graph = nx.connected_caveman_graph(4, 6)
+    edges = torch.tensor(list(graph.edges))
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(edges), generator=gen)
+    val_pos, train = edges[order[:8]], edges[order[8:]]
+    val_neg = torch.tensor([[0, 13], [1, 20], [2, 8], [7, 19], [3, 15], [9, 22], [4, 17], [11, 23]])
+    encoder = gnn.GCN(gnn.GCNConfig(sizes=(24, 16, 8), classes=0, activation="relu"))
+    history = gnn.fit_link_predictor(encoder, torch.eye(24), train, (val_pos, val_neg), epochs=60)
+    assert max(history.val_auc) == history.val_auc[history.eval_epochs.index(history.best_epoch)]
+    assert max(history.val_auc) > 0.8
