@@ -28,9 +28,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # The site has no kernel: interactive plots emit only their static HTML view (no widget state).
+# Then MathJax goes into the site, and each chapter's static slide deck is made from the
+# notebook the build executed.
 book: $(STAMP)
 	DLBOOK_STATIC_ONLY=1 $(VENV)/bin/jupyter-book build -W -n --keep-going .
 	$(PY) tools/vendor_mathjax.py
+	$(PY) tools/build_slides.py
 	$(PY) tools/page_weight.py
 	@echo "site: _build/html/index.html"
 

@@ -26,7 +26,24 @@
     });
   }
 
+  // Each chapter has a static slide deck (tools/build_slides.py): a button beside the theme's own
+  // opens it. The deck needs no Jupyter, works offline, and its plots respond as here.
+  function addDeckButton() {
+    var match = window.location.pathname.match(/\/chapters\/(\d\d_[\w-]+)\.html$/);
+    var bar = document.querySelector(".article-header-buttons");
+    if (!match || !bar || bar.querySelector(".dlbook-deck-button")) return;
+    var link = document.createElement("a");
+    link.href = "../slides/" + match[1] + ".html";
+    link.className = "btn btn-sm dlbook-deck-button";
+    link.title = "Slides of this chapter";
+    link.setAttribute("aria-label", "Slides");
+    link.innerHTML = '<i class="fa-solid fa-person-chalkboard" aria-hidden="true"></i>' +
+      '<span class="dlbook-deck-label"> Slides</span>';
+    bar.insertBefore(link, bar.firstChild);
+  }
+
   function ready() {
+    addDeckButton();
     nameByVisibleText(document);
     // Toggles change their text when opened; the theme adds buttons late.
     document.addEventListener("click", function () {
