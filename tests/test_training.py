@@ -352,3 +352,24 @@ def test_epoch_runs_still_record_epochs_only():
     hist = fit(torch.nn.Linear(4, 2), _toy(), epochs=3, batch_size=16, progress=False)
     assert hist.epoch == [1, 2, 3] and hist.step == [] and hist.unit == "epoch"
     assert hist.x == [1, 2, 3] and len(hist.lr) == 3 and hist.grad_norm == []
+
+
+def test_train_eval_measures_the_training_set_in_eval_mode_without_changing_training():
+    train, val = blobs(300, 0), blobs(100, 1)
+    runs = {}
+    for train_eval in (False, True):
+        torch.manual_seed(0)
+        model = MLP(MLPConfig(sizes=(2, 32, 3), dropout=0.5))
+        hist = fit(model, train, val, epochs=4, batch_size=50, lr=1e-2, seed=1,
+                   transform=lambda x: x + torch.randn_like(x), train_eval=train_eval,
+                   progress=False)
+        runs[train_eval] = (model, hist)
+    (_, batches), (model, measured) = runs[False], runs[True]
+    # The extra pass draws no random numbers: the same training, step for step.
+    assert measured.val_loss == batches.val_loss
+    # Recorded as evaluate() measures: eval mode (no dropout), no transform, after the epoch.
+    loss, acc = evaluate(model, train)
+    assert measured.train_loss[-1] == pytest.approx(loss)
+    assert measured.train_metric[-1] == pytest.approx(acc)
+    # The default averages noisy train-mode batches, which is a different number.
+    assert batches.train_loss[-1] != pytest.approx(loss)

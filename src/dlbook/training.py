@@ -358,7 +358,7 @@ def fit(model: nn.Module, train: "Tensors | TokenStream", val: "Tensors | TokenS
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         patience: int | None = None, seed: int = 0, device: str | torch.device | None = None,
         progress: bool | None = None, eval_every: int | None = None,
-        grad_clip: float | None = None) -> History:
+        grad_clip: float | None = None, train_eval: bool = False) -> History:
     """Train ``model`` with mini-batch gradient descent and return its :class:`History`.
 
     - ``train``/``val``: ``(inputs, targets)`` tensors kept in memory, or a :class:`TokenStream`
@@ -375,6 +375,10 @@ def fit(model: nn.Module, train: "Tensors | TokenStream", val: "Tensors | TokenS
     - ``grad_clip``: rescale the gradient whenever its norm exceeds this (``clip_grad_norm_``);
       the mean norm before clipping is recorded in ``History.grad_norm``.
     - ``transform``: applied to each training batch (data augmentation), never to validation.
+    - ``train_eval``: record ``train_loss``/``train_metric`` as validation is recorded, on the
+      whole training set in eval mode and un-augmented (one extra pass per record). By default
+      they average the training batches as they went by: free, but in train mode (dropout on,
+      augmented batches) and with weights that changed during the epoch.
     - ``patience``: early stopping: stop after this many evaluations (epochs, in an epoch run)
       without a better validation loss and restore the best weights.
     - ``seed``: the batch order (and anything random inside the model) is reproducible.
@@ -453,9 +457,14 @@ def fit(model: nn.Module, train: "Tensors | TokenStream", val: "Tensors | TokenS
 
     def record(at: int) -> bool:
         """Close an epoch or an evaluation interval; True when early stopping says stop."""
-        history.train_loss.append(sums["loss"].item() / max(sums["weight"].item(), 1))
-        history.train_metric.append(sums["metric"].item() / max(sums["count"].item(), 1)
-                                    if metric is not None else float("nan"))
+        if train_eval:  # eval mode, no transform: the same measurement as validation
+            tl, tm = evaluate(model, train, loss_fn, metric)
+            history.train_loss.append(tl)
+            history.train_metric.append(tm if tm is not None else float("nan"))
+        else:
+            history.train_loss.append(sums["loss"].item() / max(sums["weight"].item(), 1))
+            history.train_metric.append(sums["metric"].item() / max(sums["count"].item(), 1)
+                                        if metric is not None else float("nan"))
         history.lr.append(optimizer.param_groups[0].get("lr", float("nan")))
         if grad_clip is not None:
             history.grad_norm.append(sums["grad"].item() / max(sums["steps"], 1))
