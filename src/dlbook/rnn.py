@@ -1,0 +1,222 @@
+"""Recurrent cells and layers written from their equations: the Elman RNN, the LSTM and the GRU.
+
+Each cell maps an input ``x_t`` and the previous state to the next state; a layer runs its cell
+along the time axis (batch first: ``(B, T, I)``) and stacks ``num_layers`` of them. The
+parameters have the names, shapes, gate order and initialisation of PyTorch's ``nn.RNN``,
+``nn.LSTM`` and ``nn.GRU``, so that :meth:`RecurrentLayer.from_torch` can copy a torch module's
+weights across and ``tests/test_rnn.py`` can check outputs, final states and gradients against
+torch's fused kernels. Those kernels are faster; these are the equations, readable.
+
+    Elman RNN  h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+    LSTM       i, f, g, o = sigma, sigma, tanh, sigma of (W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+               c_t = f * c_{t-1} + i * g ;  h_t = o * tanh(c_t)
+    GRU        r, z = sigma(W_i{r,z} x_t + b_i{r,z} + W_h{r,z} h_{t-1} + b_h{r,z})
+               n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn)) ;  h_t = (1 - z) * n + z * h_{t-1}
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+CELL_KINDS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # how many H-row blocks W_ih and W_hh hold
+
+
+class _Cell(nn.Module):
+    """Parameters shared by the three cells: W_ih (gates*H, I), W_hh (gates*H, H) and biases."""
+
+    gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"sizes must be positive, got input {input_size}, hidden {hidden_size}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        rows = self.gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(rows))
+        self.bias_hh = nn.Parameter(torch.empty(rows))
+        bound = 1 / math.sqrt(hidden_size)  # PyTorch's init: U(-1/sqrt(H), 1/sqrt(H)) for all
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"{type(self).__name__} takes x of shape (B, {self.input_size}), "
+                             f"got {tuple(x.shape)}")
+
+
+class RNNCell(_Cell):
+    """Elman (1990) cell: ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``."""
+
+    gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh"):
+        super().__init__(input_size, hidden_size)
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity is 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        a = x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh  # (B, H)
+        return torch.tanh(a) if self.nonlinearity == "tanh" else torch.relu(a)  # (B, H)
+
+
+class LSTMCell(_Cell):
+    """Hochreiter & Schmidhuber (1997) cell, with the forget gate of Gers et al. (2000).
+
+    The cell state ``c`` is updated additively, ``c_t = f * c_{t-1} + i * g``: when the forget
+    gate is near 1 the gradient flows back through ``c`` almost unchanged, which is what lets an
+    LSTM carry information (and gradient) across many steps.
+    """
+
+    gates = 4
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        self._check(x)
+        h, c = state  # (B, H), (B, H)
+        a = x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh  # (B, 4H)
+        i, f, g, o = a.chunk(4, dim=1)  # 4 x (B, H), PyTorch's gate order
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g  # (B, H) forget some of the old memory, write some new
+        h = o * torch.tanh(c)  # (B, H) show part of the memory
+        return h, c
+
+
+class GRUCell(_Cell):
+    """Cho et al. (2014) gated recurrent unit: an update gate ``z`` interpolates between the
+    old state and a candidate ``n``, whose recurrent part a reset gate ``r`` can switch off."""
+
+    gates = 3
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        gi = x @ self.weight_ih.T + self.bias_ih  # (B, 3H)
+        gh = h @ self.weight_hh.T + self.bias_hh  # (B, 3H)
+        i_r, i_z, i_n = gi.chunk(3, dim=1)  # 3 x (B, H)
+        h_r, h_z, h_n = gh.chunk(3, dim=1)  # 3 x (B, H)
+        r = torch.sigmoid(i_r + h_r)  # (B, H) reset gate
+        z = torch.sigmoid(i_z + h_z)  # (B, H) update gate
+        n = torch.tanh(i_n + r * h_n)  # (B, H) candidate state
+        return (1 - z) * n + z * h  # (B, H)
+
+
+CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+
+
+class RecurrentLayer(nn.Module):
+    """``num_layers`` stacked cells of one kind run over a ``(B, T, I)`` sequence (batch first).
+
+    ``forward(x, state=None) -> (output, state)`` as in PyTorch: ``output`` (B, T, H) holds the
+    last layer's hidden state at every step; ``state`` is the final hidden state ``h`` of every
+    layer, (L, B, H), or ``(h, c)`` for an LSTM. The loop over time is plain Python: this is
+    backpropagation through time written out, and autograd unrolls it.
+    """
+
+    kind = "rnn"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **cell_kwargs):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        cell = CELLS[self.kind]
+        self.cells = nn.ModuleList(
+            cell(input_size if layer == 0 else hidden_size, hidden_size, **cell_kwargs)
+            for layer in range(num_layers))
+
+    def initial_state(self, batch_size: int, like: torch.Tensor):
+        h = like.new_zeros(self.num_layers, batch_size, self.hidden_size)  # (L, B, H)
+        return (h, h.clone()) if self.kind == "lstm" else h
+
+    def forward(self, x: torch.Tensor, state=None):
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"{type(self).__name__} takes x of shape (B, T, {self.input_size}) "
+                             f"(batch first), got {tuple(x.shape)}")
+        B, T, _ = x.shape
+        if state is None:
+            state = self.initial_state(B, x)
+        lstm = self.kind == "lstm"
+        finals_h, finals_c = [], []
+        layer_input = x  # (B, T, I)
+        for layer, cell in enumerate(self.cells):
+            h = state[0][layer] if lstm else state[layer]  # (B, H)
+            c = state[1][layer] if lstm else None  # (B, H)
+            outputs = []
+            for t in range(T):
+                if lstm:
+                    h, c = cell(layer_input[:, t], (h, c))  # (B, H), (B, H)
+                else:
+                    h = cell(layer_input[:, t], h)  # (B, H)
+                outputs.append(h)
+            layer_input = torch.stack(outputs, dim=1)  # (B, T, H): the next layer's input
+            finals_h.append(h)
+            finals_c.append(c)
+        h_n = torch.stack(finals_h)  # (L, B, H)
+        return layer_input, ((h_n, torch.stack(finals_c)) if lstm else h_n)
+
+    @classmethod
+    def from_torch(cls, module: nn.Module) -> "RecurrentLayer":
+        """A layer with the weights of a torch ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (batch_first,
+        unidirectional, with biases), copied: the two then compute the same function."""
+        expected = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cls.kind]
+        if type(module) is not expected:
+            raise TypeError(f"{cls.__name__}.from_torch takes an nn.{expected.__name__}, "
+                            f"got {type(module).__name__}")
+        if module.bidirectional or not module.bias or not module.batch_first \
+                or getattr(module, "proj_size", 0):
+            raise ValueError("from_torch copies batch_first, unidirectional modules with biases "
+                             "and no projection")
+        kwargs = {"nonlinearity": module.nonlinearity} if cls.kind == "rnn" else {}
+        layer = cls(module.input_size, module.hidden_size, module.num_layers, **kwargs)
+        with torch.no_grad():
+            for k, cell in enumerate(layer.cells):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(cell, name).copy_(getattr(module, f"{name}_l{k}"))
+        return layer.to(next(module.parameters()).device)
+
+
+class RNN(RecurrentLayer):
+    """Stacked Elman RNN cells (``nonlinearity`` "tanh" or "relu"), like ``nn.RNN``."""
+
+    kind = "rnn"
+
+
+class LSTM(RecurrentLayer):
+    """Stacked LSTM cells, like ``nn.LSTM``; the state is a pair ``(h, c)``."""
+
+    kind = "lstm"
+
+
+class GRU(RecurrentLayer):
+    """Stacked GRU cells, like ``nn.GRU``."""
+
+    kind = "gru"
+
+
+LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+def hidden_gradient_norms(cell: RNNCell, xs: torch.Tensor, h0: torch.Tensor | None = None):
+    """How far back a gradient reaches: ``||dh_T / dh_t||`` for ``t = 0 .. T-1``.
+
+    Runs ``cell`` over ``xs`` (B, T, I) from ``h_0`` (zeros by default), keeps every state, and
+    backpropagates the sum of the final state ``h_T`` (an all-ones upstream gradient) to each
+    earlier one. Returns a ``(T,)`` tensor, averaged over the batch: entry ``t`` is the norm at
+    distance ``T - t`` steps. With ``h_t = tanh(W_hh h_{t-1} + ...)`` each step back multiplies
+    the gradient by ``W_hh^T diag(1 - h_t^2)``, so the norm shrinks or grows geometrically, at a
+    rate set by the spectral radius of ``W_hh``. The cell's own gradients are left untouched.
+    """
+    B, T, _ = xs.shape
+    h = h0 if h0 is not None else xs.new_zeros(B, cell.hidden_size)  # (B, H)
+    h = h.detach().requires_grad_(True)
+    states = []
+    for t in range(T):
+        states.append(h)  # h_t
+        h = cell(xs[:, t], h)  # (B, H): h_{t+1}
+    grads = torch.autograd.grad(h.sum(), states)  # T x (B, H)
+    return torch.stack([g.norm(dim=1).mean() for g in grads])  # (T,)

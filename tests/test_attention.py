@@ -1,0 +1,173 @@
+"""dlbook.attention agrees with F.scaled_dot_product_attention and nn.MultiheadAttention."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlbook.attention import (MultiHeadAttention, Seq2Seq, Transformer, TransformerBlock,
+                              TransformerConfig, causal_mask, scaled_dot_product_attention,
+                              sinusoidal_positions)
+from dlbook.training import TokenStream, fit
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as the book's tests and builds run (two threads collapse when the
+    machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _qkv(seed=0, B=2, H=3, Tq=5, Tk=5, d=8, dv=4):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, H, Tq, d, generator=g, dtype=torch.float64, requires_grad=True),
+            torch.randn(B, H, Tk, d, generator=g, dtype=torch.float64, requires_grad=True),
+            torch.randn(B, H, Tk, dv, generator=g, dtype=torch.float64, requires_grad=True))
+
+
+def _grads(out, tensors, seed=5):
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    return torch.autograd.grad((out * w).sum(), tensors)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_sdpa_matches_torch_with_and_without_causal_mask(causal):
+    q, k, v = _qkv()
+    ours, weights = scaled_dot_product_attention(q, k, v, causal=causal)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    assert torch.allclose(ours, ref, atol=1e-10)
+    for a, b in zip(_grads(ours, (q, k, v)), _grads(ref, (q, k, v))):
+        assert torch.allclose(a, b, atol=1e-10)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 3, 5, dtype=torch.float64))
+    if causal:
+        assert (weights.triu(1) == 0).all(), "no weight on the future"
+
+
+def test_sdpa_matches_torch_with_a_boolean_mask_and_rectangular_shapes():
+    q, k, v = _qkv(Tq=3, Tk=6)
+    mask = torch.rand(3, 6, generator=torch.Generator().manual_seed(1)) > 0.4
+    mask[:, 0] = True  # every query may see at least one key
+    ours, weights = scaled_dot_product_attention(q, k, v, mask=mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(ours, ref, atol=1e-10)
+    assert (weights[..., ~mask] == 0).all()
+    ours_c, _ = scaled_dot_product_attention(q, k, v, causal=True)
+    assert torch.allclose(ours_c, F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                          atol=1e-10)
+    with pytest.raises(ValueError, match="booleans"):
+        scaled_dot_product_attention(q, k, v, mask=mask.float())
+    with pytest.raises(ValueError, match="disagree"):
+        scaled_dot_product_attention(q, k[..., :4], v)
+
+
+def test_causal_mask():
+    m = causal_mask(4)
+    assert m.dtype == torch.bool and m.sum() == 10 and m[3].all() and m[0, 1:].sum() == 0
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_multi_head_attention_matches_torch_with_shared_weights(causal):
+    torch.manual_seed(0)
+    reference = nn.MultiheadAttention(16, 4, batch_first=True).double()
+    ours = MultiHeadAttention.from_torch(reference).double()
+    x = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
+    torch_mask = nn.Transformer.generate_square_subsequent_mask(7, dtype=torch.float64) \
+        if causal else None
+    ref_out, ref_w = reference(x, x, x, attn_mask=torch_mask, need_weights=True,
+                               average_attn_weights=False)
+    out, w = ours(x, causal=causal)
+    assert out.shape == (3, 7, 16) and w.shape == (3, 4, 7, 7)
+    assert torch.allclose(out, ref_out, atol=1e-10)
+    assert torch.allclose(w, ref_w, atol=1e-10)
+    g_ours = _grads(out, (x, *ours.parameters()))
+    g_ref = _grads(ref_out, (x, reference.in_proj_weight, reference.in_proj_bias,
+                             reference.out_proj.weight, reference.out_proj.bias))
+    for a, b in zip(g_ours, g_ref):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_cross_attention_matches_torch():
+    torch.manual_seed(1)
+    reference = nn.MultiheadAttention(8, 2, batch_first=True)
+    ours = MultiHeadAttention.from_torch(reference)
+    query, memory = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    ref_out, ref_w = reference(query, memory, memory)  # weights averaged over heads
+    out, w = ours(query, memory, memory)
+    assert torch.allclose(out, ref_out, atol=1e-6)
+    assert torch.allclose(w.mean(1), ref_w, atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of n_head"):
+        MultiHeadAttention(10, 3)
+
+
+def test_sinusoidal_positions():
+    pe = sinusoidal_positions(50, 16)
+    assert pe.shape == (50, 16)
+    assert torch.allclose(pe[0, 0::2], torch.zeros(8)) and torch.allclose(pe[0, 1::2], torch.ones(8))
+    assert torch.allclose(pe[7, 2], torch.sin(torch.tensor(7 / 10000 ** (2 / 16))))
+    # Shifting by k is one fixed rotation per pair: PE[p + k] = R_k PE[p] for every p.
+    k, i = 3, 2
+    angle = k * 10000 ** (-2 * i / 16)
+    c, s = torch.cos(torch.tensor(angle)), torch.sin(torch.tensor(angle))
+    rot = torch.tensor([[c, -s], [s, c]])
+    pairs = pe[:, 2 * i:2 * i + 2]  # (50, 2) = (sin, cos)
+    assert torch.allclose(pairs[k:], pairs[:-k] @ rot, atol=1e-5)
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_positions(5, 7)
+
+
+def test_transformer_block_is_causal_and_residual():
+    torch.manual_seed(0)
+    block = TransformerBlock(16, 2, causal=True)
+    x = torch.randn(2, 6, 16)
+    y, w = block(x, return_weights=True)
+    assert y.shape == x.shape and w.shape == (2, 2, 6, 6)
+    x2 = x.clone()
+    x2[:, 4:] = torch.randn(2, 2, 16)  # change the future: the past must not move
+    assert torch.allclose(block(x2)[:, :4], y[:, :4], atol=1e-6)
+    assert not torch.allclose(block(x2)[:, 4:], y[:, 4:])
+    encoder = TransformerBlock(16, 2, causal=False)
+    assert not torch.allclose(encoder(x2)[:, :4], encoder(x)[:, :4])
+
+
+def test_transformer_language_model_learns_a_pattern():
+    torch.manual_seed(0)
+    config = TransformerConfig.tiny(vocab_size=4, block_size=8)
+    model = Transformer(config)
+    stream = TokenStream(torch.arange(400) % 4, 8)  # 0 1 2 3 0 1 2 3 ...
+    hist = fit(model, stream, stream, steps=60, eval_every=30, lr=1e-2, progress=False)
+    assert hist.val_loss[-1] < 0.05 and hist.val_metric[-1] == 1.0
+    logits, loss, maps = model(torch.arange(8)[None] % 4, return_weights=True)
+    assert loss is None and logits.shape == (1, 8, 4) and maps.shape == (1, 1, 1, 8, 8)
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+    sin = Transformer(TransformerConfig(vocab_size=4, block_size=8, positions="sinusoidal"))
+    assert "pos_emb" in dict(sin.named_buffers())
+
+
+def test_seq2seq_shapes_and_teacher_forcing():
+    torch.manual_seed(0)
+    for attention in (False, True):
+        model = Seq2Seq(vocab_size=6, hidden=16, attention=attention)
+        src = torch.tensor([[0, 0, 3, 4, 5], [2, 3, 4, 5, 2]])  # left padded with 0
+        tgt = torch.tensor([[5, 4, 3, -1, -1], [2, 5, 4, 3, 2]])
+        logits, loss = model(src, tgt)
+        assert logits.shape == (2, 5, 6) and loss.ndim == 0
+        tokens, greedy_logits, weights = model.generate(src, 5)
+        assert tokens.shape == (2, 5) and greedy_logits.shape == (2, 5, 6)
+        if attention:
+            assert weights.shape == (2, 5, 5)
+            assert (weights[0, :, :2] == 0).all(), "padding gets no attention"
+        else:
+            assert weights is None
+    # The model learns to reverse short sequences quickly with attention.
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(2, 6, (512, 4), generator=g)
+    tgt = src.flip(1)
+    model = Seq2Seq(6, hidden=32, attention=True)
+    fit(model, (src, tgt), steps=200, batch_size=64, lr=1e-2, progress=False)
+    tokens, _, _ = model.generate(src[:100], 4)
+    assert (tokens == tgt[:100]).float().mean() > 0.95

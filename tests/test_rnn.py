@@ -1,0 +1,132 @@
+"""dlbook.rnn: cells and layers from their equations agree with nn.RNN, nn.LSTM and nn.GRU."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dlbook.rnn import (GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell, hidden_gradient_norms)
+
+TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+OURS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as the book's tests and builds run (two threads collapse when the
+    machine is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pair(kind, layers, seed=0, **kw):
+    torch.manual_seed(seed)
+    reference = TORCH[kind](5, 7, num_layers=layers, batch_first=True, **kw).double()
+    return reference, OURS[kind].from_torch(reference).double()
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_layer_matches_torch_outputs_states_and_gradients(kind, layers, with_state):
+    reference, ours = _pair(kind, layers)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 6, 5, generator=g, dtype=torch.float64)
+    state = None
+    if with_state:
+        h0 = torch.randn(layers, 3, 7, generator=g, dtype=torch.float64)
+        state = (h0, torch.randn(layers, 3, 7, generator=g, dtype=torch.float64)) \
+            if kind == "lstm" else h0
+    x_ref, x_ours = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out_ref, state_ref = reference(x_ref, state)
+    out_ours, state_ours = ours(x_ours, state)
+    assert out_ours.shape == out_ref.shape == (3, 6, 7)
+    assert torch.allclose(out_ours, out_ref, atol=1e-10)
+    finals_ref = state_ref if kind == "lstm" else (state_ref,)
+    finals_ours = state_ours if kind == "lstm" else (state_ours,)
+    for a, b in zip(finals_ours, finals_ref):
+        assert a.shape == (layers, 3, 7) and torch.allclose(a, b, atol=1e-10)
+    # Gradients of a loss that uses every output and the final states.
+    w = torch.randn(3, 6, 7, generator=g, dtype=torch.float64)
+
+    def loss(out, finals):
+        return (out * w).sum() + sum((f ** 2).sum() for f in finals)
+
+    loss(out_ref, finals_ref).backward()
+    loss(out_ours, finals_ours).backward()
+    assert torch.allclose(x_ours.grad, x_ref.grad, atol=1e-10)
+    for k, cell in enumerate(ours.cells):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            ref_grad = getattr(reference, f"{name}_l{k}").grad
+            assert torch.allclose(getattr(cell, name).grad, ref_grad, atol=1e-10), (kind, k, name)
+
+
+def test_relu_rnn_and_float32_agree_too():
+    torch.manual_seed(0)
+    reference = nn.RNN(4, 6, nonlinearity="relu", batch_first=True)
+    ours = RNN.from_torch(reference)
+    assert ours.cells[0].nonlinearity == "relu"
+    x = torch.randn(2, 9, 4)
+    assert torch.allclose(ours(x)[0], reference(x)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("cell_cls, torch_cls", [(RNNCell, nn.RNNCell), (LSTMCell, nn.LSTMCell),
+                                                 (GRUCell, nn.GRUCell)])
+def test_cells_match_torch_cells(cell_cls, torch_cls):
+    torch.manual_seed(0)
+    reference = torch_cls(3, 4)
+    cell = cell_cls(3, 4)
+    assert {n: p.shape for n, p in cell.named_parameters()} == \
+        {n: p.shape for n, p in reference.named_parameters()}, "same names and shapes as torch"
+    cell.load_state_dict(reference.state_dict())
+    x, h, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
+    if cell_cls is LSTMCell:
+        for a, b in zip(cell(x, (h, c)), reference(x, (h, c))):
+            assert torch.allclose(a, b, atol=1e-6)
+    else:
+        assert torch.allclose(cell(x, h), reference(x, h), atol=1e-6)
+
+
+def test_initialisation_matches_torch_range():
+    cell = LSTMCell(10, 16)
+    bound = 1 / 16 ** 0.5
+    for p in cell.parameters():
+        assert p.abs().max() <= bound and p.std() > bound / 3
+
+
+def test_bad_input_fails_clearly():
+    with pytest.raises(ValueError, match=r"\(B, T, 5\)"):
+        RNN(5, 7)(torch.randn(3, 5))
+    with pytest.raises(ValueError, match=r"\(B, 5\)"):
+        GRUCell(5, 7)(torch.randn(3, 4), torch.zeros(3, 7))
+    with pytest.raises(TypeError, match="nn.LSTM"):
+        LSTM.from_torch(nn.GRU(3, 4, batch_first=True))
+    with pytest.raises(ValueError, match="batch_first"):
+        GRU.from_torch(nn.GRU(3, 4))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        RNNCell(3, 4, nonlinearity="sigmoid")
+
+
+def test_gradient_norms_vanish_or_explode_with_the_spectral_radius():
+    torch.manual_seed(0)
+    H = 32
+    xs = torch.randn(4, 40, 1) * 0.0  # no input: only the recurrence carries the gradient
+    norms = {}
+    for radius in (0.5, 1.5):
+        cell = RNNCell(1, H, nonlinearity="tanh")
+        q, _ = torch.linalg.qr(torch.randn(H, H))
+        with torch.no_grad():
+            cell.weight_hh.copy_(radius * q)  # orthogonal times radius: every |eigenvalue| = radius
+            cell.bias_ih.zero_()
+            cell.bias_hh.zero_()
+        h0 = 1e-9 * torch.randn(4, H)  # near 0, where tanh is linear: gradient ~ radius^distance
+        norms[radius] = hidden_gradient_norms(cell, xs, h0)
+    small, large = norms[0.5], norms[1.5]
+    assert small.shape == (40,)
+    assert small[0] < 1e-9 * small[-1], "0.5^40: the gradient vanishes"
+    assert large[0] > 1e5 * large[-1], "1.5^40: the gradient explodes (while tanh stays linear)"
+    ratio = (small[-2] / small[-1]).item()
+    assert ratio == pytest.approx(0.5, rel=1e-3)
+    assert cell.weight_hh.grad is None, "the cell's own gradients are left alone"
