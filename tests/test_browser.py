@@ -1,15 +1,16 @@
-"""The static site in a real browser, offline: a slider on chapter 02 redraws its plot.
+"""The built site and its slide decks in a real browser, offline (make site-test, after make book).
 
-Needs the built site (make book) and Debian's chromium; run with `make browser-test`.
-Every request that is not to the local static server is blocked, so the page must work offline.
+On every page: no console error, no serious or critical axe-core violation (WCAG 2.1 AA), no
+request off the machine, every icon drawn, and no sideways scrolling of the page on a 390 px
+phone. On every chapter page, every control of every interactive plot changes its figure. Each
+chapter's slide deck loads offline with the slides it should have, and a slider in it changes its
+figure while the arrow keys stay with the slider.
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import io
-import shutil
-import threading
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,68 +18,110 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "_build" / "html"
+sys.path.insert(0, str(ROOT / "tools"))
+import site_browser  # noqa: E402
+
+SITE = site_browser.SITE
 PAGE = "chapters/02_perceptron.html"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+PHONE = 390
 
 pytestmark = pytest.mark.browser
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")
 def server():
     if not (SITE / PAGE).exists():
         pytest.fail(f"{SITE / PAGE} is missing: run `make book` first")
-    handler = functools.partial(QuietHandler, directory=str(SITE))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with site_browser.serve() as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
+    if site_browser.chromium_path() is None:
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with site_browser.launch() as b:
         yield b
-        b.close()
 
 
 def pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
-def offline_page(browser, server):
-    """A page whose every request off the local static server is aborted and recorded."""
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.blocked = []
-
-    def route(r):
-        if r.request.url.startswith(server):
-            r.continue_()
-        else:
-            page.blocked.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    return page
+AXE_SERIOUS = """async () => {
+  const r = await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']});
+  return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+    .map(v => v.id + ' (' + v.nodes.length + '): ' + v.nodes[0].target.join(' '));
+}"""
+MISSING_ICONS = """() => Array.from(document.querySelectorAll('i[class*="fa-"]'))
+  .filter(i => i.offsetParent !== null)
+  .filter(i => { const c = getComputedStyle(i, '::before').content; return !c || c === 'none'; })
+  .map(i => i.className)"""
 
 
-def test_slider_redraws_the_plot_offline(server, browser):
-    page = offline_page(browser, server)
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+def test_every_page_is_clean_offline_accessible_and_fits_a_phone(server, browser):
+    axe = site_browser.axe_source()
+    problems = []
+    for path in site_browser.site_pages():
+        page = site_browser.offline_page(browser, server)
+        page.goto(f"{server}/{path}")
+        site_browser.settle(page)
+        errors = list(page.errors)  # before axe, whose style-sheet preload refetches @imports
+        page.add_script_tag(content=axe)
+        serious = page.evaluate(AXE_SERIOUS)
+        missing = page.evaluate(MISSING_ICONS)
+        page.set_viewport_size({"width": PHONE, "height": 800})
+        page.wait_for_timeout(300)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        for kind, found in [("console errors", errors), ("requests off the machine", page.blocked),
+                            ("axe serious/critical", serious), ("icons not drawn", missing)]:
+            if found:
+                problems.append(f"{path}: {kind}: {found[:3]}")
+        if width > PHONE:
+            problems.append(f"{path}: the page is {width} px wide on a {PHONE} px phone")
+        page.close()
+    assert not problems, "\n".join(problems)
+
+
+MOVE_EVERY_CONTROL = """fig => {
+  const img = fig.querySelector('img');
+  const changed = [];
+  fig.querySelectorAll('[data-control]').forEach((el, i) => {
+    const before = img.src, start = el.value;
+    if (el.type === 'range') {
+      el.value = String(el.value === el.max ? el.min : Number(el.value) + 1);
+    } else {
+      el.selectedIndex = (el.selectedIndex + 1) % el.options.length;
+    }
+    el.dispatchEvent(new Event('input'));
+    changed.push([i, img.src !== before]);
+    el.value = start;
+    el.dispatchEvent(new Event('input'));
+  });
+  return changed;
+}"""
+
+
+def test_every_control_of_every_plot_changes_its_figure(server, browser):
+    dead = []
+    chapters = site_browser.chapter_pages()
+    assert chapters
+    for path in chapters:
+        page = site_browser.offline_page(browser, server)
+        page.goto(f"{server}/{path}")
+        page.wait_for_load_state("load")
+        figures = page.locator("figure.dlbook-interactive")
+        assert figures.count() >= 1, f"{path} has no interactive plot"
+        for k in range(figures.count()):
+            for control, changed in figures.nth(k).evaluate(MOVE_EVERY_CONTROL):
+                if not changed:
+                    dead.append(f"{path}: plot {k}, control {control}")
+        page.close()
+    assert not dead, "controls that do not change their figure:\n" + "\n".join(dead)
+
+
+def test_slider_redraws_the_plot_from_the_keyboard(server, browser):
+    page = site_browser.offline_page(browser, server)
     page.goto(f"{server}/{PAGE}", wait_until="load")
     figure = page.locator("figure.dlbook-interactive").first
     figure.scroll_into_view_if_needed()
@@ -87,27 +130,64 @@ def test_slider_redraws_the_plot_offline(server, browser):
     slider = figure.locator('input[type="range"]').first
     frame_before = figure.get_attribute("data-frame")
     before = pixels(img.screenshot())
-
     slider.focus()
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
     page.wait_for_timeout(200)
-    frame_after = figure.get_attribute("data-frame")
     after = pixels(img.screenshot())
-
     page.screenshot(path=str(ROOT / "_build" / "browser-test-02.png"))
-    assert frame_after != frame_before, "moving the slider did not switch frames"
+    assert figure.get_attribute("data-frame") != frame_before, "moving the slider did not switch frames"
+    assert slider.get_attribute("aria-valuetext") == figure.locator("output").first.inner_text(), (
+        "a screen reader hears the value shown")
     assert before.shape == after.shape
     changed = np.any(before != after, axis=-1).mean()
     assert changed > 0.001, f"only {changed:.4%} of the plot's pixels changed"
-    assert not [e for e in errors if "dlb" in e], errors
     page.close()
 
 
-def test_pages_work_offline_with_typeset_maths(server, browser):
-    page = offline_page(browser, server)
-    page.goto(f"{server}/{PAGE}", wait_until="load")
-    page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=20_000)
+def test_maths_is_typeset_and_out_of_the_tab_order(server, browser):
+    page = site_browser.offline_page(browser, server)
+    page.goto(f"{server}/{PAGE}")
+    site_browser.settle(page)
     assert page.locator("mjx-container").count() > 3, "MathJax did not typeset the page's maths"
+    assert page.locator('mjx-container[tabindex="0"]').count() == 0, "formulas are Tab stops"
     assert page.blocked == [], f"the page tried to leave the machine: {page.blocked[:5]}"
+    page.close()
+
+
+def test_every_deck_loads_offline_with_its_slides(server, browser):
+    counts = json.loads((SITE / "slides" / "decks.json").read_text())
+    assert set(counts) == {Path(p).stem for p in site_browser.chapter_pages()}
+    problems = []
+    for name, expected in counts.items():
+        page = site_browser.offline_page(browser, server, width=1280, height=720)
+        page.goto(f"{server}/slides/{name}.html")
+        page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=20_000)
+        total = page.evaluate("Reveal.getTotalSlides()")
+        if total != expected:
+            problems.append(f"{name}: {total} slides, expected {expected}")
+        if page.errors or page.blocked:
+            problems.append(f"{name}: errors {page.errors[:3]}, requests off the machine {page.blocked[:3]}")
+        page.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_a_deck_slider_changes_its_figure_and_keeps_the_arrow_keys(server, browser):
+    page = site_browser.offline_page(browser, server, width=1280, height=720)
+    page.goto(f"{server}/slides/02_perceptron.html")
+    page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=20_000)
+    where = page.evaluate("""() => {
+      const el = document.querySelector('.reveal figure.dlbook-interactive input[type=range]');
+      const at = Reveal.getIndices(el.closest('section'));
+      Reveal.slide(at.h, at.v);
+      return at;
+    }""")
+    page.wait_for_timeout(300)
+    figure = page.locator(".reveal section.present figure.dlbook-interactive").first
+    src_before = figure.locator("img").get_attribute("src")
+    figure.locator('input[type="range"]').first.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(200)
+    assert page.evaluate("Reveal.getIndices()") == where, "the arrow key changed the slide"
+    assert figure.locator("img").get_attribute("src") != src_before, "the slider did not change the figure"
     page.close()
