@@ -30,12 +30,13 @@ def test_formatter_sets_slides_strips_outputs_and_writes_the_setup_cell():
         solution,
         nbformat.v4.new_code_cell('say(f"accuracy {acc:.3f}")'),
         nbformat.v4.new_code_cell("# draws the curves\nplot(x)", metadata={"tags": ["hide-input"]}),
+        nbformat.v4.new_markdown_cell("word " * 200 + "\n$$ a = b $$"),  # long, but maths: a slide
     ]
     nb.metadata["widgets"] = {"state": {}}
     out = fmt.normalise(nbformat.from_dict(nb), "https://github.com/o/r")
     slides = [c.metadata["slideshow"]["slide_type"] for c in out.cells]
-    assert slides == ["slide", "skip", "slide", "subslide", "notes", "-", "subslide", "skip", "-",
-                      "-", "-"]
+    assert slides == ["slide", "skip", "slide", "subslide", "notes", "-", "subslide", "skip", "skip",
+                      "-", "-", "-"]
     assert out.cells[1].source == fmt.setup_cell_source("https://github.com/o/r")
     assert out.cells[5].outputs == [] and out.cells[5].execution_count is None
     # A solution: code and answer behind one toggle on the site, both collapsed in Jupyter.

@@ -6,7 +6,8 @@ For each notebook given on the command line:
   the one place that names it;
 - sets RISE slide metadata from the cell's content, so every chapter presents as a deck:
   ``#``/``##`` headings start a slide, ``###`` a sub-slide, figures are sub-slides, long prose goes
-  to speaker notes, hidden assert cells and the setup cell are skipped. A cell tagged
+  to speaker notes unless it holds display maths (equations stay on the slides), hidden assert
+  cells, solutions and the setup cell are skipped. A cell tagged
   ``slide-manual`` keeps whatever slide type its author set;
 - formats the code with ``ruff format`` (settings in pyproject.toml: 79 columns, so visible code
   fits the site's code box without sideways scrolling);
@@ -30,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTES_MIN_WORDS = 110  # prose longer than this is speaker notes, not slide text
 FIGURE_CALL = re.compile(r"\b(show|interactive_plot)\(")
+DISPLAY_MATHS = re.compile(r"\$\$|\\begin\{")
 
 
 def repository_url() -> str:
@@ -91,10 +93,13 @@ def slide_type(cell: dict, index_of_first_code: int, index: int) -> str:
             return "slide"
         if text.startswith("### "):
             return "subslide"
-        if len(re.findall(r"\w+", text)) > NOTES_MIN_WORDS:
+        # Long prose is what the instructor says; the key equations stay on the slide.
+        if len(re.findall(r"\w+", text)) > NOTES_MIN_WORDS and not DISPLAY_MATHS.search(text):
             return "notes"
         return "-"
     if index == index_of_first_code or "remove-cell" in tags:
+        return "skip"
+    if "solution" in tags:  # a deck shows the exercise, not its answer
         return "skip"
     if "prose" in tags:
         return "-"
