@@ -28,9 +28,11 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # The site has no kernel: interactive plots emit only their static HTML view (no widget state).
+# The chapters are executed two at a time into the build's cache first (tools/execute_book.py).
 # Then MathJax goes into the site, and each chapter's static slide deck is made from the
 # notebook the build executed.
 book: $(STAMP)
+	DLBOOK_STATIC_ONLY=1 $(PY) tools/execute_book.py
 	DLBOOK_STATIC_ONLY=1 $(VENV)/bin/jupyter-book build -W -n --keep-going .
 	$(PY) tools/vendor_mathjax.py
 	$(PY) tools/build_slides.py
