@@ -1,6 +1,6 @@
 """Attention from its equations: scaled dot-product attention, multi-head attention, sinusoidal
-positions, a pre-norm transformer block, and the RNN encoder-decoder whose bottleneck attention
-removes.
+positions, a pre-norm transformer block and a small transformer, and the RNN encoder-decoder
+whose fixed-size bottleneck attention removes.
 
     Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + mask) V          (Vaswani et al., 2017)
 
@@ -224,69 +224,52 @@ class Transformer(nn.Module):
         return logits, loss
 
 
-class Seq2Seq(nn.Module):
-    """An RNN encoder-decoder (Sutskever et al., 2014), with or without attention.
+class EncoderDecoder(nn.Module):
+    """An RNN encoder and a decoder that sees the source either through one fixed-size vector
+    or, with ``attention=True``, also through attention over every encoder state.
 
-    The encoder GRU reads the source; the decoder GRU starts from the encoder's final state and
-    writes the target one token at a time. **Without attention** that final state, ``hidden``
-    numbers, is all the decoder ever learns about the source: a fixed-size bottleneck whatever
-    the length. **With attention** (dot-product attention over the encoder's states after each
-    decoder step, as in Luong et al., 2015), every output step can look up the source positions
-    it needs.
+    The encoder LSTM reads the source ``idx`` (B, S), left-padded with ``pad`` (id 0) so that it
+    ends on a real token. Its final state ``c`` (``hidden`` numbers) is the **context**: without
+    attention, it is all the decoder ever learns about the source, however long the source is
+    (the bottleneck of Sutskever et al., 2014, and Cho et al., 2014). Output position t starts
+    from a learned position vector ``p_t``; with attention it also looks up the encoder states,
+    query ``W_q [c; p_t]`` against keys and values = the states (Bahdanau et al., 2015, in the
+    dot-product form of Luong et al., 2015).
 
-    ``forward(idx, targets=None) -> (logits, loss)``: ``idx`` (B, S) source ids, left-padded
-    with ``pad`` (id 0) so the encoder ends on a real token; ``targets`` (B, S') the output,
-    fed to the decoder shifted right behind a start token (teacher forcing), -1 where not
-    scored. Without targets the decoder runs greedily for ``S`` steps (:meth:`generate`).
+    To keep the comparison about the bottleneck alone (and quick to train), the decoder is not
+    recurrent: all ``out_len`` outputs are computed at once, in parallel, from ``[c; p_t]`` and
+    (with attention) the looked-up context. ``forward(idx, targets=None) -> (logits, loss)``
+    with ``targets`` (B, out_len), -1 where not scored.
     """
 
     def __init__(self, vocab_size: int, hidden: int = 64, attention: bool = True,
-                 pad: int = 0, start: int = 1):
+                 out_len: int = 16, pad: int = 0):
         super().__init__()
         self.vocab_size, self.hidden, self.use_attention = vocab_size, hidden, attention
-        self.pad, self.start = pad, start
+        self.out_len, self.pad = out_len, pad
         self.embed = nn.Embedding(vocab_size, hidden)
-        self.encoder = nn.GRU(hidden, hidden, batch_first=True)
-        self.decoder = nn.GRU(hidden, hidden, batch_first=True)
-        self.query = nn.Linear(hidden, hidden, bias=False)
-        self.combine = nn.Linear(2 * hidden, hidden)
+        self.encoder = nn.LSTM(hidden, hidden, batch_first=True)
+        self.positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (L, H) one per output
+        self.query = nn.Linear(2 * hidden, hidden, bias=False)
+        self.combine = nn.Linear((3 if attention else 2) * hidden, hidden)
         self.head = nn.Linear(hidden, vocab_size)
 
-    def encode(self, idx: torch.Tensor):
-        memory, h = self.encoder(self.embed(idx))  # (B, S, H), (1, B, H)
-        return memory, h, (idx != self.pad)  # real source tokens: (B, S)
-
-    def decode(self, tokens: torch.Tensor, memory, h, src_mask):
-        """Logits for each decoder input token, the new state, and the attention weights."""
-        s, h = self.decoder(self.embed(tokens), h)  # (B, T, H), (1, B, H)
-        if not self.use_attention:
-            return self.head(s), h, None  # (B, T, vocab): only h carried the source
-        mask = src_mask[:, None, :]  # (B, 1, S) broadcast over the decoder steps
-        context, weights = scaled_dot_product_attention(self.query(s), memory, memory, mask)
-        out = torch.tanh(self.combine(torch.cat([s, context], dim=-1)))  # (B, T, H)
-        return self.head(out), h, weights  # (B, T, vocab), (1, B, H), (B, T, S)
-
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        if targets is None:
-            return self.generate(idx, idx.shape[1])[1], None
-        memory, h, src_mask = self.encode(idx)
-        start = torch.full_like(targets[:, :1], self.start)  # (B, 1)
-        dec_in = torch.cat([start, targets[:, :-1].clamp(min=0)], dim=1)  # (B, S') shifted right
-        logits, _, _ = self.decode(dec_in, memory, h, src_mask)  # (B, S', vocab)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
-        return logits, loss
-
-    @torch.no_grad()
-    def generate(self, idx: torch.Tensor, length: int):
-        """Greedy decoding: ``(tokens (B, length), logits (B, length, vocab), weights or None)``."""
-        memory, h, src_mask = self.encode(idx)
-        token = torch.full_like(idx[:, :1], self.start)  # (B, 1)
-        out, all_logits, all_weights = [], [], []
-        for _ in range(length):
-            logits, h, weights = self.decode(token, memory, h, src_mask)  # (B, 1, vocab)
-            token = logits.argmax(-1)  # (B, 1)
-            out.append(token)
-            all_logits.append(logits)
-            all_weights.append(weights)
-        weights = torch.cat(all_weights, dim=1) if self.use_attention else None  # (B, L, S)
-        return torch.cat(out, dim=1), torch.cat(all_logits, dim=1), weights
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                return_weights: bool = False):
+        B, S = idx.shape
+        memory, (h, _) = self.encoder(self.embed(idx))  # (B, S, H), (1, B, H)
+        c = h[0][:, None].expand(B, self.out_len, self.hidden)  # (B, L, H) the context, copied
+        p = self.positions.expand(B, -1, -1)  # (B, L, H)
+        parts = [c, p]
+        weights = None
+        if self.use_attention:
+            mask = (idx != self.pad)[:, None, :]  # (B, 1, S) real source tokens only
+            q = self.query(torch.cat([c, p], dim=-1))  # (B, L, H)
+            looked_up, weights = scaled_dot_product_attention(q, memory, memory, mask)  # (B, L, H)
+            parts.append(looked_up)
+        out = torch.tanh(self.combine(torch.cat(parts, dim=-1)))  # (B, L, H)
+        logits = self.head(out)  # (B, L, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
+        return (logits, loss, weights) if return_weights else (logits, loss)

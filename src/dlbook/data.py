@@ -194,6 +194,20 @@ def load_names() -> list[str]:
     return verified_path("names.txt").read_text(encoding="ascii").splitlines()
 
 
+def names_splits(fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0):
+    """The names shuffled once (seeded) and cut into ``train, dev, test`` lists (80/10/10, as
+    makemore does). The file is sorted by popularity, so an unshuffled cut would test on rare
+    names only."""
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions are three positive shares summing to 1, got {fractions}")
+    names = load_names()
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_train = int(round(fractions[0] * len(names)))
+    n_dev = int(round(fractions[1] * len(names)))
+    shuffled = [names[i] for i in order]
+    return shuffled[:n_train], shuffled[n_train:n_train + n_dev], shuffled[n_train + n_dev:]
+
+
 def load_moby_dick() -> str:
     """The full text of Moby-Dick as one string (newlines are '\\n')."""
     return verified_path("moby_dick.txt").read_bytes().decode("utf-8")
