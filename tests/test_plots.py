@@ -101,3 +101,13 @@ def test_graph_draws_every_edge_and_node_and_checks_its_input():
     with pytest.raises(ValueError, match="node indices"):
         plots.graph(ax, pos, np.array([[0, 5]]))
     plt.close(fig)
+
+
+def test_annotated_grid_writes_every_number_and_outlines_boxes():
+    fig, ax = plt.subplots()
+    plots.annotated_grid(ax, np.arange(6).reshape(2, 3), highlight=[(0, 0, 2, 2)])
+    assert [t.get_text() for t in ax.texts] == ["0", "1", "2", "3", "4", "5"]
+    assert len(ax.patches) == 1 and ax.patches[0].get_width() == 2
+    with pytest.raises(ValueError, match="2-D array"):
+        plots.annotated_grid(ax, np.zeros(3))
+    plt.close(fig)

@@ -11,6 +11,7 @@ same call serves a static figure (``fig, ax = plt.subplots()``) and an interacti
 - :func:`image_grid`: a grid of small images (digits, filters, feature maps).
 - :func:`contour_trajectories`: a 2-D function's contours with optimizer paths on them.
 - :func:`graph`: a graph's nodes at given 2-D positions, coloured by class or by a value.
+- :func:`annotated_grid`: a small matrix as coloured cells with its numbers (kernels, patches).
 """
 from __future__ import annotations
 
@@ -224,3 +225,27 @@ def graph(ax, positions, edges, *, classes=None, values=None, ring=None, labels=
     ax.autoscale_view()
     return ax
 
+
+def annotated_grid(ax, values, *, cmap: str = "Greys", fmt: str = "{:g}", vmin=None, vmax=None,
+                   highlight: Sequence[tuple[int, int, int, int]] = (), fontsize: float = 9):
+    """A small matrix drawn as coloured cells with its numbers written in them (an input patch,
+    a kernel, a feature map). ``highlight``: ``(row, col, height, width)`` boxes outlined in the
+    book's colours, one colour a box (e.g. the window a kernel covers)."""
+    from matplotlib.patches import Rectangle
+
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"annotated_grid draws a 2-D array, got shape {values.shape}")
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    lo, hi = image.get_clim()
+    for (r, c), v in np.ndenumerate(values):
+        dark = (v - lo) / ((hi - lo) or 1.0)
+        light_text = dark > 0.6 if cmap in ("Greys", "gray_r") else abs(dark - 0.5) > 0.35
+        ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=fontsize,
+                color="white" if light_text else "black")
+    for i, (r, c, h, w) in enumerate(highlight):
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), w, h, fill=False, lw=3,
+                               edgecolor=_colour(i)))
+    ax.set(xticks=[], yticks=[])
+    ax.grid(False)
+    return ax

@@ -1,0 +1,125 @@
+"""What a trained image classifier looks at (chapter 07, and later chapters that explain models).
+
+- :func:`feature_maps`: the activations of chosen layers for one input, layer by layer.
+- :func:`saliency`: the gradient of a class score with respect to the input pixels
+  (Simonyan, Vedaldi and Zisserman, 2014): which pixels would change the score fastest.
+- :func:`occlude` and :func:`occlusion_map`: slide a grey square over the image and record how
+  the probability of the class falls (Zeiler and Fergus, 2014): which regions the decision needs.
+
+The gradient answers a local question (an infinitesimal change of each pixel), occlusion a
+global one (removing a whole patch); the two often disagree, which is why both are shown.
+Every function leaves the model's mode (train or eval) and its gradients as it found them.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+def _check_images(x: torch.Tensor) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"x must be a batch of images (B, C, H, W), got shape {tuple(x.shape)}; "
+                         "for one image use x.unsqueeze(0)")
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def feature_maps(model: nn.Module, x: torch.Tensor,
+                 kinds: tuple[type[nn.Module], ...] = (nn.ReLU,),
+                 modules: Iterable[nn.Module] | None = None) -> dict[str, torch.Tensor]:
+    """The outputs of ``model``'s layers of the given ``kinds`` (or the given ``modules``) when it
+    reads ``x``, in the order they ran: ``{module name: (B, C, H, W) tensor}``.
+
+    Recorded with forward hooks, so it works for any model without changing its code. Layers
+    the forward pass calls as functions (``torch.relu(...)``) have no module to hook: pass the
+    modules you want instead (a convolution, a block).
+    """
+    _check_images(x)
+    names = {m: n for n, m in model.named_modules()}
+    chosen = list(modules) if modules is not None else [
+        m for m in model.modules() if isinstance(m, kinds)]
+    if not chosen:
+        raise ValueError(f"the model has no modules of kinds {[k.__name__ for k in kinds]}; "
+                         "pass modules=[...] to choose layers")
+    maps: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(
+        lambda m, _inp, out: maps.setdefault(names.get(m, type(m).__name__), out.detach()))
+        for m in chosen]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x.to(_device(model)))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return maps
+
+
+def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Vanilla gradient saliency: ``|d score_target / d x|``, the largest over colour channels.
+
+    ``target``: the class of each image whose logit is differentiated (default: the predicted
+    class). Returns ``(B, H, W)``. The model's parameter gradients are left untouched.
+    """
+    _check_images(x)
+    was_training = model.training
+    model.eval()
+    try:
+        x = x.detach().to(_device(model)).requires_grad_(True)
+        logits = model(x)                                            # (B, classes)
+        if target is None:
+            target = logits.argmax(dim=1)
+        target = torch.as_tensor(target, device=logits.device).reshape(-1)
+        if target.shape[0] != x.shape[0]:
+            raise ValueError(f"one target per image: {x.shape[0]} images, {target.shape[0]} targets")
+        score = logits.gather(1, target[:, None]).sum()              # independent per image
+        (grad,) = torch.autograd.grad(score, x)                      # (B, C, H, W)
+    finally:
+        model.train(was_training)
+    return grad.abs().amax(dim=1)                                    # (B, H, W)
+
+
+def occlude(x: torch.Tensor, row: int, col: int, size: int, fill: float = 0.0) -> torch.Tensor:
+    """A copy of the images ``x`` (B, C, H, W) with a ``size`` x ``size`` square set to ``fill``,
+    its top-left corner at (``row``, ``col``) (clipped at the border)."""
+    _check_images(x)
+    if size < 1:
+        raise ValueError(f"the occluder's size must be at least 1 pixel, got {size}")
+    out = x.clone()
+    out[:, :, max(row, 0):row + size, max(col, 0):col + size] = fill
+    return out
+
+
+@torch.no_grad()
+def occlusion_map(model: nn.Module, image: torch.Tensor, target: int, size: int = 8,
+                  stride: int = 2, fill: float = 0.0, batch_size: int = 256) -> torch.Tensor:
+    """The probability of class ``target`` with the occluder at each position:
+    ``(n_rows, n_cols)``, entry ``[i, j]`` with the square's corner at ``(i*stride, j*stride)``.
+
+    ``image``: one image ``(C, H, W)``. A low value means the covered region mattered. Every
+    occluded copy is classified in batches, so a 28x28 digit costs one or two forward passes.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"image must be one image (C, H, W), got shape {tuple(image.shape)}")
+    _, h, w = image.shape
+    if size > min(h, w):
+        raise ValueError(f"an occluder of {size} pixels does not fit in a {h}x{w} image")
+    rows = range(0, h - size + 1, stride)
+    cols = range(0, w - size + 1, stride)
+    copies = torch.stack([occlude(image[None], r, c, size, fill)[0]
+                          for r in rows for c in cols])          # (n_rows * n_cols, C, H, W)
+    was_training = model.training
+    model.eval()
+    try:
+        device = _device(model)
+        probs = torch.cat([model(copies[i:i + batch_size].to(device)).softmax(dim=1)[:, target]
+                           for i in range(0, len(copies), batch_size)])
+    finally:
+        model.train(was_training)
+    return probs.view(len(rows), len(cols)).cpu()

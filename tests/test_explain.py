@@ -1,0 +1,145 @@
+"""dlbook.explain (saliency, occlusion, feature maps), dlbook.adversarial (FGSM), dlbook.tuning."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlbook import adversarial, explain, tuning
+from dlbook.models import LeNet, LeNetConfig
+from dlbook.training import History
+
+
+class Linear(nn.Module):
+    """logit_k = <w_k, x>: its input gradients are known exactly."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w)                   # (classes, C, H, W)
+
+    def forward(self, x):
+        return torch.einsum("bchw,kchw->bk", x, self.w)
+
+
+def linear_model(seed=0, classes=3, shape=(2, 5, 5)):
+    torch.manual_seed(seed)
+    return Linear(torch.randn(classes, *shape))
+
+
+def test_saliency_is_the_absolute_input_gradient_of_the_class_score():
+    model = linear_model()
+    x = torch.randn(4, 2, 5, 5)
+    target = torch.tensor([0, 2, 1, 0])
+    s = explain.saliency(model, x, target)
+    assert s.shape == (4, 5, 5)
+    expected = model.w.detach()[target].abs().amax(dim=1)  # d logit / d x = w_target
+    assert torch.allclose(s, expected)
+    # Default target: the predicted class; the parameters' gradients are untouched.
+    pred = model(x).argmax(1)
+    assert torch.allclose(explain.saliency(model, x), model.w.detach()[pred].abs().amax(1))
+    assert model.w.grad is None
+    with pytest.raises(ValueError, match="one target per image"):
+        explain.saliency(model, x, torch.tensor([0]))
+    with pytest.raises(ValueError, match="batch of images"):
+        explain.saliency(model, x[0])
+
+
+def test_saliency_restores_train_mode():
+    model = LeNet(LeNetConfig.tiny()).train()
+    explain.saliency(model, torch.rand(2, 1, 28, 28))
+    assert model.training
+
+
+def test_occlusion_map_finds_the_only_pixel_that_matters():
+    # A model that sees one pixel only: class 1's logit is 5 * x[10, 20].
+    w = torch.zeros(2, 1, 28, 28)
+    w[1, 0, 10, 20] = 5.0
+    model = Linear(w)
+    image = torch.ones(1, 28, 28)
+    probs = explain.occlusion_map(model, image, target=1, size=4, stride=2)
+    assert probs.shape == (13, 13)
+    low = (probs < 0.6).nonzero().tolist()          # occluder covering (10, 20) only
+    assert low and all(r * 2 <= 10 < r * 2 + 4 and c * 2 <= 20 < c * 2 + 4 for r, c in low)
+    assert torch.isclose(probs.max(), torch.sigmoid(torch.tensor(5.0)))
+    with pytest.raises(ValueError, match="does not fit"):
+        explain.occlusion_map(model, image, 1, size=30)
+    with pytest.raises(ValueError, match="one image"):
+        explain.occlusion_map(model, image[None], 1)
+
+
+def test_occlude_copies_and_clips():
+    x = torch.ones(2, 1, 6, 6)
+    y = explain.occlude(x, 4, 4, 3, fill=0.5)
+    assert x.min() == 1 and (y == 0.5).sum() == 2 * 4
+    with pytest.raises(ValueError, match="at least 1"):
+        explain.occlude(x, 0, 0, 0)
+
+
+def test_feature_maps_records_each_relu_in_order():
+    model = LeNet()
+    maps = explain.feature_maps(model, torch.rand(1, 1, 28, 28))
+    shapes = [tuple(m.shape) for m in maps.values()]
+    assert shapes[:2] == [(1, 6, 28, 28), (1, 16, 10, 10)] and len(shapes) == 4
+    conv_maps = explain.feature_maps(model, torch.rand(1, 1, 28, 28), kinds=(nn.Conv2d,))
+    assert list(conv_maps) == ["features.0", "features.3"]
+    with pytest.raises(ValueError, match="no modules"):
+        explain.feature_maps(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)),
+                             torch.rand(1, 1, 2, 2))
+
+
+def test_fgsm_is_a_signed_gradient_step_that_raises_the_loss():
+    model = linear_model(classes=4)
+    x = torch.rand(8, 2, 5, 5)
+    y = torch.randint(0, 4, (8,))
+    xr = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(F.cross_entropy(model(xr), y), xr)
+    adv = adversarial.fgsm(model, x, y, 0.1, clamp=None)
+    assert torch.allclose(adv, x + 0.1 * grad.sign())
+    assert (adv - x).abs().max() <= 0.1 + 1e-6
+    assert F.cross_entropy(model(adv), y) > F.cross_entropy(model(x), y)
+    clamped = adversarial.fgsm(model, x, y, 0.5)
+    assert clamped.min() >= 0 and clamped.max() <= 1
+    assert model.w.grad is None
+    with pytest.raises(ValueError, match="epsilon"):
+        adversarial.fgsm(model, x, y, -0.1)
+    with pytest.raises(ValueError, match="one label per input"):
+        adversarial.fgsm(model, x, y[:3], 0.1)
+
+
+def test_accuracy_under_attack_falls_with_epsilon():
+    torch.manual_seed(0)
+    w = torch.randn(3, 1, 4, 4)
+    model = Linear(w)
+    x = torch.rand(300, 1, 4, 4)
+    y = model(x).argmax(1)                          # the model is right on every input
+    accs = [adversarial.accuracy_under_attack(model, x, y, e, batch_size=64)
+            for e in (0.0, 0.05, 0.2, 0.5)]
+    assert accs[0] == 1.0
+    assert all(a >= b for a, b in zip(accs, accs[1:])) and accs[-1] < 0.5
+
+
+def history(val_losses, val_metrics):
+    return History(epoch=list(range(1, len(val_losses) + 1)), val_loss=val_losses,
+                   val_metric=val_metrics)
+
+
+def test_tune_then_repeat_chooses_on_validation_and_reuses_the_first_run():
+    calls = []
+
+    def train_one(lr, seed):
+        calls.append((lr, seed))
+        score = {0.1: 0.5, 0.01: 0.9, 0.001: 0.7}[lr] + 0.01 * seed
+        return f"model {lr} {seed}", history([1.0, 0.5, 0.8], [0.0, score, 0.0])
+
+    runs = tuning.tune_then_repeat(train_one, [0.1, 0.01, 0.001], seeds=(0, 1, 2))
+    assert runs.choice == 0.01
+    assert runs.grid_scores == {0.1: 0.5, 0.01: 0.9, 0.001: 0.7}
+    assert calls == [(0.1, 0), (0.01, 0), (0.001, 0), (0.01, 1), (0.01, 2)]
+    assert runs.models[0] == "model 0.01 0" and runs.seeds == [0, 1, 2]
+    assert runs.scores == pytest.approx([0.9, 0.91, 0.92])
+    assert runs.mean() == pytest.approx(0.91) and runs.spread() == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="empty"):
+        tuning.tune_then_repeat(train_one, [])
+    with pytest.raises(ValueError, match="distinct"):
+        tuning.tune_then_repeat(train_one, [0.1], seeds=(1, 1))
+    with pytest.raises(ValueError, match="no validation"):
+        tuning.best_val_metric(History())
