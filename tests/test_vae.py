@@ -1,0 +1,186 @@
+"""dlbook.vae: PCA, principal angles, autoencoders and the VAE's pieces, checked against
+scipy, scikit-learn, torch.distributions, Monte Carlo and finite differences."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlbook.training import fit
+from dlbook.vae import (VAE, Autoencoder, AutoencoderConfig, VAEConfig, add_noise,
+                        bernoulli_log_likelihood, gaussian_kl, gaussian_log_density, pca,
+                        pca_reconstruct, principal_angles, reparameterize, squared_error)
+
+
+def low_rank_data(n=400, d=12, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(d, k, generator=g))[0]  # (d, k)
+    scales = torch.tensor([3.0, 2.0, 1.5])[:k]
+    codes = torch.randn(n, k, generator=g) * scales
+    return codes @ basis.T + 0.05 * torch.randn(n, d, generator=g) + 0.5, basis
+
+
+def test_pca_matches_sklearn():
+    from sklearn.decomposition import PCA
+
+    x, _ = low_rank_data()
+    mean, comps = pca(x, 3)
+    ref = PCA(3).fit(x.numpy())
+    assert torch.allclose(mean, torch.from_numpy(ref.mean_).float(), atol=1e-5)
+    # Components agree up to sign.
+    dots = (comps.double() @ torch.from_numpy(ref.components_).double().T).abs().diagonal()
+    assert torch.allclose(dots, torch.ones(3, dtype=torch.float64), atol=1e-4)
+    recon = pca_reconstruct(x, mean, comps)
+    ref_recon = ref.inverse_transform(ref.transform(x.numpy()))
+    assert np.allclose(recon.numpy(), ref_recon, atol=1e-4)
+
+
+def test_principal_angles_match_scipy_and_ignore_the_basis():
+    from scipy.linalg import subspace_angles
+
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(10, 3, generator=g), torch.randn(10, 2, generator=g)
+    ours = principal_angles(a, b)
+    ref = np.degrees(subspace_angles(a.numpy(), b.numpy()))
+    assert np.allclose(ours.numpy(), ref, atol=1e-6)
+    mix = torch.randn(3, 3, generator=g)  # another basis of the same span
+    assert principal_angles(a, a @ mix).max() < 1e-3
+    e = torch.eye(4)
+    assert torch.allclose(principal_angles(e[:, :1], e[:, 1:2]), torch.tensor([90.0], dtype=torch.float64))
+
+
+def test_principal_angles_bad_input():
+    with pytest.raises(ValueError, match="same space"):
+        principal_angles(torch.randn(5, 2), torch.randn(6, 2))
+    with pytest.raises(ValueError, match="2-D"):
+        principal_angles(torch.randn(5), torch.randn(5, 2))
+
+
+def test_linear_autoencoder_finds_the_principal_subspace():
+    x, basis = low_rank_data()
+    model = Autoencoder(AutoencoderConfig.linear_ae(3), input_size=12)
+    fit(model, (x, x), epochs=60, batch_size=50, loss_fn=squared_error, metric=None,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9), progress=False)
+    _, comps = pca(x, 3)
+    assert principal_angles(model.decoder[0].weight.detach(), comps.T).max() < 2.0
+    assert principal_angles(comps.T, basis).max() < 3.0
+
+
+def test_autoencoder_shapes_and_errors():
+    deep = Autoencoder(AutoencoderConfig.tiny())
+    x = torch.rand(5, 16)
+    assert deep.encode(x).shape == (5, 2) and deep(x).shape == (5, 16)
+    assert ((deep(x) >= 0) & (deep(x) <= 1)).all()  # sigmoid pixels
+    assert Autoencoder(AutoencoderConfig.deep(4)).encode(torch.rand(3, 1, 28, 28)).shape == (3, 4)
+    with pytest.raises(ValueError, match="pixels"):
+        deep(torch.rand(5, 15))
+    with pytest.raises(ValueError, match="no hidden layers"):
+        Autoencoder(linear=True, hidden=(8,))
+    with pytest.raises(TypeError):
+        Autoencoder(code=3)
+
+
+def test_add_noise_corrupts_inputs_only_within_pixel_range():
+    x = torch.full((100, 16), 0.5)
+    noisy = add_noise(0.2, torch.Generator().manual_seed(0))(x)
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    assert abs(noisy.std().item() - 0.2) < 0.02
+    assert torch.equal(add_noise(0.0)(x), x)
+    with pytest.raises(ValueError):
+        add_noise(-1.0)
+
+
+def test_gaussian_kl_closed_form_matches_torch_and_monte_carlo():
+    from torch.distributions import Normal, kl_divergence
+
+    g = torch.Generator().manual_seed(2)
+    mu, logvar = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    ours = gaussian_kl(mu, logvar)
+    ref = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(-1)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    # Monte Carlo: E_q[log q(z) - log p(z)].
+    eps = torch.randn(200_000, 4, 3, generator=g)
+    z = reparameterize(mu, logvar, eps)  # (S, 4, 3)
+    zeros = torch.zeros_like(z)
+    mc = (gaussian_log_density(z, mu, logvar) - gaussian_log_density(z, zeros, zeros)).mean(0)
+    assert torch.allclose(mc, ours, rtol=0.02, atol=0.02)
+    with pytest.raises(ValueError, match="one shape"):
+        gaussian_kl(mu, logvar[:, :2])
+
+
+def test_bernoulli_log_likelihood_matches_torch():
+    from torch.distributions import Bernoulli
+
+    g = torch.Generator().manual_seed(3)
+    logits, x = torch.randn(6, 10, generator=g), (torch.rand(6, 10, generator=g) > 0.5).float()
+    ref = Bernoulli(logits=logits).log_prob(x).sum(1)
+    assert torch.allclose(bernoulli_log_likelihood(logits, x), ref, atol=1e-5)
+    soft = torch.rand(6, 10, generator=g)
+    bce = F.binary_cross_entropy_with_logits(logits, soft, reduction="none").sum(1)
+    assert torch.allclose(bernoulli_log_likelihood(logits, soft), -bce, atol=1e-5)
+
+
+def test_reparameterized_gradient_matches_finite_difference():
+    """For fixed eps the sample is a smooth function of (mu, logvar): autograd's gradient of the
+    ELBO equals the central difference, so the reparameterized estimator is exact per sample."""
+    torch.manual_seed(0)
+    model = VAE(VAEConfig.tiny()).double()
+    x = torch.rand(4, 16, dtype=torch.float64)
+    eps = torch.randn(4, 2, dtype=torch.float64)
+    loss = -model.elbo(x, eps).sum()
+    loss.backward()
+    weight = model.encoder[0].weight
+    h = 1e-6
+    for idx in [(0, 0), (3, 5), (7, 15)]:
+        with torch.no_grad():
+            weight[idx] += h
+            up = -model.elbo(x, eps).sum()
+            weight[idx] -= 2 * h
+            down = -model.elbo(x, eps).sum()
+            weight[idx] += h
+        assert torch.isclose(weight.grad[idx], (up - down) / (2 * h), rtol=1e-5, atol=1e-7)
+
+
+def test_reparameterize_shapes_and_errors():
+    mu, logvar = torch.zeros(3, 2), torch.zeros(3, 2)
+    assert torch.equal(reparameterize(mu, logvar, torch.ones(3, 2)), torch.ones(3, 2))
+    with pytest.raises(ValueError, match="eps"):
+        reparameterize(mu, logvar, torch.ones(3, 3))
+
+
+def test_vae_interface_shapes_and_errors():
+    torch.manual_seed(0)
+    model = VAE(VAEConfig.tiny())
+    x = torch.rand(5, 16)
+    logits, loss = model(x, x)
+    assert logits.shape == (5, 16) and loss.ndim == 0
+    assert model(x)[1] is None
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (5, 2)
+    assert model.elbo(x).shape == (5,)
+    assert model.sample(7, torch.Generator().manual_seed(0)).shape == (7, 16)
+    # The loss is the negative ELBO: reconstruction plus KL, at least the KL.
+    assert loss.item() > 0
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model(x, x * 255)
+    with pytest.raises(ValueError, match="shape"):
+        model.decode(torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="targets"):
+        model(x, x[:3])
+
+
+def test_vae_trains_with_fit_and_its_elbo_rises():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(256, 16, generator=g) < torch.linspace(0.1, 0.9, 16)).float()
+    model = VAE(VAEConfig.tiny())
+    before = -model.elbo(x).mean().item()
+    history = fit(model, (x, x), (x[:64], x[:64]), epochs=30, batch_size=32, lr=1e-2,
+                  metric=None, progress=False)
+    after = -model.elbo(x).mean().item()
+    assert after < before and history.val_loss[-1] < history.val_loss[0]
+    # An ELBO is a lower bound: the negative ELBO is at least the entropy of independent pixels.
+    p = torch.linspace(0.1, 0.9, 16)
+    entropy = -(p * p.log() + (1 - p) * (1 - p).log()).sum().item()
+    assert after > entropy - 1.0
