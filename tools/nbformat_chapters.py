@@ -44,6 +44,7 @@ def repository_url() -> str:
 
 
 def setup_cell_source(url: str) -> str:
+    """The Colab cell, laid out as ruff formats it (make format runs ruff, then this)."""
     return (
         "# Colab setup: on Google Colab, install the book's helper package (with its data sets);\n"
         "# anywhere else this cell does nothing.\n"
@@ -52,8 +53,17 @@ def setup_cell_source(url: str) -> str:
         'if "google.colab" in sys.modules:\n'
         "    import subprocess\n"
         "\n"
-        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\",\n"
-        f'                    "dlbook @ git+{url}"], check=True)'
+        "    subprocess.run(\n"
+        "        [\n"
+        "            sys.executable,\n"
+        '            "-m",\n'
+        '            "pip",\n'
+        '            "install",\n'
+        '            "--quiet",\n'
+        f'            "dlbook @ git+{url}",\n'
+        "        ],\n"
+        "        check=True,\n"
+        "    )"
     )
 
 
