@@ -42,15 +42,36 @@
     bar.insertBefore(link, bar.firstChild);
   }
 
+  // Formulas are not Tab stops (MathJax's inTabOrder is off), except a display formula too wide
+  // for its column: it scrolls sideways, and a keyboard reader must be able to reach and scroll
+  // it (WCAG 2.1.1; axe "scrollable-region-focusable").
+  function focusableWhenScrolling(root) {
+    root.querySelectorAll("mjx-container, div.math").forEach(function (el) {
+      var scrolls = el.scrollWidth > el.clientWidth + 1;
+      if (scrolls && el.getAttribute("tabindex") !== "0") {
+        el.setAttribute("tabindex", "0");
+        if (!el.hasAttribute("aria-label") && el.tagName === "DIV") {
+          el.setAttribute("aria-label", "wide formula, scrolls sideways");
+        }
+      } else if (!scrolls && el.getAttribute("tabindex") === "0") {
+        el.setAttribute("tabindex", "-1");
+      }
+    });
+  }
+
   function ready() {
     addDeckButton();
     nameByVisibleText(document);
+    focusableWhenScrolling(document);
+    window.addEventListener("resize", function () { focusableWhenScrolling(document); });
     // Toggles change their text when opened; the theme adds buttons late.
     document.addEventListener("click", function () {
       setTimeout(function () { nameByVisibleText(document); }, 0);
     }, true);
-    new MutationObserver(function () { nameByVisibleText(document); })
-      .observe(document.body, { childList: true, subtree: true });
+    new MutationObserver(function () {
+      nameByVisibleText(document);
+      focusableWhenScrolling(document);
+    }).observe(document.body, { childList: true, subtree: true });
     var results = document.getElementById("search-results");
     if (results) {
       plainMathInSnippets(results);
