@@ -143,3 +143,9 @@ def test_tune_then_repeat_chooses_on_validation_and_reuses_the_first_run():
         tuning.tune_then_repeat(train_one, [0.1], seeds=(1, 1))
     with pytest.raises(ValueError, match="no validation"):
         tuning.best_val_metric(History())
+
+
+def test_tune_then_repeat_accepts_any_result_with_its_score():
+    runs = tuning.tune_then_repeat(lambda lr, seed: (None, lr * 10 + seed), [0.1, 0.3],
+                                   seeds=(0, 1), score=float)
+    assert runs.choice == 0.3 and runs.scores == [3.0, 4.0] and runs.histories == [3.0, 4.0]

@@ -34,7 +34,7 @@ class Repeated:
     grid_scores: dict = field(default_factory=dict)   # grid value -> validation score (first seed)
     seeds: list = field(default_factory=list)
     models: list = field(default_factory=list)
-    histories: list = field(default_factory=list)
+    histories: list = field(default_factory=list)     # what train_one returned second, per seed
     scores: list = field(default_factory=list)        # validation score per seed
 
     def mean(self) -> float:
@@ -47,9 +47,11 @@ class Repeated:
 
 def tune_then_repeat(train_one: Callable[[Any, int], tuple], grid: Sequence, seeds: Sequence[int] = (0, 1, 2),
                      score: Callable = best_val_metric) -> Repeated:
-    """``train_one(value, seed) -> (model, history)``; ``grid``: the candidate values (e.g.
-    learning rates); ``score(history)``: higher is better (default: validation accuracy at the
-    best validation-loss epoch). Returns a :class:`Repeated`."""
+    """``train_one(value, seed) -> (model, result)``; ``grid``: the candidate values (e.g.
+    learning rates); ``score(result)``: higher is better. By default ``result`` is the
+    :class:`~dlbook.training.History` of ``fit`` and the score its validation accuracy at the
+    best validation-loss epoch; a run that evaluates once at the end can return that accuracy
+    and pass ``score=float``. Returns a :class:`Repeated`."""
     grid, seeds = list(grid), list(seeds)
     if not grid:
         raise ValueError("the grid of candidate values is empty")
