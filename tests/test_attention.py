@@ -11,15 +11,7 @@ from dlbook.attention import (EncoderDecoder, MultiHeadAttention, Transformer, T
                               sinusoidal_positions)
 from dlbook.training import TokenStream, fit
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as the book's tests and builds run (two threads collapse when the
-    machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _qkv(seed=0, B=2, H=3, Tq=5, Tk=5, d=8, dv=4):

@@ -7,18 +7,13 @@ from torch import nn
 
 from dlbook.rnn import (GRU, GRUCell, LSTM, LSTMCell, RNN, RNNCell, hidden_gradient_norms)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 OURS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as the book's tests and builds run (two threads collapse when the
-    machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _pair(kind, layers, seed=0, **kw):

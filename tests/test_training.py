@@ -147,15 +147,7 @@ def test_train_metric_counts_every_example_once():
 # --- step runs: language models, token streams, clipping, schedules -------------------------------
 from dlbook.training import TokenStream, is_language_model, warmup_cosine  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread_for_step_runs():
-    """One torch thread, as the book's tests and builds run (two threads collapse when the
-    machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TinyBigram(nn.Module):
