@@ -1,4 +1,4 @@
-"""Checks on the chapters as executed by `make book` (`_build/jupyter_execute/`): what a reader sees.
+"""Checks on the chapters as executed by `make book` (`_build/executed/`): what a reader sees.
 
 - every sentence that quotes computed numbers (a `say(...)` cell) shows as Markdown;
 - no cell leaves a stray result (a bare float, `device(type='cpu')`): a cell whose last line is a
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTED = ROOT / "_build" / "jupyter_execute" / "chapters"
+EXECUTED = ROOT / "_build" / "executed" / "chapters"
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 SCREEN_LINES = 40
 

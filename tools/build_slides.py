@@ -2,7 +2,7 @@
 
     python tools/build_slides.py      # after jupyter-book build
 
-Each deck is made from the notebook the book build executed (`_build/jupyter_execute/`), so its
+Each deck is made from the notebook the book build executed (`_build/executed/`), so its
 numbers, figures and interactive plots are the page's own; the frame scrubbers work in the deck
 as on the page. Nothing comes from a CDN: reveal.js (from the npm registry, installed once into
 .venv/) and the site's own MathJax are served from `_build/html/_static/`. Drawing code, hidden
@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
-EXECUTED = ROOT / "_build" / "jupyter_execute" / "chapters"
+EXECUTED = ROOT / "_build" / "executed" / "chapters"
 DECKS = SITE / "slides"
 REVEAL_VERSION = "4.6.1"
 NPM_PREFIX = ROOT / ".venv" / "npm-reveal"

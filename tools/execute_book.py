@@ -5,6 +5,10 @@ Jupyter Book 1 executes notebooks one after another; on the book's 2-core machin
 side by side (one torch thread each, DLBOOK_CPU_THREADS=1) take about half the time. The cache
 is emptied first, so the site always shows what the current code computes. A chapter that fails
 stops the build here, with its traceback.
+
+The executed chapters are also written to `_build/executed/chapters/`, for the slide decks and the
+checks of what a reader sees (`tests/test_executed.py`). The build's own `_build/jupyter_execute/`
+copies hold no outputs when they come from the cache, so nothing should read those.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "_build" / ".jupyter_cache"  # execute.cache in _config.yml
+EXECUTED = ROOT / "_build" / "executed" / "chapters"
 TIMEOUT_S = 300
 
 
@@ -40,7 +45,17 @@ def main() -> int:
     for uri in failed:
         record = cache.get_project_record(uri)
         print(f"\n{uri} failed:\n{record.traceback or '(no traceback recorded)'}", file=sys.stderr)
-    return 1 if failed else 0
+    if failed:
+        return 1
+    import nbformat
+
+    shutil.rmtree(EXECUTED, ignore_errors=True)
+    EXECUTED.mkdir(parents=True)
+    for path in chapters_in_toc():
+        _, executed = cache.merge_match_into_file(str(path))
+        nbformat.write(executed, EXECUTED / path.name)
+    print(f"executed chapters: {EXECUTED.relative_to(ROOT)}/")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python tools/run_chapter.py chapters/06_cnn.ipynb [...]
 
-Writes each executed notebook to `_build/jupyter_execute/chapters/` (where `make book` puts
+Writes each executed notebook to `_build/executed/chapters/` (where `make book` puts
 them, so `pytest -m built tests/test_executed.py` checks it), and prints its wall-clock seconds
 and the kernel's CPU seconds. On a busy machine the wall clock says little; the CPU seconds of a
 one-thread run are what a quiet machine's wall clock would be, roughly.
@@ -18,7 +18,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "_build" / "jupyter_execute" / "chapters"
+OUT = ROOT / "_build" / "executed" / "chapters"
 CPU_PROBE = "import time as _t\nprint(_t.process_time())"
 
 
