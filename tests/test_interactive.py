@@ -174,3 +174,11 @@ def test_a_snapped_slider_offers_only_the_grid_live():
     assert list(slider.options) == [("0.1", 0.1), ("0.2", 0.2), ("0.4", 0.4)]
     assert plot.check_live() == 3
     assert set(drawn) <= {0.1, 0.2, 0.4}
+
+
+def test_check_live_on_a_two_value_integer_slider_moves_once_and_back():
+    # Fractions of a one-step range round to the same integer: each move must change the value.
+    plot = interactive_plot(lambda fig, k: fig.subplots().plot([0, k]), [Slider("k", [1, 2])],
+                            alt="a line", initial={"k": 1})
+    assert plot.check_live() == 2
+    assert plot.widget().children[0].value == 1
