@@ -14,7 +14,7 @@ export DLBOOK_PROGRESS := 0
 # since two threads each wait on one another (a reader's own run keeps all its cores).
 export DLBOOK_CPU_THREADS := 1
 
-.PHONY: setup book test unit nbtest site-test browser-test fresh-colab-test bench bench-fit chapter format clean
+.PHONY: setup book test unit nbtest nbval site-test browser-test fresh-colab-test bench bench-fit chapter format clean
 
 setup: $(STAMP)
 
@@ -28,11 +28,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # The site has no kernel: interactive plots emit only their static HTML view (no widget state).
-# The chapters are executed two at a time into the build's cache first (tools/execute_book.py).
+# The chapters are executed two at a time into the build's cache first (tools/execute_book.py),
+# unless make test has just executed the same inputs.
 # Then MathJax goes into the site, and each chapter's static slide deck is made from the
 # notebook the build executed.
 book: $(STAMP)
-	DLBOOK_STATIC_ONLY=1 $(PY) tools/execute_book.py
+	DLBOOK_STATIC_ONLY=1 $(PY) tools/execute_book.py --reuse
 	DLBOOK_STATIC_ONLY=1 $(VENV)/bin/jupyter-book build -W -n --keep-going .
 	$(PY) tools/vendor_mathjax.py
 	$(PY) tools/build_slides.py
@@ -44,9 +45,15 @@ test: unit nbtest fresh-colab-test
 unit: $(STAMP)
 	$(PY) -m pytest -q tests -m "not browser and not built and not fresh_colab"
 
-# Re-execute every chapter. --dist loadfile keeps each notebook's cells on one worker.
+# Re-execute every chapter, two at a time, into the book's execution cache (a cell that raises
+# fails, with its traceback); make book then reuses these outputs unless an input changed.
 # DLBOOK_CHECK_LIVE=1: every interactive plot also moves its live controls off the static grid.
 nbtest: $(STAMP)
+	DLBOOK_STATIC_ONLY=1 DLBOOK_CHECK_LIVE=1 $(PY) tools/execute_book.py
+
+# The same re-execution through nbval, which reports cell by cell (slower: it shares no outputs
+# with make book). --dist loadfile keeps each notebook's cells on one worker.
+nbval: $(STAMP)
 	DLBOOK_CHECK_LIVE=1 $(PY) -m pytest -q --nbval-lax --nbval-current-env -n 2 --dist loadfile -p no:cacheprovider chapters
 
 fresh-colab-test: $(STAMP)

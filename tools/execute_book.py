@@ -1,10 +1,19 @@
 """Execute every chapter of the table of contents, two at a time, into the book's execution
-cache (make book runs it, then `jupyter-book build` takes the outputs from the cache).
+cache: the chapters' test (make test) and the first step of make book.
+
+    python tools/execute_book.py            # execute every chapter (make nbtest)
+    python tools/execute_book.py --reuse    # skip it if nothing changed since the last run (make book)
 
 Jupyter Book 1 executes notebooks one after another; on the book's 2-core machine, two chapters
 side by side (one torch thread each, DLBOOK_CPU_THREADS=1) take about half the time. The cache
 is emptied first, so the site always shows what the current code computes. A chapter that fails
-stops the build here, with its traceback.
+stops here, with the failing cell and its traceback. `make nbtest` runs it with
+DLBOOK_CHECK_LIVE=1, so every interactive plot also moves its live controls.
+
+A chapter is executed once for both the test and the site: a successful run records a
+fingerprint of everything the outputs depend on (the chapters, the `dlbook` package, `data/`,
+the requirements and the table of contents), and `--reuse` executes again only when that
+fingerprint has changed. `jupyter-book build` then takes the outputs from the cache.
 
 The executed chapters are also written to `_build/executed/chapters/`, for the slide decks and the
 checks of what a reader sees (`tests/test_executed.py`). The build's own `_build/jupyter_execute/`
@@ -12,6 +21,8 @@ copies hold no outputs when they come from the cache, so nothing should read tho
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 import sys
@@ -21,7 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "_build" / ".jupyter_cache"  # execute.cache in _config.yml
 EXECUTED = ROOT / "_build" / "executed" / "chapters"
+FINGERPRINT = EXECUTED.parent / "fingerprint.txt"
 TIMEOUT_S = 300
+# Settings that change what a chapter computes or checks; part of the fingerprint.
+ENVIRONMENT = ("DLBOOK_STATIC_ONLY", "DLBOOK_CPU_THREADS", "DLBOOK_CHECK_LIVE")
 
 
 def chapters_in_toc() -> list[Path]:
@@ -29,11 +43,37 @@ def chapters_in_toc() -> list[Path]:
     return [ROOT / f"{m}.ipynb" for m in re.findall(r"file:\s*(chapters/\S+)", toc)]
 
 
-def main() -> int:
+def fingerprint() -> str:
+    """A hash of every input the executed chapters depend on."""
+    inputs = [ROOT / "_toc.yml", ROOT / "requirements.txt", *chapters_in_toc()]
+    inputs += sorted((ROOT / "src").rglob("*.py"))
+    inputs += sorted(p for p in (ROOT / "data").rglob("*")
+                     if p.is_file() and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in inputs:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in ENVIRONMENT:
+        # CHECK_LIVE only adds checks: a run with them serves a build without them.
+        if name != "DLBOOK_CHECK_LIVE":
+            digest.update(f"{name}={os.environ.get(name, '')}".encode())
+    return digest.hexdigest()
+
+
+def up_to_date() -> bool:
+    return (FINGERPRINT.exists() and (CACHE / "global.db").exists()
+            and FINGERPRINT.read_text().strip() == fingerprint()
+            and all((EXECUTED / p.name).exists() for p in chapters_in_toc()))
+
+
+def main(argv: list[str]) -> int:
+    if "--reuse" in argv and up_to_date():
+        print(f"chapters unchanged since their last execution: outputs reused from {CACHE.name}")
+        return 0
     from jupyter_cache import get_cache
     from jupyter_cache.executors import load_executor
 
     shutil.rmtree(CACHE, ignore_errors=True)
+    shutil.rmtree(EXECUTED.parent, ignore_errors=True)
     cache = get_cache(str(CACHE))
     for path in chapters_in_toc():
         cache.add_nb_to_project(str(path))
@@ -46,17 +86,19 @@ def main() -> int:
         record = cache.get_project_record(uri)
         print(f"\n{uri} failed:\n{record.traceback or '(no traceback recorded)'}", file=sys.stderr)
     if failed:
+        print(f"\n{len(failed)} chapter(s) failed: {', '.join(Path(u).stem for u in failed)}",
+              file=sys.stderr)
         return 1
     import nbformat
 
-    shutil.rmtree(EXECUTED, ignore_errors=True)
     EXECUTED.mkdir(parents=True)
     for path in chapters_in_toc():
         _, executed = cache.merge_match_into_file(str(path))
         nbformat.write(executed, EXECUTED / path.name)
+    FINGERPRINT.write_text(fingerprint() + "\n")
     print(f"executed chapters: {EXECUTED.relative_to(ROOT)}/")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
