@@ -324,7 +324,7 @@ class InteractivePlot:
             # Each move must change the value (setting a widget to its own value draws nothing):
             # a narrow integer slider maps several fractions to one value.
             moved = list(dict.fromkeys(v for v in targets if v != start))
-            for value in moved + [start] if moved else []:
+            for value in (moved + [start] if moved else []):
                 image.value = b""
                 widget.value = value
                 if not bytes(image.value).startswith(b"\x89PNG"):
