@@ -161,3 +161,20 @@ def test_encoder_decoder_shapes_masking_and_learning():
     fit(model, (src, tgt), steps=200, batch_size=64, lr=1e-2, progress=False)
     logits, _ = model(src[:100])
     assert (logits.argmax(-1) == tgt[:100]).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_transformer_block_matches_torch_encoder_layer(causal):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=64, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True).double().eval()
+    block = TransformerBlock.from_torch(layer, causal=causal).double()
+    x = torch.randn(2, 7, 16, dtype=torch.float64, requires_grad=True)
+    mask = nn.Transformer.generate_square_subsequent_mask(7, dtype=torch.float64) if causal else None
+    ref = layer(x, src_mask=mask, is_causal=causal)
+    ours = block(x)
+    assert torch.allclose(ours, ref, atol=1e-10)
+    for a, b in zip(_grads(ours, (x,)), _grads(ref, (x,))):
+        assert torch.allclose(a, b, atol=1e-10)
+    with pytest.raises(TypeError, match="norm_first"):
+        TransformerBlock.from_torch(nn.TransformerEncoderLayer(16, 4, batch_first=True))

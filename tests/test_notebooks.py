@@ -1,8 +1,9 @@
 """Notebook hygiene: what every chapter must be before it lands (fast, static checks; no execution).
 
-nbval re-executes the chapters (make nbtest); this file checks their shape: listed in the table of
-contents, committed without outputs, opening with the Colab setup cell that names the repository
-of _config.yml, slide metadata for RISE, alt text, hidden tested solutions, hidden asserts.
+make nbtest re-executes the chapters (tools/execute_book.py); this file checks their shape: listed
+in the table of contents, committed without outputs, opening with the Colab setup cell that names
+the repository of _config.yml, slide metadata for RISE, alt text, hidden tested solutions, hidden
+asserts.
 """
 from __future__ import annotations
 

@@ -111,3 +111,19 @@ def test_annotated_grid_writes_every_number_and_outlines_boxes():
     with pytest.raises(ValueError, match="2-D array"):
         plots.annotated_grid(ax, np.zeros(3))
     plt.close(fig)
+
+
+def test_token_heatmap_painter_pastes_the_matrix_into_labelled_axes():
+    from matplotlib.figure import Figure
+
+    from dlbook.plots import token_heatmap_painter
+
+    paint = token_heatmap_painter(["[CLS]", "a", "cat", "[SEP]"], figsize=(3, 3), dpi=50)
+    fig = Figure(figsize=(3, 3), dpi=50)
+    eye = paint(fig, np.eye(4), title="layer 1, head 1")
+    zeros = paint(Figure(figsize=(3, 3), dpi=50), np.zeros((4, 4)))
+    assert eye.shape == (150, 150, 3) and not np.array_equal(eye, zeros)
+    assert np.array_equal(eye[:5], zeros[:5]), "only the cells change, not the labels above"
+    assert fig.texts and fig.images
+    with pytest.raises(ValueError, match=r"\(4, 4\)"):
+        paint(fig, np.eye(3))

@@ -160,6 +160,25 @@ class TransformerBlock(nn.Module):
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return (x, weights) if return_weights else x
 
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerEncoderLayer, causal: bool = True) -> "TransformerBlock":
+        """The same block as a torch ``nn.TransformerEncoderLayer`` built with ``norm_first=True,
+        activation="gelu", batch_first=True`` (its weights copied across)."""
+        if not isinstance(layer, nn.TransformerEncoderLayer) or not layer.norm_first:
+            raise TypeError("from_torch takes an nn.TransformerEncoderLayer with norm_first=True "
+                            "(the pre-norm block)")
+        n_embd, n_head = layer.self_attn.embed_dim, layer.self_attn.num_heads
+        if layer.linear1.out_features != 4 * n_embd:
+            raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
+        block = cls(n_embd, n_head, causal=causal)
+        with torch.no_grad():
+            block.attn.load_state_dict(MultiHeadAttention.from_torch(layer.self_attn).state_dict())
+            block.ln_1.load_state_dict(layer.norm1.state_dict())
+            block.ln_2.load_state_dict(layer.norm2.state_dict())
+            block.mlp[0].load_state_dict(layer.linear1.state_dict())
+            block.mlp[2].load_state_dict(layer.linear2.state_dict())
+        return block.to(layer.linear1.weight.device)
+
 
 @dataclass
 class TransformerConfig:
@@ -232,9 +251,10 @@ class EncoderDecoder(nn.Module):
     ends on a real token. Its final state ``c`` (``hidden`` numbers) is the **context**: without
     attention, it is all the decoder ever learns about the source, however long the source is
     (the bottleneck of Sutskever et al., 2014, and Cho et al., 2014). Output position t starts
-    from a learned position vector ``p_t``; with attention it also looks up the encoder states,
-    query ``W_q [c; p_t]`` against keys and values = the states (Bahdanau et al., 2015, in the
-    dot-product form of Luong et al., 2015).
+    from a learned position vector ``p_t``; with attention it also looks up the encoder states:
+    query ``W_q [c; p_t]``, keys the states plus a learned vector for their source position
+    (what and where), values the states (Bahdanau et al., 2015, in the dot-product form of
+    Luong et al., 2015).
 
     To keep the comparison about the bottleneck alone (and quick to train), the decoder is not
     recurrent: all ``out_len`` outputs are computed at once, in parallel, from ``[c; p_t]`` and
@@ -250,6 +270,7 @@ class EncoderDecoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, hidden)
         self.encoder = nn.LSTM(hidden, hidden, batch_first=True)
         self.positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (L, H) one per output
+        self.src_positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (S, H) for keys
         self.query = nn.Linear(2 * hidden, hidden, bias=False)
         self.combine = nn.Linear((3 if attention else 2) * hidden, hidden)
         self.head = nn.Linear(hidden, vocab_size)
@@ -265,7 +286,8 @@ class EncoderDecoder(nn.Module):
         if self.use_attention:
             mask = (idx != self.pad)[:, None, :]  # (B, 1, S) real source tokens only
             q = self.query(torch.cat([c, p], dim=-1))  # (B, L, H)
-            looked_up, weights = scaled_dot_product_attention(q, memory, memory, mask)  # (B, L, H)
+            keys = memory + self.src_positions[-S:]  # (B, S, H): what and where
+            looked_up, weights = scaled_dot_product_attention(q, keys, memory, mask)  # (B, L, H)
             parts.append(looked_up)
         out = torch.tanh(self.combine(torch.cat(parts, dim=-1)))  # (B, L, H)
         logits = self.head(out)  # (B, L, vocab)

@@ -22,8 +22,8 @@ graphs, to look at and to check the sparse code against.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -239,12 +239,12 @@ class GCNConfig:
     dropout: float = 0.0        # on each layer's input features, as in Kipf & Welling
 
     @classmethod
-    def karate(cls) -> "GCNConfig":
+    def karate(cls) -> GCNConfig:
         """34 one-hot node features -> 4 -> 4 -> 2-D embedding -> 2 clubs (PyG's karate demo)."""
         return cls(sizes=(34, 4, 4, 2), classes=2)
 
     @classmethod
-    def kipf(cls, in_features: int, classes: int) -> "GCNConfig":
+    def kipf(cls, in_features: int, classes: int) -> GCNConfig:
         """The paper's two-layer model: 16 hidden units, ReLU, dropout 0.5."""
         return cls(sizes=(in_features, 16, classes), classes=0, activation="relu", dropout=0.5)
 
@@ -281,6 +281,18 @@ class GCN(nn.Module):
             if self.classifier is not None or k < len(self.layers) - 1:
                 x = act(x)
         return x
+
+    @torch.no_grad()
+    def layer_outputs(self, x: torch.Tensor, edge_index: torch.Tensor) -> list[torch.Tensor]:
+        """Every graph layer's output after its activation, without dropout: what each depth
+        hands on (to watch node features grow alike with depth)."""
+        act, outputs = ACTIVATIONS[self.config.activation], []
+        for k, layer in enumerate(self.layers):
+            x = layer(x, edge_index)
+            if self.classifier is not None or k < len(self.layers) - 1:
+                x = act(x)
+            outputs.append(x)
+        return outputs
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         h = self.embed(x, edge_index)  # (n, sizes[-1])

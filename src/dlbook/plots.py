@@ -222,6 +222,7 @@ def graph(ax, positions, edges, *, classes=None, values=None, ring=None, labels=
                     zorder=4)
     ax.set(xticks=[], yticks=[])
     ax.grid(False)
+    ax.spines[:].set_visible(False)
     ax.autoscale_view()
     return ax
 
@@ -249,3 +250,57 @@ def annotated_grid(ax, values, *, cmap: str = "Greys", fmt: str = "{:g}", vmin=N
     ax.set(xticks=[], yticks=[])
     ax.grid(False)
     return ax
+
+
+def token_heatmap_painter(tokens: Sequence[str], *, figsize=(4.2, 4.2), dpi: int = 70,
+                          cmap: str = "viridis", vmin: float = 0.0, vmax: float = 1.0,
+                          fontsize: int = 8):
+    """Draw many token-by-token heat maps (attention maps) with the same labels, fast.
+
+    An interactive plot over layers and heads needs one frame per combination (6 x 12 = 72 for
+    MiniLM), and laying out 2T tick labels per frame is what makes matplotlib slow. So the
+    labelled, empty axes are drawn once; each frame pastes its matrix's colours into that
+    picture. Returns ``paint(fig, matrix, title)`` for a draw function of
+    :func:`dlbook.interactive.interactive_plot` called with the same ``figsize`` and ``dpi``.
+    Rows are queries (labelled on the left), columns keys (labelled on top).
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    tokens = [str(t) for t in tokens]
+    n = len(tokens)
+    if n == 0:
+        raise ValueError("token_heatmap_painter needs at least one token")
+    fig = Figure(figsize=figsize, dpi=dpi, layout="none")  # axes placed by hand
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes([0.26, 0.02, 0.72, 0.72])
+    ax.imshow(np.zeros((n, n)), cmap="Greys", vmin=0, vmax=1)
+    ax.set_xticks(range(n), tokens, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(n), tokens, fontsize=fontsize)
+    ax.xaxis.tick_top()
+    ax.grid(False)
+    fig.canvas.draw()
+    template = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
+    box = ax.get_window_extent()  # pixels, origin at the bottom left
+    top, bottom = template.shape[0] - int(round(box.y1)), template.shape[0] - int(round(box.y0))
+    left, right = int(round(box.x0)), int(round(box.x1))
+    rows = np.linspace(0, n, bottom - top, endpoint=False).astype(int)  # pixel row -> cell
+    cols = np.linspace(0, n, right - left, endpoint=False).astype(int)
+    colour_map = matplotlib.colormaps[cmap]
+
+    def paint(target, matrix, title: str = ""):
+        matrix = np.asarray(matrix, dtype=float)
+        if matrix.shape != (n, n):
+            raise ValueError(f"matrix must be ({n}, {n}) for {n} tokens, got {matrix.shape}")
+        scaled = np.clip((matrix - vmin) / (vmax - vmin), 0, 1)
+        colours = (colour_map(scaled)[..., :3] * 255).astype(np.uint8)  # (n, n, 3)
+        image = template.copy()
+        image[top:bottom, left:right] = colours[rows][:, cols]
+        target.set_layout_engine("none")
+        target.figimage(image, 0, 0)
+        if title:
+            target.text(0.01, 0.99, title, fontsize=fontsize + 2, va="top")
+        return image
+
+    return paint

@@ -1,0 +1,349 @@
+"""Contrastive learning: the InfoNCE / NT-Xent loss, SimCLR's two-view training, CLIP's
+two-tower alignment, and the small image encoder both chapters' models use.
+
+**InfoNCE** (van den Oord et al. 2018) scores one positive pair against many negatives. For a
+batch of ``N`` anchors ``a_i`` and candidates ``b_j`` where ``b_i`` is ``a_i``'s positive,
+
+    loss = mean_i  -log  exp(sim(a_i, b_i) / tau) / sum_j exp(sim(a_i, b_j) / tau)
+
+with cosine similarity ``sim`` and a temperature ``tau``: cross-entropy over the rows of the
+similarity matrix with the diagonal as the targets.
+
+**NT-Xent** (SimCLR, Chen et al. 2020) is InfoNCE on ``2N`` views of ``N`` images: each view's
+positive is the other view of the same image, and the other ``2N - 2`` views are its negatives
+(a view is never compared with itself).
+
+**CLIP** (Radford et al. 2021) uses InfoNCE in both directions between images and their
+captions: ``(InfoNCE(img, txt) + InfoNCE(txt, img)) / 2``, with a learned temperature.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .training import adam
+
+
+# --- losses -------------------------------------------------------------------------------------
+def _check_pair(a: torch.Tensor, b: torch.Tensor, temperature) -> None:
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"need two (N, D) batches of the same shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    if a.shape[0] < 2:
+        raise ValueError("a contrastive loss needs at least 2 pairs (one positive, >= 1 negative)")
+    if not bool(torch.as_tensor(temperature) > 0):
+        raise ValueError(f"temperature must be positive, got {float(temperature)}")
+
+
+def info_nce(anchors: torch.Tensor, positives: torch.Tensor,
+             temperature: float | torch.Tensor = 0.1) -> torch.Tensor:
+    """InfoNCE of ``anchors`` ``(N, D)`` against ``positives`` ``(N, D)``: row ``i`` of
+    ``positives`` is anchor ``i``'s positive, every other row a negative. Cosine similarity."""
+    _check_pair(anchors, positives, temperature)
+    a, b = F.normalize(anchors, dim=-1), F.normalize(positives, dim=-1)
+    logits = a @ b.T / temperature  # (N, N): anchor i against every candidate j
+    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """SimCLR's loss on two views ``z1``, ``z2`` ``(N, D)`` of the same ``N`` images.
+
+    The ``2N`` views are compared with one another; view ``k``'s positive is the other view of
+    its image, its self-similarity is masked out (it would be the easiest "positive" of all), and
+    the remaining ``2N - 2`` views are negatives. Mean over all ``2N`` views.
+    """
+    _check_pair(z1, z2, temperature)
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=-1)  # (2N, D)
+    logits = z @ z.T / temperature  # (2N, 2N)
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))  # never a candidate for itself
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)  # (2N,)
+    return F.cross_entropy(logits, targets)
+
+
+def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE: images pick their captions and captions their images.
+    ``logit_scale`` is ``1 / temperature`` (CLIP learns its logarithm)."""
+    scale = torch.as_tensor(logit_scale)
+    if not scale > 0:
+        raise ValueError(f"logit_scale must be positive, got {float(scale)}")
+    temperature = 1 / scale  # a tensor: gradients reach a learned scale
+    return 0.5 * (info_nce(image_emb, text_emb, temperature)
+                  + info_nce(text_emb, image_emb, temperature))
+
+
+# --- augmentation -------------------------------------------------------------------------------
+def per_image(transform: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """Apply a ``torchvision.transforms.v2`` transform to each image on its own.
+
+    A v2 transform draws its random parameters once per call, so calling it on a batch moves
+    every image alike; contrastive learning needs two *different* random views of every image,
+    hence one call per image. ``images`` ``(N, C, H, W)``.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"per_image expects a batch (N, C, H, W), got {tuple(images.shape)}")
+    return torch.stack([transform(img) for img in images])  # (N, C, H', W')
+
+
+def view_bank(transform: Callable, images: torch.Tensor, views: int, seed: int = 0) -> torch.Tensor:
+    """``views`` random views of every image, drawn once: ``(views, N, C, H', W')``.
+
+    Why a bank: a v2 transform costs a fraction of a millisecond per image on a CPU, far more
+    than a small encoder's step, so drawing fresh views at every step would dominate training.
+    Drawn once and sampled from (two different views per image per step), the same random
+    transforms serve every step and every seed.
+    """
+    if views < 2:
+        raise ValueError(f"a contrastive bank needs at least 2 views per image, got {views}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return torch.stack([per_image(transform, images) for _ in range(views)])
+
+
+def jitter(images: torch.Tensor, generator: torch.Generator | None = None, *,
+           contrast: tuple[float, float] = (0.5, 1.5), noise: float = 0.1,
+           erase: int = 5) -> torch.Tensor:
+    """Cheap pixel-level augmentations, drawn per image, applied to a batch in one go: scale the
+    ink by a random contrast factor, add Gaussian noise, and blank a random ``erase x erase``
+    square (cutout). Without them two crops of one digit share their ink statistics, and the
+    encoder can match views by those instead of by shape."""
+    n, _, h, w = images.shape  # (B, 1, H, W)
+    factor = torch.empty(n, 1, 1, 1).uniform_(*contrast, generator=generator)
+    out = images * factor + noise * torch.randn(images.shape, generator=generator)
+    if erase:
+        top = torch.randint(0, h - erase + 1, (n, 1, 1, 1), generator=generator)
+        left = torch.randint(0, w - erase + 1, (n, 1, 1, 1), generator=generator)
+        rows = torch.arange(h).view(1, 1, h, 1)
+        cols = torch.arange(w).view(1, 1, 1, w)
+        inside = (rows >= top) & (rows < top + erase) & (cols >= left) & (cols < left + erase)
+        out = out.masked_fill(inside, 0.0)
+    return out.clamp(0, 1)
+
+
+def two_views(bank: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None = None):
+    """Two *different* views, chosen at random from the bank, of each image in ``index``."""
+    v = bank.shape[0]
+    first = torch.randint(0, v, (len(index),), generator=generator)
+    second = (first + torch.randint(1, v, (len(index),), generator=generator)) % v  # != first
+    return bank[first, index], bank[second, index]  # (B, C, H, W) each
+
+
+# --- models -------------------------------------------------------------------------------------
+@dataclass
+class EncoderConfig:
+    """A small encoder for ``side x side`` one-channel images: an MLP ``side^2 -> hidden ->
+    features`` (the representation); SimCLR adds a projection head ``features -> projection``.
+
+    An MLP, not a CNN, because chapter 16 trains it many times over on one CPU thread: on
+    14 x 14 digits it costs a third of a small CNN's step and, with the augmentations, learns
+    the invariances the CNN would have built in."""
+
+    side: int = 14
+    hidden: int = 128
+    features: int = 64
+    projection: int = 32
+
+    @classmethod
+    def tiny(cls) -> EncoderConfig:
+        return cls(hidden=64, features=32, projection=16)
+
+
+class Encoder(nn.Module):
+    """``(B, 1, side, side) -> (B, features)``: the image encoder every model of chapter 16
+    shares (SimCLR's, the supervised baseline's, CLIP's image tower)."""
+
+    def __init__(self, config: EncoderConfig | None = None, **overrides):
+        super().__init__()
+        config = replace(config or EncoderConfig(), **overrides)
+        self.config = config
+        self.net = nn.Sequential(
+            nn.Flatten(),  # (B, side * side)
+            nn.Linear(config.side ** 2, config.hidden), nn.ReLU(),  # (B, hidden)
+            nn.Linear(config.hidden, config.features), nn.ReLU(),  # (B, features)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = self.config.side
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, side, side):
+            raise ValueError(f"Encoder expects (B, 1, {side}, {side}) images, got {tuple(x.shape)}")
+        return self.net(x)
+
+
+def classifier(config: EncoderConfig | None = None, classes: int = 10) -> nn.Sequential:
+    """The supervised baseline: the same encoder with a linear layer on top, trained end to end."""
+    config = config or EncoderConfig()
+    return nn.Sequential(Encoder(config), nn.Linear(config.features, classes))
+
+
+class SimCLR(nn.Module):
+    """Encoder ``f`` and projection head ``g``: the loss sees ``g(f(x))``, a probe uses ``f(x)``.
+    Chen et al. found the representation before the head transfers better: the head is free to
+    discard what the augmentations vary (position, scale), which a later task may need."""
+
+    def __init__(self, config: EncoderConfig | None = None):
+        super().__init__()
+        config = config or EncoderConfig()
+        self.encoder = Encoder(config)
+        self.head = nn.Sequential(nn.Linear(config.features, config.features), nn.ReLU(),
+                                  nn.Linear(config.features, config.projection))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))  # (B, projection)
+
+
+@dataclass
+class ContrastiveHistory:
+    loss: list
+    steps: list
+    snapshots: list  # (step, features of the probe images) every ``snapshot_every`` steps
+
+
+def fit_simclr(model: SimCLR, bank: torch.Tensor, *, steps: int = 300, batch_size: int = 256,
+               lr: float = 2e-3, temperature: float = 0.5, seed: int = 0,
+               transform: Callable | None = jitter, snapshot: torch.Tensor | None = None,
+               snapshot_every: int = 0) -> ContrastiveHistory:
+    """SimCLR for a fixed number of steps: each step takes ``batch_size`` images, two different
+    views of each from ``bank`` (``(V, N, 1, H, W)``), passes each view batch through
+    ``transform(x, generator)`` (default :func:`jitter`; None: the bank's views as they are),
+    and minimises :func:`nt_xent`. No labels. Adam with ``lr``.
+
+    ``snapshot`` (images) and ``snapshot_every``: record the encoder's features of those images
+    along the way, to watch the representation form."""
+    n = bank.shape[1]
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} is more than the {n} images in the bank")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = adam(model.parameters(), lr)
+    history = ContrastiveHistory(loss=[], steps=[], snapshots=[])
+
+    def record(step):
+        if snapshot is not None and snapshot_every:
+            model.eval()
+            with torch.no_grad():
+                history.snapshots.append((step, model.encoder(snapshot)))
+            model.train()
+
+    model.train()
+    record(0)
+    for step in range(1, steps + 1):
+        index = torch.randperm(n, generator=gen)[:batch_size]
+        x1, x2 = two_views(bank, index, gen)  # (B, 1, H, W) each
+        if transform is not None:
+            x1, x2 = transform(x1, gen), transform(x2, gen)
+        loss = nt_xent(model(x1), model(x2), temperature)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.loss.append(loss.item())
+        history.steps.append(step)
+        if snapshot_every and step % snapshot_every == 0:
+            record(step)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The frozen encoder's representation of ``images``, in eval mode, without gradients."""
+    was = encoder.training
+    encoder.eval()
+    out = torch.cat([encoder(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    encoder.train(was)
+    return out
+
+
+class CLIP(nn.Module):
+    """Two towers into one space: an image :class:`Encoder` plus a linear projection, and a linear
+    projection of *frozen* sentence vectors (from a pretrained text encoder), with CLIP's
+    learned temperature ``logit_scale = exp(t)``, started at 1/0.07 as in the paper."""
+
+    def __init__(self, text_dim: int, config: EncoderConfig | None = None, dim: int = 64):
+        super().__init__()
+        config = config or EncoderConfig()
+        self.image_encoder = Encoder(config)
+        self.image_proj = nn.Linear(config.features, dim)
+        self.text_proj = nn.Linear(text_dim, dim)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_proj(self.image_encoder(images)), dim=-1)  # (B, dim)
+
+    def encode_text(self, text_vectors: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_proj(text_vectors), dim=-1)  # (B, dim)
+
+    def forward(self, images: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:
+        """The CLIP loss of a batch of matching (image, caption) pairs."""
+        scale = self.log_scale.clamp(max=math.log(100)).exp()  # CLIP caps the scale at 100
+        return clip_loss(self.encode_image(images), self.encode_text(text_vectors), scale)
+
+    @torch.no_grad()
+    def classify(self, images: torch.Tensor, class_text_vectors: torch.Tensor) -> torch.Tensor:
+        """Zero-shot: each image's class is the prompt (one per class) its embedding is most
+        similar to. ``class_text_vectors`` ``(K, text_dim)``; returns ``(B,)`` class indices."""
+        was = self.training
+        self.eval()
+        sims = self.encode_image(images) @ self.encode_text(class_text_vectors).T  # (B, K)
+        self.train(was)
+        return sims.argmax(1)
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+class LinearProbe:
+    """Multinomial logistic regression on frozen features, the standard test of a
+    self-supervised representation: if a linear layer on top classifies well, the classes are
+    already (almost) linearly separable in the representation.
+
+    Features are standardised with the training rows' statistics; the weights are fitted
+    full-batch with L-BFGS, with an L2 penalty ``weight_decay`` (chosen on validation by
+    :meth:`fit_tuned`).
+    """
+
+    def __init__(self, weight_decay: float = 1e-3, steps: int = 50):
+        self.weight_decay, self.steps = weight_decay, steps
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, classes: int = 10) -> LinearProbe:
+        if len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"need as many labels as feature rows (>= 1), got {len(x)}, {len(y)}")
+        self.mean, self.std = x.mean(0), x.std(0, unbiased=False) + 1e-6
+        z = (x - self.mean) / self.std  # (N, D)
+        self.linear = nn.Linear(z.shape[1], classes)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        opt = torch.optim.LBFGS(self.linear.parameters(), max_iter=self.steps,
+                                line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(self.linear(z), y) + self.weight_decay * self.linear.weight.square().sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return self
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear((x - self.mean) / self.std).argmax(1)  # (N,)
+
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        return (self.predict(x) == y).float().mean().item()
+
+    @classmethod
+    def fit_tuned(cls, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                  weight_decays=(1e-3, 1e-2, 1e-1)) -> LinearProbe:
+        """The probe whose ``weight_decay`` scores best on ``val`` (ties: the stronger penalty)."""
+        best, best_acc = None, -1.0
+        for wd in sorted(weight_decays, reverse=True):
+            probe = cls(wd).fit(*train)
+            acc = probe.accuracy(*val)
+            if acc > best_acc:
+                best, best_acc = probe, acc
+        best.val_accuracy = best_acc
+        return best
