@@ -55,6 +55,31 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return weights @ v, weights  # (..., Tq, dv), (..., Tq, Tk)
 
 
+class KVCache:
+    """The keys and values one attention layer has computed so far, ``(B, nh, T, hs)`` each.
+
+    Generating token t+1 needs the keys and values of tokens 0..t, and those of 0..t-1 were
+    already computed for token t: keep them, and each new token costs one row of queries, keys
+    and values instead of a pass over the whole context (chapter 14).
+    """
+
+    def __init__(self):
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        """Add the new tokens' keys and values; return all of them, ``(B, nh, T_all, hs)``."""
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=-2)  # (B, nh, T_past + T_new, hs)
+            self.v = torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
 class MultiHeadAttention(nn.Module):
     """``n_head`` attentions side by side, each on its own ``C / n_head``-wide projection.
 
@@ -79,12 +104,13 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None,
                 value: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                causal: bool = False):
+                causal: bool = False, cache: KVCache | None = None):
         """Self-attention ``mha(x)``, or cross-attention ``mha(x, memory, memory)``.
 
         query (B, Tq, C), key and value (B, Tk, C). ``mask``: booleans broadcastable to
-        (B, nh, Tq, Tk), True where attending is allowed. Returns ``(out (B, Tq, C),
-        weights (B, nh, Tq, Tk))``.
+        (B, nh, Tq, Tk), True where attending is allowed. ``cache``: a :class:`KVCache` of the
+        earlier tokens; the new keys and values are appended to it and the queries (the newest
+        Tq tokens) attend to all of them. Returns ``(out (B, Tq, C), weights (B, nh, Tq, Tk))``.
         """
         key = query if key is None else key
         value = key if value is None else value
@@ -94,6 +120,13 @@ class MultiHeadAttention(nn.Module):
         q = self._heads(F.linear(query, w_q, b_q))  # (B, nh, Tq, hs)
         k = self._heads(F.linear(key, w_k, b_k))  # (B, nh, Tk, hs)
         v = self._heads(F.linear(value, w_v, b_v))  # (B, nh, Tk, hs)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, nh, T_past + Tk, hs)
+            if causal:  # query i is token T_past + i: it sees keys 0 .. T_past + i
+                Tk = k.shape[-2]
+                past = causal_mask(Tk, query.device)[Tk - Tq:]  # (Tq, Tk)
+                mask = past if mask is None else mask & past
+                causal = False
         y, weights = scaled_dot_product_attention(q, k, v, mask, causal)  # (B, nh, Tq, hs)
         y = y.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, C): the heads side by side
         return self.dropout(self.out_proj(y)), weights  # (B, Tq, C), (B, nh, Tq, Tk)
@@ -154,8 +187,9 @@ class TransformerBlock(nn.Module):
                                  nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                return_weights: bool = False):
-        a, weights = self.attn(self.ln_1(x), mask=mask, causal=self.causal)  # (B, T, C), (B, nh, T, T)
+                return_weights: bool = False, cache: KVCache | None = None):
+        a, weights = self.attn(self.ln_1(x), mask=mask, causal=self.causal,
+                               cache=cache)  # (B, T, C), (B, nh, T, T_all)
         x = x + a  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return (x, weights) if return_weights else x
