@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from dlbook.gan import (GAN, GANConfig, GANTrainer, discriminator_loss, generator_loss, mmd2,
                         modes_covered, nearest_neighbour_distance, ring_centres,
-                        ring_of_gaussians, train_gan)
+                        ring_of_gaussians, train_gan, train_gans)
 
 
 def test_losses_match_binary_cross_entropy():
@@ -119,3 +119,36 @@ def test_nearest_neighbour_distance():
     assert nearest_neighbour_distance(ref, ref) == 0.0
     with pytest.raises(ValueError):
         nearest_neighbour_distance(torch.zeros(2, 3), ref)
+
+
+def test_an_ensemble_step_equals_separate_steps():
+    torch.manual_seed(0)
+    pair = GAN(GANConfig.tiny(), members=2)
+    trainer = GANTrainer(pair, r1=[0.0, 5.0])
+    singles = []
+    for m, r1 in enumerate((0.0, 5.0)):
+        one = GAN(GANConfig.tiny(), r1=r1)
+        with torch.no_grad():
+            for p, q in zip(one.parameters(), pair.parameters()):
+                p.copy_(q[m])
+        singles.append(one)
+    g = torch.Generator().manual_seed(1)
+    real, noise = torch.randn(2, 16, 2, generator=g), torch.randn(2, 16, 2, generator=g)
+    for _ in range(3):
+        trainer.step(real, noise=noise)
+    for m, one in enumerate(singles):
+        t = GANTrainer(one)
+        for _ in range(3):
+            t.step(real[m], noise=noise[m:m + 1])
+        for p, q in zip(one.parameters(), pair.parameters()):
+            assert torch.allclose(p, q[m], atol=1e-6)
+
+
+def test_train_gans_pairs_variants_by_seed():
+    gan, hs = train_gans({"a": GANConfig.tiny(), "b": GANConfig.tiny()}, ring_of_gaussians,
+                         steps=4, seeds=(0, 1), snapshot_every=2)
+    assert sorted(hs) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)] and gan.members == 4
+    assert torch.equal(hs["a", 1].snapshots[4], hs["b", 1].snapshots[4])  # same seed, same r1
+    assert not torch.equal(hs["a", 0].snapshots[4], hs["a", 1].snapshots[4])
+    with pytest.raises(ValueError, match="only in r1"):
+        train_gans({"a": GANConfig.tiny(), "b": GANConfig(hidden=4)}, ring_of_gaussians, 2)
