@@ -8,8 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from dlbook.lora import (LoRAConfig, LoRALinear, add_lora, count_parameters, lora_layers,
-                         lora_parameter_count, merge_lora)
+from dlbook.lora import (
+    LoRAConfig,
+    LoRALinear,
+    add_lora,
+    count_parameters,
+    lora_layers,
+    lora_parameter_count,
+    merge_lora,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,7 +83,7 @@ def test_only_adapter_parameters_get_gradients():
     adapted = add_lora(_model(), rank=2, alpha=4, targets=("attn", "mlp.2"))
     adapted(IDX).logsumexp(-1).mean().backward()
     for name, p in adapted.named_parameters():
-        is_adapter = name.endswith(".A") or name.endswith(".B")
+        is_adapter = name.endswith((".A", ".B"))
         assert p.requires_grad == is_adapter, name
         assert (p.grad is not None) == is_adapter, name
     # B starts at zero, so A's first gradient is zero and B's is not
