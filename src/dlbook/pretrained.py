@@ -292,17 +292,23 @@ def _convert(source: GGUFSource, gguf: Path, target: Path, transformers) -> None
         if importlib.util.find_spec(needed) is None:
             raise ImportError(f"reading {gguf.name} needs the `{needed}` package: "
                               + _install_hint(source))
-    before = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the de-quantizing bar ignores disable_progress_bar()
+    # The de-quantizing bar ignores disable_progress_bar(), and TQDM_DISABLE is read only when
+    # tqdm is first imported (long before, in a notebook): the reader's tqdm is swapped for a
+    # plain pass-through while converting.
+    try:
+        reader = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    except ImportError:
+        reader = None
+    bar = getattr(reader, "tqdm", None)
+    if bar is not None:
+        reader.tqdm = lambda iterable=None, *args, **kwargs: iterable
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent,
                                                                   gguf_file=gguf.name)
     finally:
-        if before is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = before
+        if bar is not None:
+            reader.tqdm = bar
     model.hf_quantizer = None  # saved as plain float32 weights, not as "GGUF-quantized"
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
