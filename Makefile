@@ -14,7 +14,7 @@ export DLBOOK_PROGRESS := 0
 # since two threads each wait on one another (a reader's own run keeps all its cores).
 export DLBOOK_CPU_THREADS := 1
 
-.PHONY: setup book test unit nbtest nbval site-test browser-test fresh-colab-test bench bench-fit chapter format clean
+.PHONY: setup book test unit nbtest nbval site-test browser-test fresh-colab-test bench bench-fit chapter checkpoints format clean
 
 setup: $(STAMP)
 
@@ -78,6 +78,11 @@ chapter: $(STAMP)
 # fit against a DataLoader loop and a hand-written loop, on MNIST-5k (the claim in training.py).
 bench-fit: $(STAMP)
 	$(PY) tools/bench_fit.py
+
+# Retrain the book's GPT checkpoint, data/gpt_moby_dick.safetensors (chapter 14; ~5 min of CPU,
+# one thread, seeded). It prints the file's sha256 for dlbook.data.CHECKSUMS and data/README.md.
+checkpoints: $(STAMP)
+	nice -n 10 $(PY) tools/train_checkpoint.py
 
 # Strip outputs and normalise slide metadata: run before committing a chapter.
 format: $(STAMP)

@@ -4,6 +4,8 @@
     names.txt       32,000 US first names, lower-case, one per line
     moby_dick.txt   the text of *Moby-Dick* (chapters 1-135), about 1.2 M characters
 
+and one trained model, gpt_moby_dick.safetensors (chapter 14's GPT; `dlbook.gpt.load_checkpoint`).
+
 The files live in the repository's `data/` folder, and an installed `dlbook` wheel carries the
 same files as `dlbook/_data/`, so a notebook on Colab needs no download. `data/README.md` says
 where each file comes from and how `data/build_data.py` rebuilds it.
@@ -29,7 +31,12 @@ CHECKSUMS: dict[str, str] = {
     "mnist5k.npz": "9036ed6705666a6888f302a36f253ee65502912193518c3d1211ba4799481717",
     "names.txt": "4d89b8b747db319026c910b0f1cdfd8209f5233493fb80d2f62d8bfea34350c2",
     "moby_dick.txt": "fe282a57094ed62e7144fb7c804a9748fc1c909bf3b49d06e7276015f9f67240",
+    # chapter 14's trained GPT (dlbook.gpt.load_checkpoint), rebuilt by `make checkpoints`
+    "gpt_moby_dick.safetensors":
+        "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
 }
+# Files that tools/train_checkpoint.py (`make checkpoints`) makes, not data/build_data.py.
+TRAINED = {"gpt_moby_dick.safetensors"}
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
 PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
@@ -109,8 +116,10 @@ def _how_to_restore(name: str, path: Path) -> str:
                 f"copy (for example the repository's data/{name}), or unset {ENV_VAR} to use the "
                 "copy that ships with dlbook.")
     if folder == REPO_DATA_DIR.resolve():
+        rebuild = ("`make checkpoints` (tools/train_checkpoint.py)" if name in TRAINED
+                   else "`python data/build_data.py`")
         return (f"In the repository, restore it with `git checkout data/{name}` or rebuild it "
-                "with `python data/build_data.py`.")
+                f"with {rebuild}.")
     return "Reinstall dlbook (`pip install --force-reinstall dlbook`): the wheel ships the data."
 
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,16 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive whole number, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 
     @classmethod
     def tiny(cls, vocab_size: int = 65) -> "GPTConfig":
@@ -73,13 +85,14 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
     model is sure, many when it is not. Both together: a token must pass both.
     """
     if top_k is not None:
-        if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Real) \
+                or int(top_k) != top_k or top_k < 1:
             raise ValueError(f"top_k must be a positive whole number or None, got {top_k!r}")
         k = min(int(top_k), logits.shape[-1])
         kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1) the k-th largest
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None:
-        if not 0 < top_p <= 1:
+        if isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V)
         probs = torch.softmax(sorted_logits, dim=-1)
@@ -92,9 +105,17 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                      top_p: float | None = None) -> torch.Tensor:
-    """The distribution ``generate`` samples from: ``softmax(filter(logits / temperature))``."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    """The distribution ``generate`` samples from: ``softmax(filter(logits / temperature))``.
+
+    ``temperature`` 0 is the limit T -> 0: all the probability on the most likely token (greedy
+    decoding; the first of tied logits wins, as ``argmax`` picks it).
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
+            or not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r}")
+    if temperature == 0:
+        best = filter_logits(logits, top_k, top_p).argmax(dim=-1, keepdim=True)  # (..., 1)
+        return torch.zeros_like(logits).scatter_(-1, best, 1.0)  # (..., V) one-hot
     return torch.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
 
 
@@ -131,9 +152,13 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, 0.0, 0.02)
 
-    def num_params(self) -> int:
-        """Parameters, each counted once (the tied head adds none)."""
-        return sum(p.numel() for p in self.parameters())
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters, each counted once (the tied head adds none). ``non_embedding``: without
+        the token and position embeddings, the count N of Kaplan et al. (2020)'s scaling laws."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.tok_emb.weight.numel() + self.pos_emb.weight.numel()
+        return n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 caches: list[KVCache] | None = None):
@@ -144,13 +169,19 @@ class GPT(nn.Module):
             raise ValueError(f"idx must be a (B, T) tensor of token ids, got {idx.dtype} "
                              f"of shape {tuple(idx.shape)}")
         B, T = idx.shape
+        if T == 0:
+            raise ValueError("idx holds no tokens: give at least one (B, T >= 1)")
+        if caches is not None and len(caches) != len(self.blocks):
+            raise ValueError(f"need one KVCache per layer ({len(self.blocks)}), got {len(caches)}")
         past = len(caches[0]) if caches else 0
         if past + T > self.config.block_size:
             raise ValueError(f"a sequence of {past + T} tokens is longer than block_size "
                              f"{self.config.block_size}: crop the context to its last "
                              f"{self.config.block_size} tokens")
-        if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"need one KVCache per layer ({len(self.blocks)}), got {len(caches)}")
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got ids from "
+                             f"{lo} to {hi}")
         pos = torch.arange(past, past + T, device=idx.device)  # (T,)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for i, block in enumerate(self.blocks):
@@ -173,8 +204,12 @@ class GPT(nn.Module):
         ``block_size`` tokens, exactly as without the cache, so both give the same tokens.
         """
         next_token_probs(torch.zeros(1), temperature, top_k, top_p)  # checks the arguments
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
+        if idx.ndim != 2 or idx.shape[1] == 0:
+            raise ValueError(f"idx is the prompt, (B, T) token ids with T >= 1, got shape "
+                             f"{tuple(idx.shape)}: start from one token, e.g. a newline")
         was_training = self.training
         self.eval()
         device = self.tok_emb.weight.device
@@ -233,7 +268,7 @@ def load_checkpoint(path=None, device=None):
     against its sha256 first; a missing or damaged file fails with a message saying how to get
     it back (``make checkpoints`` rebuilds it).
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     from .data import DataIntegrityError, verified_path
@@ -244,17 +279,18 @@ def load_checkpoint(path=None, device=None):
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{err}\nOr rebuild the checkpoint with `make checkpoints` "
                                     "(tools/train_checkpoint.py).") from None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
         state = load_file(str(path))
         config = GPTConfig(**json.loads(metadata["config"]))
         itos = json.loads(metadata["itos"])
-    except (KeyError, ValueError, OSError, Exception) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise DataIntegrityError(f"{path} is not a readable dlbook GPT checkpoint ({err}); "
-                                 "rebuild it with `make checkpoints`") from err
+    except (SafetensorError, KeyError, TypeError, ValueError) as err:
+        raise DataIntegrityError(f"{path} is not a readable dlbook GPT checkpoint "
+                                 f"({type(err).__name__}: {err}); rebuild it with "
+                                 "`make checkpoints`") from err
     model = GPT(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if set(missing) != {"head.weight"} or unexpected:
