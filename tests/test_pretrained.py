@@ -279,3 +279,24 @@ def test_a_conversion_that_does_not_verify_fails_clearly(good_cache, monkeypatch
     monkeypatch.setattr(pretrained, "_convert", broken)
     with pytest.raises(RuntimeError, match="does not reload with the logits"):
         load_smollm2("cpu", fresh=True)
+
+
+@needs_smollm2
+def test_next_token_logits_after_a_shared_prefix_match_full_prompts(smollm2):
+    tokenizer, model = smollm2
+    prefix = "Review: Great food.\nSentiment: positive\n\n"
+    queries = ["Review: Awful, cold soup.\nSentiment:", "Review: Lovely!\nSentiment:"]
+    batched = pretrained.next_token_logits_after(prefix, queries, tokenizer=tokenizer,
+                                                 model=model)
+    assert batched.shape == (2, model.config.vocab_size)
+    for row, q in zip(batched, queries):
+        ids = torch.tensor([tokenizer(prefix).input_ids
+                            + tokenizer(q, add_special_tokens=False).input_ids])
+        with torch.no_grad():
+            full = model(ids).logits[0, -1]
+        assert torch.allclose(row, full, atol=1e-3), (row - full).abs().max()
+    alone = pretrained.next_token_logits_after("", [PROBE_PROMPT], tokenizer=tokenizer,
+                                               model=model)[0]
+    assert tokenizer.decode(alone.argmax()) == " Paris"
+    with pytest.raises(ValueError, match="non-empty"):
+        pretrained.next_token_logits_after(prefix, [""], tokenizer=tokenizer, model=model)

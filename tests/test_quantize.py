@@ -98,3 +98,26 @@ def test_agrees_with_torch_quantize_dynamic():
     # theirs also rounds the activations to uint8, so it sits a little further away
     assert (ours(X) - reference).abs().max() < 0.02 * reference.abs().max()
     assert (theirs(X) - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_fake_quantize_grid_error_and_agreement_with_int8():
+    from dlbook.quantize import dequantize, fake_quantize, quantize_weight
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(16, 40, generator=g) * torch.linspace(0.01, 3, 16)[:, None]  # rows differ
+    assert torch.allclose(fake_quantize(w, 8), dequantize(*quantize_weight(w)))
+    errors = {}
+    for bits in (2, 4, 8):
+        for per_channel in (True, False):
+            fq = fake_quantize(w, bits, per_channel)
+            s = (w.abs().amax(1, keepdim=True) if per_channel else w.abs().max()) / (
+                2 ** (bits - 1) - 1)
+            assert ((w - fq).abs() <= s / 2 + 1e-6).all()  # within half a step
+            assert len(torch.unique(fq[0])) <= 2 ** bits - 1
+            errors[bits, per_channel] = (w - fq).norm() / w.norm()
+    assert errors[2, True] > errors[4, True] > errors[8, True]
+    assert all(errors[b, True] < errors[b, False] for b in (4, 8))  # a scale per row helps
+    with pytest.raises(ValueError, match="bits"):
+        fake_quantize(w, 1)
+    with pytest.raises(ValueError, match="2-D"):
+        fake_quantize(w[0], 8)

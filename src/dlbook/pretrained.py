@@ -402,3 +402,49 @@ def next_token_probs(prompt: str, *, tokenizer=None, model=None) -> torch.Tensor
         tokenizer, model = load_smollm2()
     ids = tokenizer(prompt, return_tensors="pt").to(next(model.parameters()).device)
     return model(**ids).logits[0, -1].float().softmax(-1).cpu()  # (V,)
+
+
+@torch.no_grad()
+def next_token_logits_after(prefix: str, continuations, *, tokenizer=None,
+                            model=None) -> torch.Tensor:
+    """The causal LM's next-token logits after ``prefix + c`` for each string ``c`` of
+    ``continuations``: ``(N, V)`` on the CPU, as one forward pass of the prefix and one batched
+    pass of the continuations.
+
+    The prefix (a few-shot prompt's instruction and examples, say) is read once; its keys and
+    values (chapter 14's KV cache) are repeated for the N continuations, which are right-padded
+    into one batch. Only the last real position of each row goes through the output layer. The
+    prefix and each continuation are tokenized separately, so a token never spans their
+    junction (end the prefix with whitespace or a newline).
+    """
+    import inspect
+
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string, got {type(prefix).__name__}")
+    continuations = _check_sentences(continuations)
+    if not all(continuations):
+        raise ValueError("every continuation must be a non-empty string")
+    if tokenizer is None or model is None:
+        tokenizer, model = load_smollm2()
+    device = next(model.parameters()).device
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    # transformers 5 calls the cache argument `cache`; 4.x calls it `past_key_values`
+    cache_arg = ("cache" if "cache" in inspect.signature(body.forward).parameters
+                 else "past_key_values")
+    rows = [tokenizer(c, add_special_tokens=False).input_ids for c in continuations]
+    B, L = len(rows), max(map(len, rows))
+    ids = torch.full((B, L), tokenizer.pad_token_id or 0, dtype=torch.long)  # (B, L)
+    real = torch.zeros(B, L, dtype=torch.long)  # (B, L): 1 on real tokens, 0 on padding
+    for i, row in enumerate(rows):
+        ids[i, :len(row)], real[i, :len(row)] = torch.tensor(row), 1
+    last = real.sum(1) - 1  # (B,) the last real position of each row
+    if prefix:
+        p = tokenizer(prefix, return_tensors="pt").input_ids.to(device)  # (1, P)
+        cache = body(p, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(B)  # the prefix's keys and values, once per row
+        mask = torch.cat([torch.ones(B, p.shape[1], dtype=torch.long), real], 1)  # (B, P+L)
+        hidden = body(ids.to(device), attention_mask=mask.to(device), use_cache=True,
+                      **{cache_arg: cache}).last_hidden_state  # (B, L, C)
+    else:
+        hidden = body(ids.to(device), attention_mask=real.to(device)).last_hidden_state
+    return head(hidden[torch.arange(B), last.to(device)]).float().cpu()  # (B, V)

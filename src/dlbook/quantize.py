@@ -52,6 +52,23 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return q.float() * scale[:, None]  # (out, in)
 
 
+def fake_quantize(weight: torch.Tensor, bits: int = 8, per_channel: bool = True) -> torch.Tensor:
+    """``weight`` rounded to a symmetric ``bits``-bit absmax grid and mapped back to floats: the
+    weight a ``bits``-bit model computes with. ``per_channel``: one scale per row (as
+    :func:`quantize_weight`, which this equals at 8 bits); else one scale for the whole tensor.
+    ``qmax = 2^(bits-1) - 1`` levels on each side of zero (1 bit would leave only zero)."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+        raise ValueError(f"bits must be a whole number from 2 to 16, got {bits!r}")
+    if weight.dim() != 2 or not weight.is_floating_point():
+        raise ValueError(f"fake_quantize takes a 2-D floating-point (out, in) weight, got "
+                         f"{weight.dtype} of shape {tuple(weight.shape)}")
+    qmax = 2 ** (bits - 1) - 1
+    w = weight.detach().float()
+    absmax = w.abs().amax(dim=1, keepdim=True) if per_channel else w.abs().amax().reshape(1, 1)
+    scale = torch.where(absmax > 0, absmax / qmax, torch.ones_like(absmax))  # (out, 1) or (1, 1)
+    return (torch.round(w / scale).clamp(-qmax, qmax) * scale).to(weight.dtype)  # (out, in)
+
+
 class Int8Linear(nn.Module):
     """A linear layer stored as int8 weights and per-row scales: ``y = s * (x q^T) + b``."""
 
