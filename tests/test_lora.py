@@ -140,3 +140,29 @@ def test_agrees_with_peft():  # pragma: no cover - peft is not a dependency of t
         nn.init.normal_(ours.attn.B)
         theirs.base_model.model.attn.lora_B["default"].weight.copy_(ours.attn.B)
     assert torch.allclose(ours(IDX), theirs(IDX), atol=1e-5)
+
+
+def test_a_gpt_whose_attention_reads_in_proj_weight_is_adapted_and_merges():
+    # dlbook.attention splits in_proj.weight into W_q, W_k, W_v instead of calling the layer:
+    # the adapter must show through .weight, and its gradient reach A and B.
+    from dlbook.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig.tiny())
+    idx = torch.randint(0, 65, (3, 16))
+    adapted = add_lora(copy.deepcopy(gpt), rank=2, alpha=4.0,
+                       targets=("in_proj", "out_proj", "mlp"))
+    assert len(lora_layers(adapted)) == 4 * len(gpt.blocks)
+    assert torch.allclose(adapted(idx)[0], gpt(idx)[0], atol=1e-6)  # B = 0
+    _, loss = adapted(idx, idx)
+    loss.backward()
+    qkv = adapted.blocks[0].attn.in_proj
+    assert qkv.B.grad is not None and qkv.B.grad.abs().sum() > 0
+    assert qkv.base.weight.grad is None
+    with torch.no_grad():
+        for _, layer in lora_layers(adapted):
+            layer.B.normal_(0, 0.1)
+    z = adapted(idx)[0]
+    assert not torch.allclose(z, gpt(idx)[0], atol=1e-3)  # the in_proj adapters act
+    merged = merge_lora(copy.deepcopy(adapted))
+    assert torch.allclose(merged(idx)[0], z, atol=1e-5)

@@ -68,6 +68,25 @@ class LoRALinear(nn.Module):
     def delta_weight(self) -> torch.Tensor:
         return self.scale * (self.B @ self.A)  # (out, r) @ (r, in) -> (out, in)
 
+    # Some layers read a Linear's weight instead of calling it (dlbook.attention's
+    # MultiHeadAttention splits in_proj.weight into W_q, W_k, W_v): they get the adapted
+    # weight W + (alpha / r) B A, through which the gradient still reaches A and B.
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight + self.delta_weight()  # (out, in)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., in)
         y = self.base(x)  # (..., out)
         if self.merged:
