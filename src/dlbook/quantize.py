@@ -86,6 +86,12 @@ class Int8Linear(nn.Module):
         q, scale = quantize_weight(linear.weight)
         return cls(q, scale, linear.bias)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The float weight the int8 one stands for (for layers that read ``.weight`` instead
+        of calling the module, as dlbook.attention's in_proj)."""
+        return dequantize(self.qweight, self.scale)  # (out, in)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., in)
         y = (x @ self.qweight.to(x.dtype).T) * self.scale.to(x.dtype)  # (..., out)
         return y if self.bias is None else y + self.bias
@@ -130,7 +136,8 @@ def serialized_bytes(model: nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
-def torch_dynamic_int8(model: nn.Module, per_channel: bool = True) -> nn.Module | None:
+def torch_dynamic_int8(model: nn.Module, per_channel: bool = True,
+                       names=None) -> nn.Module | None:
     """PyTorch's own ``torch.ao.quantization.quantize_dynamic`` (int8 weights, per output
     channel when ``per_channel``; activations quantized on the fly), on a copy's Linear layers.
 
@@ -146,6 +153,11 @@ def torch_dynamic_int8(model: nn.Module, per_channel: bool = True) -> nn.Module 
     except ImportError:
         return None
     qconfig = {nn.Linear: per_channel_dynamic_qconfig} if per_channel else {nn.Linear}
+    if names is not None:  # only these submodules (by name)
+        from torch.ao.quantization import default_dynamic_qconfig
+
+        qconfig = {n: per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+                   for n in names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return quantize_dynamic(model, qconfig, dtype=torch.qint8, inplace=False)
