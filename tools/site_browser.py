@@ -8,8 +8,6 @@ a browser.
 """
 from __future__ import annotations
 
-import gzip
-
 import contextlib
 import functools
 import http.server
@@ -68,10 +66,9 @@ def launch():
 def offline_page(browser, base: str, width: int = 1280, height: int = 900):
     """A page in a context of its own (an empty cache) whose requests off `base` are aborted (page.blocked), whose console errors and
     uncaught exceptions are collected (page.errors), and whose responses are sized
-    (page.bytes_by_url; page.gzip_bytes_by_url: what a host that gzips its responses, as GitHub
-    Pages and most static hosts do, would transfer)."""
+    (page.bytes_by_url)."""
     page = browser.new_page(viewport={"width": width, "height": height})
-    page.blocked, page.errors, page.bytes_by_url, page.gzip_bytes_by_url = [], [], {}, {}
+    page.blocked, page.errors, page.bytes_by_url = [], [], {}
 
     def route(r):
         if r.request.url.startswith(base):
@@ -84,10 +81,7 @@ def offline_page(browser, base: str, width: int = 1280, height: int = 900):
         if response.status >= 400:
             page.errors.append(f"HTTP {response.status}: {response.url}")
         try:
-            body, url = response.body(), response.url.split("?")[0]
-            page.bytes_by_url[url] = len(body)
-            # already-compressed files (PNG, woff2) do not shrink; a host sends them as they are
-            page.gzip_bytes_by_url[url] = min(len(body), len(gzip.compress(body, 6)))
+            page.bytes_by_url[response.url.split("?")[0]] = len(response.body())
         except Exception:  # a response the page navigated away from has no body to size
             pass
 
