@@ -1,17 +1,27 @@
 """dlbook.ddp: two gloo processes on 127.0.0.1 train like one process on the full batch."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
-from dlbook.ddp import DDPConfig, max_difference, run_ddp, train_single
+from dlbook.ddp import (
+    DDPConfig,
+    max_difference,
+    resolved_start_method,
+    run_ddp,
+    train_single,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def config_and_result():
-    config = DDPConfig(steps=20)
+@pytest.fixture(scope="module", params=["fork", "spawn"])
+def config_and_result(request):
+    if request.param == "fork" and not sys.platform.startswith("linux"):
+        pytest.skip("fork is Linux only")
+    config = DDPConfig(steps=20, start_method=request.param)
     return config, run_ddp(config)
 
 
@@ -38,3 +48,11 @@ def test_bad_config_fails_clearly():
         DDPConfig(batch_size=63)
     with pytest.raises(ValueError, match="steps must be positive"):
         DDPConfig(steps=0)
+    with pytest.raises(ValueError, match="start_method is 'auto', 'fork' or 'spawn'"):
+        DDPConfig(start_method="threads")
+
+
+def test_auto_start_method_forks_on_linux_only():
+    expected = "fork" if sys.platform.startswith("linux") else "spawn"
+    assert resolved_start_method(DDPConfig()) == expected
+    assert resolved_start_method(DDPConfig(start_method="spawn")) == "spawn"

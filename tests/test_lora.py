@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 
 import pytest
 import torch
@@ -127,8 +126,7 @@ def test_bad_rank_alpha_and_no_matching_layer_fail_clearly():
         merge_lora(_model())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed")
-def test_agrees_with_peft():  # pragma: no cover - peft is not a dependency of the book
+def test_agrees_with_peft():  # peft (a test dependency): the library the chapter names
     import peft
 
     base = _model()

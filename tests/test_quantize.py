@@ -83,6 +83,7 @@ def test_agrees_with_torch_quantize_dynamic():
     theirs = torch_dynamic_int8(model)
     if theirs is None:
         pytest.skip("this torch has no torch.ao.quantization.quantize_dynamic (deprecated)")
+    assert type(model[0]) is nn.Linear and type(theirs[0]) is not nn.Linear  # a copy quantized
     ours = quantize_model(copy.deepcopy(model))
     for i in (0, 2):
         q_torch, s_torch = torch_int8_weights(theirs[i])

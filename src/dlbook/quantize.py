@@ -21,6 +21,8 @@ activations, on the fly, to uint8 per tensor.
 """
 from __future__ import annotations
 
+import copy
+
 import io
 import warnings
 
@@ -139,7 +141,8 @@ def serialized_bytes(model: nn.Module) -> int:
 def torch_dynamic_int8(model: nn.Module, per_channel: bool = True,
                        names=None) -> nn.Module | None:
     """PyTorch's own ``torch.ao.quantization.quantize_dynamic`` (int8 weights, per output
-    channel when ``per_channel``; activations quantized on the fly), on a copy's Linear layers.
+    channel when ``per_channel``; activations quantized on the fly), on a CPU copy's Linear
+    layers (``model`` itself is left as it was, on its device).
 
     ``torch.ao.quantization`` is deprecated (its successor is the separate ``torchao``
     package): its warnings are silenced here, and None is returned if this torch no longer has
@@ -160,7 +163,9 @@ def torch_dynamic_int8(model: nn.Module, per_channel: bool = True,
                    for n in names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, qconfig, dtype=torch.qint8, inplace=False)
+        # one copy, on the CPU (the only device quantize_dynamic supports), quantized in place
+        return quantize_dynamic(copy.deepcopy(model).cpu(), qconfig, dtype=torch.qint8,
+                                inplace=True)
 
 
 def torch_int8_weights(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
