@@ -36,6 +36,18 @@ def test_mean_band_checks_shapes():
     plt.close(fig)
 
 
+def test_mean_band_leaves_out_runs_not_made():
+    fig, ax = plt.subplots()
+    nan = float("nan")
+    plots.mean_band(ax, [1, 2, 3], [[1, 2, 3], [3, nan, 5], [5, nan, nan]])
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [3, 2, 4])
+    band = ax.collections[0].get_paths()[0].vertices
+    assert np.isfinite(band).all() and band[:, 1].max() == 5 and band[:, 1].min() == 1
+    with pytest.raises(ValueError, match="at least one run"):
+        plots.mean_band(ax, [1, 2], [[1, nan], [2, nan]])
+    plt.close(fig)
+
+
 def test_decision_boundary_and_image_grid():
     fig, ax = plt.subplots()
     X = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])

@@ -9,6 +9,9 @@ validation split; the claimed difference is then shown over several seeds (mean 
 2. train the remaining seeds with that value (the first seed's run is reused, not repeated).
 
 The test set takes no part: score the returned models on it once, at the end.
+
+:func:`fit_side_by_side` trains a grid (learning rates, seeds) of small MLPs at once, as one
+batched model, each member as ``fit`` would train it alone: a grid for about the price of a run.
 """
 from __future__ import annotations
 
@@ -16,6 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .training import History, adam
 
 
 def best_val_metric(history) -> float:
@@ -70,3 +78,140 @@ def tune_then_repeat(train_one: Callable[[Any, int], tuple], grid: Sequence, see
         out.histories.append(history)
         out.scores.append(float(score(history)))
     return out
+
+
+# --- a grid trained side by side ------------------------------------------------------------------
+def _mlp_layers(model: nn.Module) -> list[nn.Module]:
+    """The leaf modules of an MLP, in order; only Flatten (dropped), Linear and ReLU allowed."""
+    layers = [m for m in model.modules() if not list(m.children())]
+    unknown = {type(m).__name__ for m in layers} - {"Flatten", "Linear", "ReLU"}
+    if unknown:
+        raise ValueError(f"fit_side_by_side trains MLPs of Linear and ReLU layers only (a Flatten "
+                         f"in front is fine); this model also has {sorted(unknown)}. Train it "
+                         "with fit() instead.")
+    return [m for m in layers if not isinstance(m, nn.Flatten)]
+
+
+def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], val: tuple, *,
+                     lrs: Sequence[float], seeds: Sequence[int], steps: int, batch_size: int = 64,
+                     eval_every: int = 25) -> list[History]:
+    """Train ``M`` small MLP classifiers at once, as one batched model, each as
+    ``fit(models[m], train_sets[m], val, steps=steps, batch_size=batch_size,
+    eval_every=eval_every, patience=steps, seed=seeds[m], optimizer=Adam at lrs[m])`` would:
+    its own training data (all of one length), its own learning rate, its own batch order, and
+    at the end the weights of its best validation loss. Returns one
+    :class:`~dlbook.training.History` per model (``step``, ``train_loss``, ``val_loss``,
+    ``val_metric`` = accuracy, ``best_step``), so :func:`best_val_metric` scores it.
+
+    Why: a small network's step is largely per-operation overhead, so ``M`` members in one
+    batched matmul cost much less than ``M`` runs one after another, the more so the smaller the
+    batches. Each member's loss is the mean over its own batch and the members' losses are
+    summed, so each gets exactly its own gradient. Adam's step is its learning rate times a
+    direction that does not depend on the rate, so the step is taken at rate 1 and each member
+    keeps its own rate's share of it.
+    """
+    m_count = len(models)
+    if not (m_count == len(train_sets) == len(lrs) == len(seeds)) or m_count == 0:
+        raise ValueError(f"need one training set, learning rate and seed per model; got "
+                         f"{m_count} models, {len(train_sets)} sets, {len(lrs)} rates, "
+                         f"{len(seeds)} seeds")
+    if len({len(x) for x, _ in train_sets}) != 1:
+        raise ValueError("the members train side by side on batches of one size: give every "
+                         "model a training set of the same length")
+    if steps < 1 or eval_every < 1 or batch_size < 1:
+        raise ValueError(f"steps, eval_every and batch_size must be positive, got {steps}, "
+                         f"{eval_every}, {batch_size}")
+    layers = [_mlp_layers(model) for model in models]
+    shapes = {tuple(tuple(p.shape) for p in model.parameters()) for model in models}
+    if len(shapes) != 1:
+        raise ValueError("the models must share one architecture (the same layer sizes)")
+    linears = [[layer for layer in member if isinstance(layer, nn.Linear)] for member in layers]
+    pattern = [type(layer) for layer in layers[0]]
+    # one (M, ...) tensor per weight and bias: member m's layer is slice m; weights stored
+    # (M, in, out), so that the batched matmul reads them without a transpose
+    params = []
+    for k in range(len(linears[0])):
+        params.append(nn.Parameter(torch.stack([m[k].weight.detach().T for m in linears])))
+        params.append(nn.Parameter(torch.stack([m[k].bias.detach() for m in linears])))
+
+    def forward(x):  # (M, B, D) -> (M, B, classes)
+        h, k = x, 0
+        for kind in pattern:
+            if kind is nn.ReLU:
+                h = torch.relu(h)
+                continue
+            weight, bias = params[2 * k], params[2 * k + 1]  # (M, in, out), (M, out)
+            h = torch.baddbmm(bias[:, None], h, weight)  # (M, B, out)
+            k += 1
+        return h
+
+    x = torch.stack([xs.flatten(1) for xs, _ in train_sets])  # (M, N, D)
+    y = torch.stack([ys for _, ys in train_sets])  # (M, N)
+    x_val, y_val = val[0].flatten(1), val[1]
+    n = x.shape[1]
+    b = min(batch_size, n)
+    # Adam's step is its learning rate times a direction that does not depend on the rate, and
+    # its moments do not either: take the step at rate 1, then keep each member's share of it.
+    optimizer = adam(params, 1.0)
+    rates = torch.tensor([float(lr) for lr in lrs])  # (M,)
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    orders, position = None, n  # each member's permutation of its data, as fit draws it
+    rows = torch.arange(m_count)[:, None]
+    histories = [History() for _ in models]
+    best_loss = torch.full((m_count,), float("inf"))
+    best = [p.detach().clone() for p in params]
+    running = torch.zeros(m_count)
+    since = 0
+    for step in range(1, steps + 1):
+        if position + b > n:  # fit's _pair_batches: a fresh permutation when one runs out
+            orders = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (M, N)
+            position = 0
+        idx = orders[:, position:position + b]  # (M, b)
+        position += b
+        logits = forward(x[rows, idx])  # (M, b, classes)
+        losses = F.cross_entropy(logits.flatten(0, 1), y[rows, idx].flatten(),
+                                 reduction="none").view(m_count, b).mean(1)  # (M,)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        before = [p.detach().clone() for p in params]
+        optimizer.step()
+        with torch.no_grad():
+            for p, old in zip(params, before):
+                p.copy_(torch.lerp(old, p, rates.view(-1, *[1] * (p.dim() - 1))))
+        running += losses.detach()
+        since += 1
+        if step % eval_every == 0 or step == steps:
+            with torch.no_grad():
+                val_logits = forward(x_val.expand(m_count, -1, -1))  # (M, N_val, classes)
+                val_losses = F.cross_entropy(val_logits.transpose(1, 2),
+                                             y_val.expand(m_count, -1), reduction="none").mean(1)
+                val_accs = (val_logits.argmax(-1) == y_val).float().mean(1)
+                if not torch.isfinite(val_losses).all():
+                    m = int((~torch.isfinite(val_losses)).nonzero()[0])
+                    raise FloatingPointError(
+                        f"member {m} (learning rate {lrs[m]:g}) diverged: validation loss "
+                        f"{val_losses[m].item()} after step {step}. Use smaller learning rates.")
+                improved = val_losses < best_loss  # (M,)
+                best_loss = torch.where(improved, val_losses, best_loss)
+                for kept, p in zip(best, params):
+                    kept[improved] = p[improved]
+            for m, (history, vl, va, tl, better) in enumerate(zip(
+                    histories, val_losses.tolist(), val_accs.tolist(),
+                    (running / since).tolist(), improved.tolist())):
+                history.step.append(step)
+                history.train_loss.append(tl)
+                history.val_loss.append(vl)
+                history.val_metric.append(va)
+                history.lr.append(lrs[m])
+                if better:
+                    history.best_step = step
+            running.zero_()
+            since = 0
+    with torch.no_grad():  # each member's best weights back into its own modules
+        for m, member in enumerate(linears):
+            for k, layer in enumerate(member):
+                layer.weight.copy_(best[2 * k][m].T)
+                layer.bias.copy_(best[2 * k + 1][m])
+    for model in models:
+        model.eval()
+    return histories
