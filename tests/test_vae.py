@@ -184,3 +184,19 @@ def test_vae_trains_with_fit_and_its_elbo_rises():
     p = torch.linspace(0.1, 0.9, 16)
     entropy = -(p * p.log() + (1 - p) * (1 - p).log()).sum().item()
     assert after > entropy - 1.0
+
+
+def test_start_at_mean_decodes_a_zero_code_to_the_mean():
+    g = torch.Generator().manual_seed(4)
+    mean = torch.rand(16, generator=g) * 0.8 + 0.1
+    linear = Autoencoder(AutoencoderConfig.linear_ae(3), input_size=16).start_at_mean(mean)
+    deep = Autoencoder(AutoencoderConfig.tiny()).start_at_mean(mean)
+    with torch.no_grad():
+        assert torch.allclose(linear.decode(torch.zeros(1, 3)), mean[None], atol=1e-6)
+        # Behind the sigmoid the bias is the logit: decoded exactly when the hidden layer is zero.
+        assert torch.allclose(torch.sigmoid(deep.decoder[-1].bias), mean, atol=1e-6)
+    # Pixels at 0 or 1 have no logit: clipped, so the bias stays finite.
+    edge = Autoencoder(AutoencoderConfig.tiny()).start_at_mean(torch.tensor([0.0, 1.0] * 8))
+    assert torch.isfinite(edge.decoder[-1].bias).all()
+    with pytest.raises(ValueError, match="16 pixels"):
+        deep.start_at_mean(torch.rand(15))

@@ -114,6 +114,20 @@ class Autoencoder(nn.Module):
                 self.encoder[0].bias.zero_()
                 self.decoder[0].bias.zero_()
 
+    def start_at_mean(self, mean: torch.Tensor) -> Autoencoder:
+        """Set the decoder's output bias so that a zero code decodes to ``mean`` ``(input_size,)``,
+        the image PCA starts from: the bias is the mean itself, or behind the sigmoid of a deep
+        decoder its logit (pixels clipped to [0.001, 0.999], since 0 and 1 have no logit).
+        Returns the model."""
+        mean = mean.detach().flatten()
+        if mean.shape != (self.config.input_size,):
+            raise ValueError(f"mean must hold {self.config.input_size} pixels, got shape "
+                             f"{tuple(mean.shape)}")
+        bias = mean if self.config.linear else torch.logit(mean.clamp(1e-3, 1 - 1e-3))
+        with torch.no_grad():
+            self.decoder[-1].bias.copy_(bias)
+        return self
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(_flat(x, self.config.input_size))  # (B, code_size)
 
