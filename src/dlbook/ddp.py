@@ -34,6 +34,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+# fork copies the parent, imports and all, so a worker starts in milliseconds; it is safe on
+# Linux only (macOS's system libraries are not fork-safe, Windows has no fork)
+FORK_IS_SAFE = sys.platform.startswith("linux")
+
 
 @dataclass(frozen=True)
 class DDPConfig:
@@ -49,7 +53,7 @@ class DDPConfig:
     def __post_init__(self):
         if self.start_method not in ("auto", "fork", "spawn"):
             raise ValueError(f"start_method is 'auto', 'fork' or 'spawn', got {self.start_method!r}")
-        if self.start_method == "fork" and not sys.platform.startswith("linux"):
+        if self.start_method == "fork" and not FORK_IS_SAFE:
             raise ValueError(f"start_method='fork' is for Linux only (this is {sys.platform}): "
                              "use 'spawn' or 'auto'")
         if self.world_size < 1 or self.batch_size % self.world_size:
@@ -133,7 +137,7 @@ def resolved_start_method(config: DDPConfig) -> str:
     """The start method ``run_ddp`` uses for ``config``: ``"fork"`` or ``"spawn"``."""
     if config.start_method != "auto":
         return config.start_method
-    return "fork" if sys.platform.startswith("linux") else "spawn"
+    return "fork" if FORK_IS_SAFE else "spawn"
 
 
 def run_ddp(config: DDPConfig = DDPConfig()) -> DDPResult:

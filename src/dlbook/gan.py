@@ -7,7 +7,8 @@
   with ``r1`` > 0 the discriminator also pays Mescheder et al.'s R1 gradient penalty (2018) on
   real data, the cure for mode collapse that chapter 11 compares.
 - :func:`train_gans`: a fixed number of steps, with snapshots of the generator's samples, for
-  several seeds and variants at once (one ensemble of independent GANs, :class:`EnsembleLinear`);
+  several seeds and variants at once (one ensemble of independent GANs,
+  :class:`dlbook.ensemble.EnsembleLinear`);
   :func:`train_gan` for one.
 - Sample quality: :func:`ring_of_gaussians` and :func:`modes_covered` (how many of 8 modes a
   generator reaches), :func:`mmd2` (kernel maximum mean discrepancy between two samples) and
@@ -23,48 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ensemble import mlp
 from .training import adam, warmup_cosine
 
 
 # --- models --------------------------------------------------------------------------------------
-
-class EnsembleLinear(nn.Module):
-    """``members`` independent linear layers run as one batched matmul: ``(M, B, n_in) ->
-    (M, B, n_out)``. Training several small GANs side by side (seeds, variants) then costs about
-    what one does, since a small network's step is mostly per-operation overhead. Each member
-    starts as ``nn.Linear`` would, from its own generator when one is given."""
-
-    def __init__(self, members: int, n_in: int, n_out: int,
-                 generators: list[torch.Generator] | None = None):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(members, n_in, n_out))
-        self.bias = nn.Parameter(torch.empty(members, 1, n_out))
-        bound = 1 / math.sqrt(n_in)  # nn.Linear's default: U(-1/sqrt(n_in), 1/sqrt(n_in))
-        with torch.no_grad():
-            for m in range(members):
-                gen = generators[m] if generators is not None else None
-                self.weight[m].copy_(torch.rand(n_in, n_out, generator=gen) * 2 * bound - bound)
-                self.bias[m].copy_(torch.rand(1, n_out, generator=gen) * 2 * bound - bound)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)  # (M, B, n_out)
-
-
-def mlp(sizes: tuple[int, ...], output: str = "linear", members: int = 1,
-        generators: list[torch.Generator] | None = None) -> nn.Sequential:
-    """Linear-ReLU-...-Linear over ``sizes``, ``members`` independent copies side by side;
-    ``output="tanh"`` squashes the last layer into [-1, 1] (for images scaled to that range)."""
-    if output not in ("linear", "tanh"):
-        raise ValueError(f"output must be 'linear' or 'tanh', got {output!r}")
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(EnsembleLinear(members, n_in, n_out, generators))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    if output == "tanh":
-        layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
-
 
 @dataclass
 class GANConfig:

@@ -344,15 +344,25 @@ def _raise_not_finite(value: float, where: str, optimizer) -> None:
         f"{lr}. Try a smaller learning rate (or gradient clipping); check the data for NaNs.")
 
 
-def _pair_batches(x, y, batch_size, generator, device):
-    """Endless full mini-batches for a step run: a fresh permutation whenever one runs out."""
-    n = len(x)
+def batch_orders(n: int, batch_size: int, generator: torch.Generator | None = None, device=None):
+    """Endless index batches of ``min(batch_size, n)`` rows of ``range(n)`` for a run of steps:
+    a fresh permutation whenever one runs out (its last, short batch is dropped). ``fit`` draws
+    its step-run batches this way, and :func:`dlbook.tuning.fit_side_by_side` one stream per
+    member, so both see the same rows for the same seed."""
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"need at least one row and a positive batch size, got n={n}, "
+                         f"batch_size={batch_size}")
     b = min(batch_size, n)
     while True:
         order = torch.randperm(n, generator=generator).to(device)
         for i in range(0, n - b + 1, b):
-            idx = order[i:i + b]
-            yield x.index_select(0, idx), y.index_select(0, idx)  # 5x faster than x[idx]
+            yield order[i:i + b]
+
+
+def _pair_batches(x, y, batch_size, generator, device):
+    """Endless full mini-batches for a step run: a fresh permutation whenever one runs out."""
+    for idx in batch_orders(len(x), batch_size, generator, device):
+        yield x.index_select(0, idx), y.index_select(0, idx)  # 5x faster than x[idx]
 
 
 def _stream_batches(stream: TokenStream, batch_size, generator):

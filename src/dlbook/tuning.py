@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .training import History, adam
+from .ensemble import EnsembleLinear
+from .training import History, adam, batch_orders
 
 
 def best_val_metric(history) -> float:
@@ -126,24 +127,13 @@ def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], v
     if len(shapes) != 1:
         raise ValueError("the models must share one architecture (the same layer sizes)")
     linears = [[layer for layer in member if isinstance(layer, nn.Linear)] for member in layers]
-    pattern = [type(layer) for layer in layers[0]]
-    # one (M, ...) tensor per weight and bias: member m's layer is slice m; weights stored
-    # (M, in, out), so that the batched matmul reads them without a transpose
-    params = []
-    for k in range(len(linears[0])):
-        params.append(nn.Parameter(torch.stack([m[k].weight.detach().T for m in linears])))
-        params.append(nn.Parameter(torch.stack([m[k].bias.detach() for m in linears])))
-
-    def forward(x):  # (M, B, D) -> (M, B, classes)
-        h, k = x, 0
-        for kind in pattern:
-            if kind is nn.ReLU:
-                h = torch.relu(h)
-                continue
-            weight, bias = params[2 * k], params[2 * k + 1]  # (M, in, out), (M, out)
-            h = torch.baddbmm(bias[:, None], h, weight)  # (M, B, out)
-            k += 1
-        return h
+    # the members side by side: layer k of all M members as one EnsembleLinear
+    ensembles = [EnsembleLinear.from_linears([member[k] for member in linears])
+                 for k in range(len(linears[0]))]
+    stack = iter(ensembles)
+    net = nn.Sequential(*[nn.ReLU() if isinstance(layer, nn.ReLU) else next(stack)
+                          for layer in layers[0]])  # (M, B, D) -> (M, B, classes)
+    params = list(net.parameters())
 
     x = torch.stack([xs.flatten(1) for xs, _ in train_sets])  # (M, N, D)
     y = torch.stack([ys for _, ys in train_sets])  # (M, N)
@@ -154,8 +144,7 @@ def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], v
     # its moments do not either: take the step at rate 1, then keep each member's share of it.
     optimizer = adam(params, 1.0)
     rates = torch.tensor([float(lr) for lr in lrs])  # (M,)
-    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
-    orders, position = None, n  # each member's permutation of its data, as fit draws it
+    streams = [batch_orders(n, b, torch.Generator().manual_seed(seed)) for seed in seeds]
     rows = torch.arange(m_count)[:, None]
     histories = [History() for _ in models]
     best_loss = torch.full((m_count,), float("inf"))
@@ -163,12 +152,8 @@ def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], v
     running = torch.zeros(m_count)
     since = 0
     for step in range(1, steps + 1):
-        if position + b > n:  # fit's _pair_batches: a fresh permutation when one runs out
-            orders = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (M, N)
-            position = 0
-        idx = orders[:, position:position + b]  # (M, b)
-        position += b
-        logits = forward(x[rows, idx])  # (M, b, classes)
+        idx = torch.stack([next(stream) for stream in streams])  # (M, b): fit's batch order
+        logits = net(x[rows, idx])  # (M, b, classes)
         losses = F.cross_entropy(logits.flatten(0, 1), y[rows, idx].flatten(),
                                  reduction="none").view(m_count, b).mean(1)  # (M,)
         optimizer.zero_grad(set_to_none=True)
@@ -182,7 +167,7 @@ def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], v
         since += 1
         if step % eval_every == 0 or step == steps:
             with torch.no_grad():
-                val_logits = forward(x_val.expand(m_count, -1, -1))  # (M, N_val, classes)
+                val_logits = net(x_val.expand(m_count, -1, -1))  # (M, N_val, classes)
                 val_losses = F.cross_entropy(val_logits.transpose(1, 2),
                                              y_val.expand(m_count, -1), reduction="none").mean(1)
                 val_accs = (val_logits.argmax(-1) == y_val).float().mean(1)
@@ -207,11 +192,9 @@ def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], v
                     history.best_step = step
             running.zero_()
             since = 0
-    with torch.no_grad():  # each member's best weights back into its own modules
-        for m, member in enumerate(linears):
-            for k, layer in enumerate(member):
-                layer.weight.copy_(best[2 * k][m].T)
-                layer.bias.copy_(best[2 * k + 1][m])
+    kept = iter(best)  # each member's best weights back into its own modules
+    for k, layer in enumerate(ensembles):
+        layer.copy_into([member[k] for member in linears], weight=next(kept), bias=next(kept))
     for model in models:
         model.eval()
     return histories
