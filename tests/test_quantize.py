@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import io
 
 import pytest
 import torch
@@ -63,6 +64,9 @@ def test_quantized_model_is_close_to_the_float_model_and_smaller():
     assert model_bytes(model) == 4 * (n_weights + 48)
     assert model_bytes(quantized) == n_weights + 4 * (48 + 16) + 4 * 48
     assert serialized_bytes(quantized) < 0.6 * serialized_bytes(model)
+    saved = io.BytesIO()
+    torch.save(quantized.state_dict(), saved)
+    assert serialized_bytes(quantized) == saved.getbuffer().nbytes
     skipped = quantize_model(copy.deepcopy(model), skip=("2",))
     assert isinstance(skipped[2], nn.Linear) and isinstance(skipped[0], Int8Linear)
 

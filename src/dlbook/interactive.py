@@ -101,31 +101,35 @@ Control = Slider | Dropdown
 
 
 def render_png(draw: Callable, values: Mapping[str, Any], *, figsize, dpi, colors: int | None = 128) -> bytes:
-    """Draw one frame off-screen and return it as a (palette-compressed) PNG."""
+    """Draw one frame off-screen and return it as a PNG, palette-compressed to ``colors``
+    colours (None: full RGB)."""
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from PIL import Image
 
     with rc_context(BOOK_STYLE):
         fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-        FigureCanvasAgg(fig)
+        canvas = FigureCanvasAgg(fig)
         try:
             draw(fig, **values)
         except Exception as err:
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             raise RuntimeError(f"the plot's draw function failed at {shown}: "
                                f"{type(err).__name__}: {err}") from err
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
-    if colors is None:
-        return buf.getvalue()
-    from PIL import Image
-
-    # A 128-colour palette keeps plots visually identical and makes the frames ~3x smaller.
-    img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        # One draw, read straight from the canvas: savefig would lay the figure out in a draw of
+        # its own first and then encode a PNG only for it to be decoded here (same pixels, ~20%
+        # slower per frame).
+        canvas.draw()
+        width, height = canvas.get_width_height()
+        img = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        img = img.convert("RGB")  # the figure's face is opaque
+    if colors is not None:
+        # A 128-colour palette keeps plots visually identical and makes the frames ~3x smaller.
+        img = img.quantize(colors=colors, method=Image.Quantize.FASTOCTREE,
+                           dither=Image.Dither.NONE)
     out = io.BytesIO()
-    img.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
-        out, format="PNG", optimize=True)
+    img.save(out, format="PNG", optimize=True)
     return out.getvalue()
 
 

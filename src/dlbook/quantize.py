@@ -133,9 +133,23 @@ def model_bytes(model: nn.Module) -> int:
 def serialized_bytes(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())``: a size that also counts the packed weights
     of PyTorch's own quantized modules, which are neither parameters nor buffers."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
+    sink = _ByteCounter()  # counts what torch.save writes, without holding a copy of it
+    torch.save(model.state_dict(), sink)
+    return sink.count
+
+
+class _ByteCounter(io.RawIOBase):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        self.count += size
+        return size
 
 
 def torch_dynamic_int8(model: nn.Module, per_channel: bool = True,
