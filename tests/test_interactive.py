@@ -67,6 +67,10 @@ def test_initial_frame_matches_initial_values():
     assert plot.initial_values() == {"w": 2.0, "fn": "sin"}
     assert index == 3 * 2 + 1
     assert frames_of(html)[index] in html.split("<script")[0]  # the visible <img> shows that frame
+    # the live widget starts on the same frame, reused from the static view, not drawn again
+    assert plot.initial_frame() == plot.frame(w=2.0, fn="sin") == plot.frames()[index]
+    assert plot.widget().children[-1].value == plot.frames()[index]
+    assert make(initial={"w": 2.0, "fn": "sin"}).initial_frame() == plot.frames()[index]
 
 
 def test_live_widget_redraws_on_slider_move():

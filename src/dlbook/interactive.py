@@ -191,6 +191,16 @@ class InteractivePlot:
     def frame(self, **values) -> bytes:
         return render_png(self.draw, values, figsize=self.figsize, dpi=self.dpi)
 
+    def initial_frame(self) -> bytes:
+        """The frame at the initial values: taken from the static view's frames when they are
+        drawn already (the initial values are always on its grid), else drawn."""
+        if self._frames is None:
+            return self.frame(**self.initial_values())
+        index = 0
+        for c in self.controls:  # row-major, the last control fastest, as frames() orders them
+            index = index * len(c.values) + self.initial_index[c.name]
+        return self._frames[index]
+
     # --- static view -----------------------------------------------------------------------------
     def frames(self) -> list[bytes]:
         """All frames, in row-major order of the controls (the last control varies fastest)."""
@@ -295,7 +305,7 @@ class InteractivePlot:
                                        readout_format=".3g")
 
         ctrls = {c.name: control(c) for c in self.controls}
-        image = widgets.Image(value=self.frame(**self.initial_values()), format="png",
+        image = widgets.Image(value=self.initial_frame(), format="png",
                               layout=widgets.Layout(max_width="100%"))
         image.add_class("dlbook-live-image")
 
