@@ -14,7 +14,7 @@ export DLBOOK_PROGRESS := 0
 # since two threads each wait on one another (a reader's own run keeps all its cores).
 export DLBOOK_CPU_THREADS := 1
 
-.PHONY: setup book test unit nbtest nbval site-test browser-test fresh-colab-test bench bench-fit chapter checkpoints format clean
+.PHONY: setup book test unit nbtest nbval site-test browser-test fresh-colab-test colab-test bench bench-fit chapter checkpoints format clean
 
 setup: $(STAMP)
 
@@ -44,7 +44,7 @@ book: $(STAMP)
 test: unit nbtest fresh-colab-test
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests -m "not browser and not built and not fresh_colab"
+	$(PY) -m pytest -q tests -m "not browser and not built and not fresh_colab and not colab"
 
 # Re-execute every chapter, two at a time, into the book's execution cache (a cell that raises
 # fails, with its traceback); make book then reuses these outputs unless an input changed.
@@ -59,6 +59,19 @@ nbval: $(STAMP)
 
 fresh-colab-test: $(STAMP)
 	$(PY) -m pytest -q tests -m fresh_colab
+
+# Colab's own stack (tests/colab_stack.txt: ipywidgets 7, transformers 4.x, numpy 2.0) in a second
+# venv, built once; each run makes a fresh runtime on top of it, lets the chapters' setup cells
+# install the wheel there, checks they changed none of Colab's packages, and runs the chapters
+# that depend on version-sensitive packages (tests/test_colab.py; about 10 minutes).
+COLAB_VENV := .venv-colab
+$(COLAB_VENV)/.installed: tests/colab_stack.txt
+	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet -r tests/colab_stack.txt 2>&1 | grep -v "^WARNING: Location"; exit $${PIPESTATUS[0]}
+	touch $@
+
+colab-test: $(STAMP) $(COLAB_VENV)/.installed
+	DLBOOK_COLAB_PYTHON=$(COLAB_VENV)/bin/python $(PY) -m pytest -q tests -m colab
 
 # Needs the built site (make book): the executed chapters (no stray outputs, every said sentence
 # shown) and, in Debian's chromium, the pages themselves.

@@ -1,8 +1,24 @@
 """Fixtures shared by the test files."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """dlbook built as the wheel that a Colab setup cell installs (data sets inside)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out),
+                    str(ROOT)], check=True)
+    (path,) = out.glob("dlbook-*.whl")
+    return path
 
 
 @pytest.fixture

