@@ -186,3 +186,13 @@ def test_check_live_on_a_two_value_integer_slider_moves_once_and_back():
                             alt="a line", initial={"k": 1})
     assert plot.check_live() == 2
     assert plot.widget().children[0].value == 1
+
+
+def test_a_colour_coded_plot_keeps_its_colours_in_dark_mode():
+    assert '<img class="dlbook-figure" ' in make().to_html()  # a line plot: inverted
+
+    def heatmap(fig, w):
+        fig.subplots().imshow(np.outer(X, X) * w, cmap="viridis")
+
+    plot = interactive_plot(heatmap, [Slider("w", [1.0, 2.0])], alt="a heatmap")
+    assert '<img class="dlbook-figure dlbook-colour" ' in plot.to_html()

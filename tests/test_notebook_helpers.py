@@ -18,9 +18,29 @@ def test_figure_with_alt_text():
     assert 'alt="a falling &quot;line&quot;"' in bundle["text/html"]
     assert bundle["text/html"].startswith('<img class="dlbook-figure" src="data:image/png;base64,')
     photo = FigureWithAlt(fig, alt="a photo", photo=True)._repr_mimebundle_()["text/html"]
-    assert photo.startswith('<img class="dlbook-figure dlbook-photo"')
+    assert photo.startswith('<img class="dlbook-figure dlbook-colour"')
     with pytest.raises(ValueError, match="alt text"):
         FigureWithAlt(fig, alt=" ")
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("draw, colour", [
+    (lambda ax: ax.plot([0, 1], [1, 0]), False),
+    (lambda ax: ax.fill_between([0, 1], [0, 0], [1, 2], alpha=0.3), False),
+    (lambda ax: ax.errorbar([0, 1], [1, 2], yerr=[0.1, 0.2]), False),
+    (lambda ax: ax.scatter([0, 1], [1, 0], color="C0"), False),
+    (lambda ax: ax.imshow([[0, 1], [1, 0]]), True),
+    (lambda ax: ax.contourf([[0, 1], [1, 0]]), True),
+    (lambda ax: ax.scatter([0, 1], [1, 0], c=[0.2, 0.9]), True),
+    (lambda ax: ax.pcolormesh([[0, 1], [1, 0]]), True),
+])
+def test_dark_mode_keeps_the_colours_of_colour_coded_figures(draw, colour):
+    from dlbook.notebook import figure_classes, keeps_colours
+
+    fig, ax = plt.subplots()
+    draw(ax)
+    assert keeps_colours(fig) is colour
+    assert ("dlbook-colour" in figure_classes(fig)) is colour
     plt.close(fig)
 
 

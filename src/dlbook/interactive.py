@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .notebook import keeps_colours
 from .style import BOOK_STYLE
 
 MAX_FRAMES = 160  # beyond this the page gets heavy: use a coarser grid
@@ -100,9 +101,10 @@ class Dropdown:
 Control = Slider | Dropdown
 
 
-def render_png(draw: Callable, values: Mapping[str, Any], *, figsize, dpi, colors: int | None = 128) -> bytes:
+def render_png(draw: Callable, values: Mapping[str, Any], *, figsize, dpi, colors: int | None = 128,
+               inspect: Callable[[Any], None] | None = None) -> bytes:
     """Draw one frame off-screen and return it as a PNG, palette-compressed to ``colors``
-    colours (None: full RGB)."""
+    colours (None: full RGB). ``inspect(fig)`` is called on the drawn figure."""
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -121,6 +123,8 @@ def render_png(draw: Callable, values: Mapping[str, Any], *, figsize, dpi, color
         # its own first and then encode a PNG only for it to be decoded here (same pixels, ~20%
         # slower per frame).
         canvas.draw()
+        if inspect is not None:
+            inspect(fig)
         width, height = canvas.get_width_height()
         img = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         img = img.convert("RGB")  # the figure's face is opaque
@@ -176,6 +180,7 @@ class InteractivePlot:
             self.initial_index[c.name] = idx
         self._widget = None
         self._frames = None
+        self.keeps_colours = False  # set by the first frame that shows colour-coded data
         if self.alt_for is not None:
             self.alt = self.alt_for(**self.initial_values())
             if not isinstance(self.alt, str) or not self.alt.strip():
@@ -189,7 +194,13 @@ class InteractivePlot:
         return {c.name: c.values[self.initial_index[c.name]] for c in self.controls}
 
     def frame(self, **values) -> bytes:
-        return render_png(self.draw, values, figsize=self.figsize, dpi=self.dpi)
+        return render_png(self.draw, values, figsize=self.figsize, dpi=self.dpi,
+                          inspect=self._note_colours)
+
+    def _note_colours(self, fig) -> None:
+        """Any frame with colour-coded data makes the static view keep its colours in dark mode."""
+        if not self.keeps_colours and keeps_colours(fig):
+            self.keeps_colours = True
 
     def initial_frame(self) -> bytes:
         """The frame at the initial values: taken from the static view's frames when they are
@@ -270,7 +281,8 @@ class InteractivePlot:
             f'<figure class="dlbook-interactive" id="{uid}" data-frame="{index}" '
             f'style="margin:.5em 0;max-width:100%">'
             f'<div class="dlbook-controls" style="font-size:.9em">{"".join(rows)}</div>'
-            f'<img class="dlbook-figure" src="{frames[index]}" alt="{html.escape(self.alt)}" '
+            f'<img class="{"dlbook-figure dlbook-colour" if self.keeps_colours else "dlbook-figure"}" '
+            f'src="{frames[index]}" alt="{html.escape(self.alt)}" '
             f'style="max-width:100%;height:auto;background:white">{caption}'
             f'<script type="application/json">{json.dumps(frames)}</script>'
             f'<script>{script}</script></figure>')

@@ -37,16 +37,36 @@ def say(markdown: str, **record: Any) -> None:
     display(Markdown(markdown), metadata={RECORD_KEY: {"record": record}} if record else None)
 
 
+def keeps_colours(fig) -> bool:
+    """Whether ``fig`` shows colour-coded data: an image, a heatmap, filled contours, points
+    coloured by value. The site's dark mode inverts line plots (so that they read on a dark page)
+    but must leave these alone: inverted, a viridis map turns pink with its high values dark."""
+    for ax in fig.axes:
+        if ax.images:
+            return True
+        # Every matplotlib collection is a ScalarMappable; those drawn from data carry an array.
+        if any(getattr(c, "get_array", lambda: None)() is not None for c in ax.collections):
+            return True
+    return False
+
+
+def figure_classes(fig, photo: bool = False) -> str:
+    """The ``<img>`` classes of a figure: ``dlbook-figure``, and ``dlbook-colour`` when its
+    colours carry meaning (a photograph, or :func:`keeps_colours`), which dark mode keeps."""
+    return "dlbook-figure dlbook-colour" if photo or keeps_colours(fig) else "dlbook-figure"
+
+
 def figure_html(fig, alt: str, dpi: int = 100, photo: bool = False) -> str:
     """A matplotlib figure as an ``<img>`` tag with alt text (PNG inlined).
 
     The class ``dlbook-figure`` lets the site's stylesheet treat figures (dark mode, phones);
-    ``photo=True`` marks a photograph, which dark mode must not invert.
+    ``dlbook-colour`` (:func:`figure_classes`) marks a photograph or colour-coded data, which dark
+    mode must not invert.
     """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     data = base64.b64encode(buf.getvalue()).decode()
-    classes = "dlbook-figure dlbook-photo" if photo else "dlbook-figure"
+    classes = figure_classes(fig, photo)
     return (f'<img class="{classes}" src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
             f'style="max-width:100%;height:auto;background:white">')
 
