@@ -148,12 +148,14 @@ def show(fig, alt: str, dpi: int = 100, photo: bool = False) -> None:
 
 
 def readable(x: float, digits: int = 2, latex: bool = False) -> str:
-    """A number as a person writes it: 0.016, 13,308, or 6 × 10⁻⁸ for the very small and large
-    (``latex=True``: ``$6 \\times 10^{-8}$``, for Markdown)."""
+    """A number as a person writes it: 0.016, 13,308, or 6 × 10⁻⁸ and 10⁹ for the very small and
+    large (``latex=True``: ``$6 \\times 10^{-8}$``, for Markdown). ``digits``: significant digits."""
     if x == 0 or 1e-3 <= abs(x) < 1e6:
         return f"{x:,.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
     mantissa, exponent = f"{x:.{max(digits - 1, 0)}e}".split("e")
+    sign, mantissa = ("-", mantissa[1:]) if mantissa.startswith("-") else ("", mantissa)
     if latex:
-        return rf"${mantissa} \times 10^{{{int(exponent)}}}$"
-    sup = str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
-    return f"{mantissa} × 10{sup}"
+        power = f"10^{{{int(exponent)}}}"
+        return f"${sign}{power}$" if float(mantissa) == 1 else rf"${sign}{mantissa} \times {power}$"
+    power = "10" + str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"{sign}{power}" if float(mantissa) == 1 else f"{sign}{mantissa} × {power}"
