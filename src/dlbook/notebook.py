@@ -125,3 +125,15 @@ def show(fig, alt: str, dpi: int = 100, photo: bool = False) -> None:
 
     display(FigureWithAlt(fig, alt, dpi, photo))
     plt.close(fig)
+
+
+def readable(x: float, digits: int = 2, latex: bool = False) -> str:
+    """A number as a person writes it: 0.016, 13,308, or 6 × 10⁻⁸ for the very small and large
+    (``latex=True``: ``$6 \\times 10^{-8}$``, for Markdown)."""
+    if x == 0 or 1e-3 <= abs(x) < 1e6:
+        return f"{x:,.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
+    mantissa, exponent = f"{x:.{max(digits - 1, 0)}e}".split("e")
+    if latex:
+        return rf"${mantissa} \times 10^{{{int(exponent)}}}$"
+    sup = str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"{mantissa} × 10{sup}"

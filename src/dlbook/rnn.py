@@ -70,8 +70,11 @@ class RNNCell(_Cell):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         self._check(x, h)
-        a = x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh  # (B, H)
-        return torch.tanh(a) if self.nonlinearity == "tanh" else torch.relu(a)  # (B, H)
+        a = (x @ self.weight_ih.T + self.bias_ih
+             + h @ self.weight_hh.T + self.bias_hh)  # (B, H)
+        if self.nonlinearity == "tanh":
+            return torch.tanh(a)  # (B, H)
+        return torch.relu(a)
 
 
 class LSTMCell(_Cell):
@@ -86,12 +89,15 @@ class LSTMCell(_Cell):
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
         if not isinstance(state, (tuple, list)) or len(state) != 2:
-            raise ValueError("LSTMCell takes its state as a pair (h, c), each (B, H)")
+            raise ValueError(
+                "LSTMCell takes its state as a pair (h, c), each (B, H)")
         h, c = state  # (B, H), (B, H)
         self._check(x, h, c)
-        a = x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh  # (B, 4H)
+        a = (x @ self.weight_ih.T + self.bias_ih
+             + h @ self.weight_hh.T + self.bias_hh)  # (B, 4H)
         i, f, g, o = a.chunk(4, dim=1)  # 4 x (B, H), PyTorch's gate order
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+        g = torch.tanh(g)
         c = f * c + i * g  # (B, H) forget some of the old memory, write some new
         h = o * torch.tanh(c)  # (B, H) show part of the memory
         return h, c
