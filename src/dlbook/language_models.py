@@ -238,16 +238,18 @@ def sample_names(model: nn.Module, tokenizer: CharTokenizer, n: int = 10, *, see
 LADDER = ("MLP", "RNN", "RNN-128", "LSTM")  # chapter 08's contenders on names
 
 
-def ladder_model(name: str, vocab_size: int = 27) -> nn.Module:
-    """Chapter 08's contenders: Bengio's MLP (3 characters of context), a 64-unit RNN, a
-    128-unit RNN (the LSTM's size) and a 64-unit LSTM, each with 16-d character vectors."""
+def ladder_model(name, vocab_size=27):
+    """Chapter 08's contenders: Bengio's MLP (3 characters of context), a
+    64-unit RNN, a 128-unit RNN (the LSTM's size) and a 64-unit LSTM, each
+    with 16-d character vectors."""
     if name == "MLP":
         return MLPLM(MLPLMConfig.bengio(vocab_size))
     kinds = {"RNN": ("rnn", 64), "RNN-128": ("rnn", 128), "LSTM": ("lstm", 64)}
     if name not in kinds:
         raise ValueError(f"unknown contender {name!r}; pick one of {LADDER}")
     cell, hidden = kinds[name]
-    return RecurrentLM(RecurrentLMConfig(vocab_size, cell, n_embd=16, n_hidden=hidden))
+    config = RecurrentLMConfig(vocab_size, cell, n_embd=16, n_hidden=hidden)
+    return RecurrentLM(config)
 
 
 class NGramLM(nn.Module):
@@ -280,16 +282,18 @@ class NGramLM(nn.Module):
         return logits, lm_loss(logits, targets)
 
 
-def train_ladder_model(name: str, train, dev, *, lr: float, seed: int, steps: int = 2000,
-                       batch_size: int = 64, eval_every: int = 200, vocab_size: int = 27):
-    """Chapter 08's recipe for every contender: ``steps`` Adam steps on random windows, 100
-    warm-up steps then cosine decay, gradients clipped at 1, dev NLL every ``eval_every`` steps.
-    Returns (model, history)."""
+def train_ladder_model(name, train, dev, *, lr, seed, steps=2000,
+                       batch_size=64, eval_every=200, vocab_size=27):
+    """Chapter 08's recipe for every contender: `steps` Adam steps on random
+    windows, 100 warm-up steps then cosine decay, gradients clipped at 1,
+    dev NLL every `eval_every` steps. Returns (model, history)."""
     from .training import fit, warmup_cosine
 
     torch.manual_seed(seed)
     model = ladder_model(name, vocab_size)
-    history = fit(model, train, dev, steps=steps, eval_every=eval_every, batch_size=batch_size,
-                  lr=lr, scheduler=warmup_cosine(100, steps), grad_clip=1.0, metric=None,
-                  seed=seed, device="cpu")
+    history = fit(
+        model, train, dev, steps=steps, eval_every=eval_every,
+        batch_size=batch_size, lr=lr, scheduler=warmup_cosine(100, steps),
+        grad_clip=1.0, metric=None, seed=seed, device="cpu",
+    )
     return model, history
