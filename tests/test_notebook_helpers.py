@@ -75,3 +75,13 @@ def test_threads_come_from_the_environment_and_default_to_all_cores(monkeypatch)
     finally:
         torch.set_num_threads(threads)
         matplotlib.rcdefaults()
+
+
+def test_readable_writes_numbers_as_a_person_does():
+    from dlbook.notebook import readable
+
+    assert readable(0.0163) == "0.016"
+    assert readable(13308.2) == "13,308"
+    assert readable(6.0e-8, 1) == "6 × 10⁻⁸"
+    assert readable(2.5e9, 2) == "2.5 × 10⁹"
+    assert readable(3e-12, 1, latex=True) == r"$3 \times 10^{-12}$"
