@@ -128,3 +128,30 @@ def test_names_models_learn_and_sample():
     names = sample_names(bigram, tok, 8, seed=0)
     assert len(names) == 8 and all(set(n) <= set("abcdefghijklmnopqrstuvwxyz") for n in names)
     assert names == sample_names(bigram, tok, 8, seed=0)
+
+
+def test_ngram_of_two_is_the_bigram_and_rows_are_distributions():
+    from dlbook.language_models import BigramLM, NGramLM
+
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 5, (400,))
+    two = NGramLM.from_counts(tokens, 5, n=2, smoothing=0.5)
+    assert torch.allclose(two.log_probs, BigramLM.from_counts(tokens, 5, 0.5).table)
+    three = NGramLM.from_counts(tokens, 5, n=3)
+    assert torch.allclose(three.log_probs.exp().sum(-1), torch.ones(5, 5))
+
+
+def test_ngram_reads_longer_context_and_pads_with_the_boundary():
+    from dlbook.language_models import NGramLM
+
+    # after (0, 1) comes 2 and after (2, 1) comes 3: one token of context cannot tell
+    tokens = torch.tensor([0, 1, 2, 1, 3] * 50)
+    tri = NGramLM.from_counts(tokens, 4, n=3, smoothing=0.01)
+    logits, loss = tri(tokens[None, :-1], tokens[None, 1:])
+    assert logits.shape == (1, 249, 4)
+    big = NGramLM.from_counts(tokens, 4, n=2, smoothing=0.01)
+    assert loss < big(tokens[None, :-1], tokens[None, 1:])[1] - 0.2
+    # position 0 reads the boundary 0 before the window: P(. | 0, idx0)
+    assert torch.allclose(logits[0, 0], tri.log_probs[0, tokens[0]])
+    with pytest.raises(ValueError):
+        NGramLM.from_counts(tokens, 4, n=1)

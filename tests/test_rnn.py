@@ -125,3 +125,58 @@ def test_gradient_norms_vanish_or_explode_with_the_spectral_radius():
     ratio = (small[-2] / small[-1]).item()
     assert ratio == pytest.approx(0.5, rel=1e-3)
     assert cell.weight_hh.grad is None, "the cell's own gradients are left alone"
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_from_torch_keeps_float64(kind):
+    torch.manual_seed(0)
+    reference = TORCH[kind](3, 4, batch_first=True).double()
+    ours = OURS[kind].from_torch(reference)
+    for k, cell in enumerate(ours.cells):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            mine, theirs = getattr(cell, name), getattr(reference, f"{name}_l{k}")
+            assert mine.dtype == torch.float64
+            assert torch.equal(mine, theirs), "copied bit for bit, not rounded through float32"
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    assert torch.allclose(ours(x)[0], reference(x)[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("shape", [(3, 4), (1, 1, 4), (2, 3, 4), (1, 2, 4), (1, 3, 5)])
+def test_wrongly_shaped_initial_state_is_refused(kind, shape):
+    # B = 3, H = 4, one layer: (3, 4), (1, 1, 4) and (2, 3, 4) all broadcast in the arithmetic,
+    # and would give silently wrong outputs; torch refuses each, and so do we.
+    torch.manual_seed(0)
+    ours = OURS[kind](2, 4)
+    x = torch.randn(3, 5, 2)
+    good = torch.zeros(1, 3, 4)
+    bad = torch.zeros(shape)
+    with pytest.raises(RuntimeError):
+        TORCH[kind](2, 4, batch_first=True)(x, (bad, good) if kind == "lstm" else bad)
+    with pytest.raises(ValueError, match=r"h0 of shape \(L, B, H\) = \(1, 3, 4\)"):
+        ours(x, (bad, good) if kind == "lstm" else bad)
+    if kind == "lstm":
+        with pytest.raises(ValueError, match=r"c0 of shape \(L, B, H\) = \(1, 3, 4\)"):
+            ours(x, (good, bad))
+        with pytest.raises(ValueError, match=r"pair \(h0, c0\)"):
+            ours(x, good)
+    ours(x, (good, good) if kind == "lstm" else good)  # the right shape still works
+
+
+@pytest.mark.parametrize("cell_cls", [RNNCell, LSTMCell, GRUCell])
+def test_cells_refuse_a_state_that_would_broadcast(cell_cls):
+    cell = cell_cls(2, 4)
+    x, good, bad = torch.randn(3, 2), torch.zeros(3, 4), torch.zeros(1, 4)
+    with pytest.raises(ValueError, match=r"h of shape \(B, H\) = \(3, 4\)"):
+        cell(x, (bad, good) if cell_cls is LSTMCell else bad)
+    if cell_cls is LSTMCell:
+        with pytest.raises(ValueError, match=r"c of shape \(B, H\) = \(3, 4\)"):
+            cell(x, (good, bad))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_empty_sequence_is_refused_up_front(kind):
+    with pytest.raises(ValueError, match=r"empty sequence \(T = 0\)"):
+        OURS[kind](2, 4)(torch.zeros(3, 0, 2))
+    with pytest.raises(ValueError, match="at least one step"):
+        hidden_gradient_norms(RNNCell(2, 4), torch.zeros(3, 0, 2))

@@ -34,9 +34,18 @@ CHECKSUMS: dict[str, str] = {
     # chapter 14's trained GPT (dlbook.gpt.load_checkpoint), rebuilt by `make checkpoints`
     "gpt_moby_dick.safetensors":
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
+    # chapter 08's sweeps (results and seed-0 models), rebuilt by tools/ch08_sweeps.py
+    "ch08_names_sweep.json":
+        "05b85fd6243e792dcafcb78624089c2067dccadcbc21f6eace421b0c10f76e13",
+    "ch08_lms.safetensors":
+        "16dc1da1fa11ddbb4177160d238f25cef1034fdf1c9035847997da59eab3367e",
+    "ch08_co2_sweep.json":
+        "ce61aceaffac57846236234ce295f28282fc41f21bb6a9d66dc7111d20948883",
 }
 # Files that tools/train_checkpoint.py (`make checkpoints`) makes, not data/build_data.py.
 TRAINED = {"gpt_moby_dick.safetensors"}
+# Files that tools/ch08_sweeps.py makes: chapter 08's experiments at their full budgets.
+SWEEPS = {"ch08_names_sweep.json", "ch08_lms.safetensors", "ch08_co2_sweep.json"}
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
 PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
@@ -117,6 +126,7 @@ def _how_to_restore(name: str, path: Path) -> str:
                 "copy that ships with dlbook.")
     if folder == REPO_DATA_DIR.resolve():
         rebuild = ("`make checkpoints` (tools/train_checkpoint.py)" if name in TRAINED
+                   else "tools/ch08_sweeps.py (see data/README.md)" if name in SWEEPS
                    else "`python data/build_data.py`")
         return (f"In the repository, restore it with `git checkout data/{name}` or rebuild it "
                 f"with {rebuild}.")

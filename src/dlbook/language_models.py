@@ -145,8 +145,9 @@ class MLPLM(nn.Module):
         _check_idx(idx, self.config.vocab_size)
         B, T = idx.shape
         n = self.config.context
-        padded = F.pad(idx, (n - 1, 0), value=0)  # (B, T + n - 1), boundary tokens in front
-        contexts = padded.unfold(1, n, 1)  # (B, T, n): the n tokens up to and including t
+        # (B, T + n - 1): boundary tokens in front of the window
+        padded = F.pad(idx, (n - 1, 0), value=0)
+        contexts = padded.unfold(1, n, 1)  # (B, T, n): the n tokens up to t
         x = self.embed(contexts).flatten(2)  # (B, T, n * n_embd)
         h = torch.tanh(self.hidden(x))  # (B, T, n_hidden)
         logits = self.head(h)  # (B, T, V)
@@ -232,3 +233,67 @@ def sample_names(model: nn.Module, tokenizer: CharTokenizer, n: int = 10, *, see
         text = tokenizer.decode(row)
         names.append(text.split(BOUNDARY)[0])
     return names
+
+
+LADDER = ("MLP", "RNN", "RNN-128", "LSTM")  # chapter 08's contenders on names
+
+
+def ladder_model(name, vocab_size=27):
+    """Chapter 08's contenders: Bengio's MLP (3 characters of context), a
+    64-unit RNN, a 128-unit RNN (the LSTM's size) and a 64-unit LSTM, each
+    with 16-d character vectors."""
+    if name == "MLP":
+        return MLPLM(MLPLMConfig.bengio(vocab_size))
+    kinds = {"RNN": ("rnn", 64), "RNN-128": ("rnn", 128), "LSTM": ("lstm", 64)}
+    if name not in kinds:
+        raise ValueError(f"unknown contender {name!r}; pick one of {LADDER}")
+    cell, hidden = kinds[name]
+    config = RecurrentLMConfig(vocab_size, cell, n_embd=16, n_hidden=hidden)
+    return RecurrentLM(config)
+
+
+class NGramLM(nn.Module):
+    """Counts of n tokens: ``P(c | the previous n - 1) = (N[..., c] + k) / sum_c' (N[..., c'] + k)``
+    (add-k smoothing). A window's first positions read the boundary token 0 for what lies before
+    the window, as :class:`MLPLM` does; ``n = 2`` is :class:`BigramLM` from counts."""
+
+    def __init__(self, log_probs: torch.Tensor):
+        super().__init__()
+        self.n, self.vocab_size = log_probs.ndim, log_probs.shape[-1]
+        # a parameter (frozen) so that it moves with .to() and counts as the model's size
+        self.log_probs = nn.Parameter(log_probs, requires_grad=False)  # (V,) * n
+
+    @classmethod
+    def from_counts(cls, tokens: torch.Tensor, vocab_size: int, n: int = 3,
+                    smoothing: float = 1.0) -> "NGramLM":
+        if n < 2 or smoothing <= 0:
+            raise ValueError(f"need n >= 2 and smoothing > 0, got n={n}, smoothing={smoothing}")
+        grams = tokens.unfold(0, n, 1)  # (N - n + 1, n)
+        ids = (grams * vocab_size ** torch.arange(n - 1, -1, -1)).sum(1)  # one id per n-gram
+        counts = torch.bincount(ids, minlength=vocab_size ** n).float() + smoothing
+        counts = counts.view((vocab_size,) * n)
+        return cls((counts / counts.sum(-1, keepdim=True)).log())
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        _check_idx(idx, self.vocab_size)
+        padded = F.pad(idx, (self.n - 2, 0), value=0)  # (B, T + n - 2)
+        contexts = padded.unfold(1, self.n - 1, 1)  # (B, T, n - 1)
+        logits = self.log_probs[contexts.unbind(-1)]  # (B, T, V)
+        return logits, lm_loss(logits, targets)
+
+
+def train_ladder_model(name, train, dev, *, lr, seed, steps=2000,
+                       batch_size=64, eval_every=200, vocab_size=27):
+    """Chapter 08's recipe for every contender: `steps` Adam steps on random
+    windows, 100 warm-up steps then cosine decay, gradients clipped at 1,
+    dev NLL every `eval_every` steps. Returns (model, history)."""
+    from .training import fit, warmup_cosine
+
+    torch.manual_seed(seed)
+    model = ladder_model(name, vocab_size)
+    history = fit(
+        model, train, dev, steps=steps, eval_every=eval_every,
+        batch_size=batch_size, lr=lr, scheduler=warmup_cosine(100, steps),
+        grad_clip=1.0, metric=None, seed=seed, device="cpu",
+    )
+    return model, history

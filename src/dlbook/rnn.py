@@ -43,10 +43,18 @@ class _Cell(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def _check(self, x: torch.Tensor) -> None:
+    def _check(self, x: torch.Tensor, *states: torch.Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"{type(self).__name__} takes x of shape (B, {self.input_size}), "
                              f"got {tuple(x.shape)}")
+        # A state of the wrong shape would broadcast silently (a (1, H) state for every row of
+        # the batch); torch's cells refuse it, and so do these.
+        for name, s in zip(("h", "c"), states):
+            if not isinstance(s, torch.Tensor) or s.shape != (x.shape[0], self.hidden_size):
+                got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+                raise ValueError(f"{type(self).__name__} takes {name} of shape (B, H) = "
+                                 f"({x.shape[0]}, {self.hidden_size}) for x of shape "
+                                 f"{tuple(x.shape)}, got {got}")
 
 
 class RNNCell(_Cell):
@@ -61,9 +69,12 @@ class RNNCell(_Cell):
         self.nonlinearity = nonlinearity
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        a = x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh  # (B, H)
-        return torch.tanh(a) if self.nonlinearity == "tanh" else torch.relu(a)  # (B, H)
+        self._check(x, h)
+        a = (x @ self.weight_ih.T + self.bias_ih
+             + h @ self.weight_hh.T + self.bias_hh)  # (B, H)
+        if self.nonlinearity == "tanh":
+            return torch.tanh(a)  # (B, H)
+        return torch.relu(a)
 
 
 class LSTMCell(_Cell):
@@ -77,11 +88,16 @@ class LSTMCell(_Cell):
     gates = 4
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
-        self._check(x)
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise ValueError(
+                "LSTMCell takes its state as a pair (h, c), each (B, H)")
         h, c = state  # (B, H), (B, H)
-        a = x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh  # (B, 4H)
+        self._check(x, h, c)
+        a = (x @ self.weight_ih.T + self.bias_ih
+             + h @ self.weight_hh.T + self.bias_hh)  # (B, 4H)
         i, f, g, o = a.chunk(4, dim=1)  # 4 x (B, H), PyTorch's gate order
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+        g = torch.tanh(g)
         c = f * c + i * g  # (B, H) forget some of the old memory, write some new
         h = o * torch.tanh(c)  # (B, H) show part of the memory
         return h, c
@@ -94,7 +110,7 @@ class GRUCell(_Cell):
     gates = 3
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        self._check(x)
+        self._check(x, h)
         gi = x @ self.weight_ih.T + self.bias_ih  # (B, 3H)
         gh = h @ self.weight_hh.T + self.bias_hh  # (B, 3H)
         i_r, i_z, i_n = gi.chunk(3, dim=1)  # 3 x (B, H)
@@ -138,9 +154,14 @@ class RecurrentLayer(nn.Module):
             raise ValueError(f"{type(self).__name__} takes x of shape (B, T, {self.input_size}) "
                              f"(batch first), got {tuple(x.shape)}")
         B, T, _ = x.shape
+        if T == 0:
+            raise ValueError(f"{type(self).__name__} got an empty sequence (T = 0) of shape "
+                             f"{tuple(x.shape)}: give it at least one step")
+        lstm = self.kind == "lstm"
         if state is None:
             state = self.initial_state(B, x)
-        lstm = self.kind == "lstm"
+        else:
+            self._check_state(state, B)
         finals_h, finals_c = [], []
         layer_input = x  # (B, T, I)
         for layer, cell in enumerate(self.cells):
@@ -159,6 +180,23 @@ class RecurrentLayer(nn.Module):
         h_n = torch.stack(finals_h)  # (L, B, H)
         return layer_input, ((h_n, torch.stack(finals_c)) if lstm else h_n)
 
+    def _check_state(self, state, batch_size: int) -> None:
+        """The initial state must be (L, B, H) (a pair of them for an LSTM), exactly: torch's
+        layers refuse anything else, and a broadcast state would give silently wrong outputs."""
+        want = (self.num_layers, batch_size, self.hidden_size)
+        if self.kind == "lstm":
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise ValueError(f"LSTM takes its initial state as a pair (h0, c0), each of "
+                                 f"shape (L, B, H) = {want}")
+            named = zip(("h0", "c0"), state)
+        else:
+            named = [("h0", state)]
+        for name, s in named:
+            got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+            if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
+                raise ValueError(f"{type(self).__name__} takes {name} of shape (L, B, H) = "
+                                 f"{want} (L layers, a batch of {batch_size}), got {got}")
+
     @classmethod
     def from_torch(cls, module: nn.Module) -> "RecurrentLayer":
         """A layer with the weights of a torch ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (batch_first,
@@ -172,12 +210,15 @@ class RecurrentLayer(nn.Module):
             raise ValueError("from_torch copies batch_first, unidirectional modules with biases "
                              "and no projection")
         kwargs = {"nonlinearity": module.nonlinearity} if cls.kind == "rnn" else {}
+        first = next(module.parameters())
         layer = cls(module.input_size, module.hidden_size, module.num_layers, **kwargs)
+        # Cast before copying: copying float64 weights into float32 ones would round them.
+        layer = layer.to(device=first.device, dtype=first.dtype)
         with torch.no_grad():
             for k, cell in enumerate(layer.cells):
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     getattr(cell, name).copy_(getattr(module, f"{name}_l{k}"))
-        return layer.to(next(module.parameters()).device)
+        return layer
 
 
 class RNN(RecurrentLayer):
@@ -212,6 +253,9 @@ def hidden_gradient_norms(cell: RNNCell, xs: torch.Tensor, h0: torch.Tensor | No
     rate set by the spectral radius of ``W_hh``. The cell's own gradients are left untouched.
     """
     B, T, _ = xs.shape
+    if T == 0:
+        raise ValueError(f"hidden_gradient_norms needs at least one step, got xs of shape "
+                         f"{tuple(xs.shape)}")
     h = h0 if h0 is not None else xs.new_zeros(B, cell.hidden_size)  # (B, H)
     h = h.detach().requires_grad_(True)
     states = []

@@ -1,0 +1,161 @@
+"""Chapter 08's two experiments at their full budgets, results committed as data.
+
+    nice -n 5 python tools/ch08_sweeps.py names   # -> data/ch08_names_sweep.json, ch08_lms.safetensors
+    (or one contender per process, side by side: ... names LSTM; ... names MLP RNN; the last to
+    finish merges the parts)
+    nice -n 5 python tools/ch08_sweeps.py co2-val   # selection runs (or one LR per process)
+    nice -n 5 python tools/ch08_sweeps.py co2-test  # -> data/ch08_co2_sweep.json
+
+Seeded and deterministic on one CPU thread. The chapter loads these files and re-trains a
+sample (one run of each experiment), asserting that it reproduces the committed numbers.
+
+names: the four contenders of dlbook.language_models.LADDER, 2,000 steps of 64 windows of 16
+characters each, warm-up and cosine decay, gradients clipped at 1; learning rate chosen on the
+dev split from a grid of four (seed 0), then seeds 1 and 2 at the chosen rate; dev NLL every 200
+steps; the test split scored once per chosen model. The seed-0 models at the chosen rates are
+saved as safetensors.
+
+co2: rolling-origin evaluation of an LSTM on monthly CO2 (dlbook.forecasting). Selection: train
+on months before 1990-01, forecast 36 months from four origins (1990-01 .. 1993-01); the learning
+rate (0.001 .. 0.1) and step count (25 .. 1,600) with the lowest mean validation MAE over 3 seeds
+and the four origins win. Test: re-train on months
+before 1996-01 with the chosen pair, 5 seeds, forecast from 1996-01 .. 1999-01.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+PARTS = Path("/tmp/ch08_sweep_parts")  # one file per contender, merged when all are done
+
+
+def names(models: list[str]) -> None:
+    """Run the sweep for ``models`` (default: all four), each part saved on its own (so that parts
+    can run side by side), then merge every finished part into the data files."""
+    from safetensors.torch import load_file, save_file
+
+    from dlbook.data import names_splits
+    from dlbook.language_models import LADDER, CharTokenizer, train_ladder_model
+    from dlbook.training import TokenStream, evaluate
+
+    steps, batch, lrs, block = 2000, 64, (0.003, 0.01, 0.03, 0.1), 16
+    train_names, dev_names, test_names = names_splits(seed=0)
+    tok = CharTokenizer.from_texts(train_names)
+    train, dev, test = (TokenStream(tok.stream(n), block)
+                        for n in (train_names, dev_names, test_names))
+
+    def run(name, lr, seed):
+        model, h = train_ladder_model(name, train, dev, lr=lr, seed=seed, steps=steps,
+                                      batch_size=batch, vocab_size=tok.vocab_size)
+        return model, {"step": list(h.step), "dev": [round(v, 5) for v in h.val_loss]}
+
+    PARTS.mkdir(exist_ok=True)
+    for name in models or LADDER:
+        start = time.time()
+        tried = {lr: run(name, lr, 0) for lr in lrs}
+        grid = {str(lr): r[1]["dev"][-1] for lr, r in tried.items()}
+        best = min(lrs, key=lambda lr: tried[lr][1]["dev"][-1])
+        seeded = [tried[best]] + [run(name, best, s) for s in (1, 2)]
+        part = {"lr": best, "grid": grid, "curves": [c for _, c in seeded],
+                "test": [round(evaluate(m, test, metric=None)[0], 5) for m, _ in seeded]}
+        (PARTS / f"{name}.json").write_text(json.dumps(part))
+        save_file({f"{name}.{k}": v.contiguous() for k, v in seeded[0][0].state_dict().items()},
+                  PARTS / f"{name}.safetensors")
+        print(name, best, grid, f"{time.time() - start:.0f} s", flush=True)
+    if all((PARTS / f"{name}.json").exists() for name in LADDER):
+        out = {"steps": steps, "batch": batch, "lrs": lrs,
+               "models": {n: json.loads((PARTS / f"{n}.json").read_text()) for n in LADDER}}
+        (DATA / "ch08_names_sweep.json").write_text(json.dumps(out, indent=1) + "\n")
+        weights = {}
+        for name in LADDER:
+            weights.update(load_file(PARTS / f"{name}.safetensors"))
+        save_file(weights, DATA / "ch08_lms.safetensors")
+        print("merged into data/", flush=True)
+
+
+def co2_levels() -> torch.Tensor:
+    import statsmodels.datasets.co2
+
+    weekly = statsmodels.datasets.co2.load_pandas().data["co2"]
+    monthly = weekly.resample("MS").mean().interpolate()
+    return torch.tensor(monthly.to_numpy(), dtype=torch.float32)
+
+
+# Months since 1958-03: 1990-01 is 382, 1996-01 is 454.
+CO2 = {"horizon": 36, "val_train": 382, "val_origins": [382, 394, 406, 418],
+       "test_train": 454, "test_origins": [454, 466, 478, 490],
+       "lrs": [0.001, 0.003, 0.01, 0.03, 0.1], "checkpoints": [25, 50, 100, 200, 400, 800, 1600],
+       "feeds": {"monthly changes": 1, "yearly changes": 12}, "val_seeds": 3, "test_seeds": 5}
+
+
+def co2_test_run(levels, lag, lr, steps, seed, c=CO2):
+    """One seed of the test protocol: its MAE at each test origin."""
+    from dlbook.forecasting import differences, mae, train_forecaster
+
+    series = differences(levels, lag, c["test_train"])
+    _, fc = train_forecaster(series, c["test_train"], lr, seed, [steps], c["test_origins"],
+                             c["horizon"])
+    return [round(mae(f, levels[o: o + c["horizon"]]), 5)
+            for f, o in zip(fc[steps], c["test_origins"])]
+
+
+def co2_val(lr: float) -> None:
+    """Selection runs at one learning rate, both feeds: a part file each (parts run side by side)."""
+    from dlbook.forecasting import differences, mae, train_forecaster
+
+    levels, c, h = co2_levels(), CO2, CO2["horizon"]
+    PARTS.mkdir(exist_ok=True)
+    for feed, lag in c["feeds"].items():
+        start = time.time()
+        series = differences(levels, lag, c["val_train"])
+        val = {str(s): [] for s in c["checkpoints"]}  # steps -> [[MAE per origin] per seed]
+        for seed in range(c["val_seeds"]):
+            _, fc = train_forecaster(series, c["val_train"], lr, seed, c["checkpoints"],
+                                     c["val_origins"], h)
+            for s, fs in fc.items():
+                val[str(s)].append(
+                    [round(mae(f, levels[o: o + h]), 5) for f, o in zip(fs, c["val_origins"])])
+        (PARTS / f"co2_{lag}_{lr}.json").write_text(json.dumps(val))
+        print(feed, lr, f"{time.time() - start:.0f} s", flush=True)
+
+
+def co2_test(feeds: list[str]) -> None:
+    """Choose (lr, steps) per feed from the validation parts, run the test seeds, and write the
+    data file once both feeds' test parts exist."""
+    c = CO2
+    levels = co2_levels()
+    for feed in feeds or c["feeds"]:
+        lag = c["feeds"][feed]
+        val = {str(lr): json.loads((PARTS / f"co2_{lag}_{lr}.json").read_text())
+               for lr in c["lrs"]}
+        mean = {(lr, s): torch.tensor(v).mean().item()
+                for lr, by in val.items() for s, v in by.items()}
+        lr, steps = min(mean, key=mean.get)
+        test = [co2_test_run(levels, lag, float(lr), int(steps), seed)
+                for seed in range(c["test_seeds"])]
+        part = {"val": val, "lr": float(lr), "steps": int(steps), "test": test}
+        (PARTS / f"co2_{lag}_test.json").write_text(json.dumps(part))
+        print(feed, lr, steps, round(mean[(lr, steps)], 3), test, flush=True)
+    done = {f: PARTS / f"co2_{lag}_test.json" for f, lag in c["feeds"].items()}
+    if all(p.exists() for p in done.values()):
+        out = {"protocol": c, "feeds": {f: json.loads(p.read_text()) for f, p in done.items()}}
+        (DATA / "ch08_co2_sweep.json").write_text(json.dumps(out, indent=1) + "\n")
+        print("merged into data/", flush=True)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    if sys.argv[1] == "names":
+        names(sys.argv[2:])
+    elif sys.argv[1] == "co2-val":  # co2-val LR [LR ...]
+        for lr in sys.argv[2:] or CO2["lrs"]:
+            co2_val(float(lr))
+    elif sys.argv[1] == "co2-test":  # co2-test [FEED ...], after every co2-val part
+        co2_test(sys.argv[2:])
+    else:
+        raise SystemExit("usage: ch08_sweeps.py names [MODEL ...] | co2-val [LR ...] | co2-test")
