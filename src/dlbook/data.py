@@ -34,9 +34,12 @@ CHECKSUMS: dict[str, str] = {
     # chapter 14's trained GPT (dlbook.gpt.load_checkpoint), rebuilt by `make checkpoints`
     "gpt_moby_dick.safetensors":
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
+    # chapter 07's degradation sweep (dlbook.degradation), rebuilt by tools/degradation_sweep.py
+    "degradation_sweep.json":
+        "efdf31d6fb7f08e3287aa79e43907271a41ff6b8877e1d7c786d585818f43717",
 }
-# Files that tools/train_checkpoint.py (`make checkpoints`) makes, not data/build_data.py.
-TRAINED = {"gpt_moby_dick.safetensors"}
+# Files that tools/ scripts make (training runs), not data/build_data.py.
+TRAINED = {"gpt_moby_dick.safetensors", "degradation_sweep.json"}
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
 PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
@@ -116,7 +119,9 @@ def _how_to_restore(name: str, path: Path) -> str:
                 f"copy (for example the repository's data/{name}), or unset {ENV_VAR} to use the "
                 "copy that ships with dlbook.")
     if folder == REPO_DATA_DIR.resolve():
-        rebuild = ("`make checkpoints` (tools/train_checkpoint.py)" if name in TRAINED
+        rebuild = ("`make checkpoints` (tools/train_checkpoint.py)"
+                   if name == "gpt_moby_dick.safetensors"
+                   else "`python tools/degradation_sweep.py`" if name in TRAINED
                    else "`python data/build_data.py`")
         return (f"In the repository, restore it with `git checkout data/{name}` or rebuild it "
                 f"with {rebuild}.")
