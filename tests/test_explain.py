@@ -149,3 +149,32 @@ def test_tune_then_repeat_accepts_any_result_with_its_score():
     runs = tuning.tune_then_repeat(lambda lr, seed: (None, lr * 10 + seed), [0.1, 0.3],
                                    seeds=(0, 1), score=float)
     assert runs.choice == 0.3 and runs.scores == [3.0, 4.0] and runs.histories == [3.0, 4.0]
+
+
+def test_rank_correlation_matches_scipy_and_orders():
+    from scipy.stats import spearmanr
+    torch.manual_seed(0)
+    a, b = torch.rand(3, 5, 5), torch.rand(3, 5, 5)
+    b[0] = a[0] ** 2  # same order
+    rho = explain.rank_correlation(a, b)
+    assert rho[0] == pytest.approx(1.0)
+    for i in range(3):
+        assert rho[i].item() == pytest.approx(spearmanr(a[i].flatten(), b[i].flatten())[0])
+    with pytest.raises(ValueError, match="one shape"):
+        explain.rank_correlation(a, b[:2])
+
+
+def test_randomized_from_top_resets_only_the_top_layers():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[1].weight.fill_(2.0)
+    top2 = explain.randomized_from_top(model, 2, seed=1)
+    assert torch.equal(top2[0].weight, model[0].weight)            # untouched
+    assert torch.equal(top2[1].weight, torch.ones(2))               # BatchNorm reset
+    assert not torch.equal(top2[3].weight, model[3].weight)         # re-drawn
+    assert torch.equal(model[1].weight, torch.full((2,), 2.0))     # the original is left alone
+    again = explain.randomized_from_top(model, 2, seed=1)
+    assert torch.equal(again[3].weight, top2[3].weight)             # seeded
+    with pytest.raises(ValueError, match="out of range"):
+        explain.randomized_from_top(model, 4)

@@ -93,3 +93,19 @@ def test_resnet_without_batchnorm_and_bad_configs():
 
 def test_mlp_still_works():
     assert MLP(sizes=(784, 78, 10))(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_count_macs_by_hand_and_against_torchvisions_published_counts():
+    from dlbook.models import count_macs
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=4),
+                        nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    by_hand = 8 * 8 * 8 * 3 * 9 + 8 * 6 * 6 * 2 * 9 + 10 * 288
+    assert count_macs(net, (3, 8, 8)) == by_hand
+    assert net.training  # left as it was
+    import torchvision.models as tvm
+    with torch.device("meta"):
+        resnet = tvm.resnet18(weights=None)
+    published = tvm.ResNet18_Weights.IMAGENET1K_V1.meta["_ops"]  # GMACs ("GFLOPS" there)
+    assert count_macs(resnet, (3, 224, 224)) / 1e9 == pytest.approx(published, abs=1e-3)
+    with pytest.raises(ValueError, match="batch"):
+        count_macs(net, ())

@@ -41,11 +41,19 @@ CHECKSUMS: dict[str, str] = {
         "16dc1da1fa11ddbb4177160d238f25cef1034fdf1c9035847997da59eab3367e",
     "ch08_co2_sweep.json":
         "ce61aceaffac57846236234ce295f28282fc41f21bb6a9d66dc7111d20948883",
+    # chapter 07's degradation sweep (dlbook.degradation), rebuilt by tools/degradation_sweep.py
+    "degradation_sweep.json":
+        "efdf31d6fb7f08e3287aa79e43907271a41ff6b8877e1d7c786d585818f43717",
 }
-# Files that tools/train_checkpoint.py (`make checkpoints`) makes, not data/build_data.py.
-TRAINED = {"gpt_moby_dick.safetensors"}
-# Files that tools/ch08_sweeps.py makes: chapter 08's experiments at their full budgets.
-SWEEPS = {"ch08_names_sweep.json", "ch08_lms.safetensors", "ch08_co2_sweep.json"}
+# Files made by a script other than data/build_data.py, and the command that rebuilds each:
+# trained models, and the results of experiments too long for a chapter's minute.
+REBUILT_BY = {
+    "gpt_moby_dick.safetensors": "`make checkpoints` (tools/train_checkpoint.py)",
+    "ch08_names_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
+    "ch08_lms.safetensors": "tools/ch08_sweeps.py (see data/README.md)",
+    "ch08_co2_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
+    "degradation_sweep.json": "`python tools/degradation_sweep.py`",
+}
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
 PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
@@ -125,9 +133,7 @@ def _how_to_restore(name: str, path: Path) -> str:
                 f"copy (for example the repository's data/{name}), or unset {ENV_VAR} to use the "
                 "copy that ships with dlbook.")
     if folder == REPO_DATA_DIR.resolve():
-        rebuild = ("`make checkpoints` (tools/train_checkpoint.py)" if name in TRAINED
-                   else "tools/ch08_sweeps.py (see data/README.md)" if name in SWEEPS
-                   else "`python data/build_data.py`")
+        rebuild = REBUILT_BY.get(name, "`python data/build_data.py`")
         return (f"In the repository, restore it with `git checkout data/{name}` or rebuild it "
                 f"with {rebuild}.")
     return "Reinstall dlbook (`pip install --force-reinstall dlbook`): the wheel ships the data."

@@ -12,6 +12,7 @@ Every function leaves the model's mode (train or eval) and its gradients as it f
 """
 from __future__ import annotations
 
+import copy
 from typing import Iterable
 
 import torch
@@ -123,3 +124,39 @@ def occlusion_map(model: nn.Module, image: torch.Tensor, target: int, size: int 
     finally:
         model.train(was_training)
     return probs.view(len(rows), len(cols)).cpu()
+
+
+# --- sanity checks for saliency maps (Adebayo et al., 2018) ------------------------------------
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation between maps ``a[i]`` and ``b[i]`` (``(B, H, W)`` each; ties
+    get their average rank): 1 when the two order the pixels alike, near 0 when unrelated.
+    Returns ``(B,)``."""
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(f"two batches of maps of one shape needed, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    from scipy.stats import rankdata
+
+    ranks = [torch.as_tensor(rankdata(m.detach().cpu().reshape(len(m), -1).numpy(), axis=1))
+             for m in (a, b)]
+    ra, rb = (r - r.mean(dim=1, keepdim=True) for r in ranks)
+    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
+
+
+def randomized_from_top(model: nn.Module, n_layers: int, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with its top ``n_layers`` layers that hold weights (convolutions,
+    linear layers, norms: every module with ``reset_parameters``) re-initialised, starting from
+    the output: the "cascading randomisation" of Adebayo et al. (2018). An explanation that
+    explains the model must change as the learned weights are destroyed."""
+    layers = [m for m in model.modules()
+              if hasattr(m, "reset_parameters") and not list(m.children())]
+    if not 0 <= n_layers <= len(layers):
+        raise ValueError(f"the model has {len(layers)} layers with weights; n_layers="
+                         f"{n_layers} is out of range")
+    copy_ = copy.deepcopy(model)
+    top = [m for m in copy_.modules()
+           if hasattr(m, "reset_parameters") and not list(m.children())][::-1][:n_layers]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in top:
+            m.reset_parameters()  # BatchNorm: its running statistics too
+    return copy_

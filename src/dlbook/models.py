@@ -324,3 +324,40 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stages(self.stem(x))     # (B, width * 2^(stages-1), H', W')
         return self.fc(h.mean(dim=(2, 3)))  # global average pool -> (B, classes)
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-adds of one forward pass for one input of ``input_shape`` (without the batch
+    dimension), counting every ``nn.Conv2d`` and ``nn.Linear`` (the layers that hold nearly all of
+    a CNN's arithmetic; poolings, norms and activations are left out, as torchvision's tables do).
+
+    Build the model on the meta device (``with torch.device("meta"): ...``) to count a large one
+    without allocating its weights: the shapes are all this needs.
+    """
+    if len(input_shape) < 1 or min(input_shape) < 1:
+        raise ValueError(f"input_shape is one input's shape without the batch, got {input_shape}")
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        per_input = output.numel() // output.shape[0]             # outputs of one input
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += per_input * (module.in_channels // module.groups) * kh * kw
+        else:
+            total += per_input * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
