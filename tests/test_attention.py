@@ -243,12 +243,12 @@ def test_layer_norm_and_gelu_match_torch_with_gradients():
     assert torch.allclose(_grads(gelu(z), (z,))[0], _grads(F.gelu(z), (z,))[0], atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor")
 def test_decoder_block_and_encoder_decoder_transformer_match_torch():
     torch.manual_seed(0)
     model = nn.Transformer(16, 4, num_encoder_layers=2, num_decoder_layers=2,
                            dim_feedforward=64, dropout=0.0, activation="gelu",
-                           batch_first=True, norm_first=True,
-                           enable_nested_tensor=False).double().eval()
+                           batch_first=True, norm_first=True).double().eval()
     ours = TransformerEncoderDecoder.from_torch(model)
     src = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
     tgt = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True)

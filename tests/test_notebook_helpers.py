@@ -75,3 +75,11 @@ def test_threads_come_from_the_environment_and_default_to_all_cores(monkeypatch)
     finally:
         torch.set_num_threads(threads)
         matplotlib.rcdefaults()
+
+
+def test_small_number_reads_as_a_person_writes_it():
+    from dlbook.notebook import small_number
+    assert small_number(2.4e-07) == "2.4 × 10⁻⁷"
+    assert small_number(0.016) == "0.016"
+    assert small_number(3e9) == "3.0 × 10⁹"
+    assert small_number(0) == "0"

@@ -306,6 +306,40 @@ class Transformer(nn.Module):
         return logits, loss
 
 
+REVERSE_SEP = 10  # the separator token of reversal_lm_task; tokens 0-9 are the digits
+
+
+def reversal_lm_task(n: int, seed: int, n_digits: int = 8):
+    """``n`` strings of ``n_digits`` random digits for a decoder-only transformer to reverse.
+
+    Each sequence is the digits, the separator ``REVERSE_SEP`` and the digits reversed; the model
+    reads ``idx`` (all but the last token) and is scored only where it predicts an answer digit
+    (``targets`` -1 elsewhere: the digits and the separator are given, not predicted). Returns
+    ``(idx (n, 2 * n_digits), targets (n, 2 * n_digits), digits (n, n_digits))``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    digits = torch.randint(0, 10, (n, n_digits), generator=gen)  # (n, D)
+    seq = torch.cat([digits, torch.full((n, 1), REVERSE_SEP), digits.flip(1)], 1)  # (n, 2D+1)
+    idx, targets = seq[:, :-1], seq[:, 1:].clone()  # (n, 2D) each
+    targets[:, :n_digits] = -1  # position D-1 would predict the separator: not scored either
+    return idx, targets, digits
+
+
+@torch.no_grad()
+def exact_reversal_accuracy(model: nn.Module, task) -> float:
+    """The fraction of ``task``'s strings whose reversal ``model`` writes exactly, every digit
+    right, decoding greedily (each step feeds back its most likely token)."""
+    idx, _, digits = task
+    n_digits = digits.shape[1]
+    device = next(model.parameters()).device
+    model.eval()
+    idx = idx[:, :n_digits + 1].to(device)  # (n, D + 1): the digits and the separator
+    for _ in range(n_digits):
+        logits, _ = model(idx)
+        idx = torch.cat([idx, logits[:, -1:].argmax(-1)], dim=1)  # greedy
+    return (idx[:, n_digits + 1:].cpu() == digits.flip(1)).all(1).float().mean().item()
+
+
 class EncoderDecoder(nn.Module):
     """An RNN encoder-decoder whose decoder sees the source either through the encoder's final
     state alone or, with ``attention=True``, also through attention over every encoder state.

@@ -34,9 +34,14 @@ CHECKSUMS: dict[str, str] = {
     # chapter 14's trained GPT (dlbook.gpt.load_checkpoint), rebuilt by `make checkpoints`
     "gpt_moby_dick.safetensors":
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
+    # chapter 09's sweeps, too long for the chapter, which re-measures a sample of each
+    "seq2seq_curves.json": "0351b429b547d7f7c74398de5fa6af84475a47adff2c1f03bd13d356ec536395",
+    "reversal_sweep.json": "15dadffd90d5bfc7938170c0ce9495383ac29124e1e2fbc1e411b92752d6f65d",
 }
-# Files that tools/train_checkpoint.py (`make checkpoints`) makes, not data/build_data.py.
-TRAINED = {"gpt_moby_dick.safetensors"}
+# Files that a tool makes (not data/build_data.py), and the command that rebuilds each.
+TRAINED = {"gpt_moby_dick.safetensors": "`make checkpoints` (tools/train_checkpoint.py)",
+           "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
+           "reversal_sweep.json": "`python tools/reversal_transformer.py`"}
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
 PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
@@ -116,8 +121,7 @@ def _how_to_restore(name: str, path: Path) -> str:
                 f"copy (for example the repository's data/{name}), or unset {ENV_VAR} to use the "
                 "copy that ships with dlbook.")
     if folder == REPO_DATA_DIR.resolve():
-        rebuild = ("`make checkpoints` (tools/train_checkpoint.py)" if name in TRAINED
-                   else "`python data/build_data.py`")
+        rebuild = TRAINED.get(name, "`python data/build_data.py`")
         return (f"In the repository, restore it with `git checkout data/{name}` or rebuild it "
                 f"with {rebuild}.")
     return "Reinstall dlbook (`pip install --force-reinstall dlbook`): the wheel ships the data."

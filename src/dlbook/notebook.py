@@ -125,3 +125,13 @@ def show(fig, alt: str, dpi: int = 100, photo: bool = False) -> None:
 
     display(FigureWithAlt(fig, alt, dpi, photo))
     plt.close(fig)
+
+
+def small_number(x: float, digits: int = 2) -> str:
+    """A number as a person writes it: 0.016 stays 0.016, 2.4e-07 becomes '2.4 × 10⁻⁷'."""
+    x = float(x)
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.{digits}g}"
+    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+    superscript = str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"{mantissa} × 10{superscript}"
