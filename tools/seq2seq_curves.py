@@ -4,7 +4,8 @@
 
 Reversing strings of 2 to 10 digits (dlbook.attention.digit_reversal: 8,000 training strings,
 seed 0; 1,000 validation, seed 1; 1,000 test, seed 2) with dlbook.attention.EncoderDecoder,
-32 units, with and without attention: each at Adam learning rates 0.003, 0.01, 0.03 and 0.1, seeds
+32 units, with and without attention, and without attention at 34 units (as many parameters as
+the attention model): each at Adam learning rates 0.003, 0.01, 0.03 and 0.1, seeds
 0, 1 and 2, batches of 64, gradients clipped at norm 1, for STEPS steps. Every RECORD steps the
 validation accuracy per output digit is recorded for each source length. The learning rate of
 each model is the one with the best validation accuracy averaged over the whole curve (all
@@ -24,15 +25,16 @@ import torch
 
 from dlbook.attention import EncoderDecoder, accuracy_by_length, digit_reversal, fit_curve
 
-STEPS, RECORD, LRS, SEEDS, HIDDEN, MAX_LEN, VOCAB = 3000, 100, (0.003, 0.01, 0.03, 0.1), (0, 1, 2), \
-    32, 10, 12
+STEPS, RECORD, LRS, SEEDS, MAX_LEN, VOCAB = 3000, 100, (0.003, 0.01, 0.03, 0.1), (0, 1, 2), 10, 12
+MODELS = {"fixed context": (False, 32), "attention": (True, 32),  # (attention, hidden units)
+          "fixed context (34 units)": (False, 34)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).resolve().parents[1] / "data" / "seq2seq_curves.json")
-    parser.add_argument("--models", default="fixed context,attention")
+    parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     train = digit_reversal(8000, seed=0)[:2]
@@ -40,15 +42,15 @@ def main() -> None:
     test = digit_reversal(1000, seed=2)
     record_at = list(range(RECORD, STEPS + 1, RECORD))
     result = {"steps": STEPS, "record_at": record_at, "lrs": list(LRS), "seeds": list(SEEDS),
-              "hidden": HIDDEN, "models": {}}
+              "models": {}}
     for name in args.models.split(","):
-        attention = name == "attention"
+        attention, hidden = MODELS[name]
         runs = {}
         for lr in LRS:
             for seed in SEEDS:
                 start = time.time()
                 torch.manual_seed(seed)
-                model = EncoderDecoder(VOCAB, hidden=HIDDEN, attention=attention, out_len=MAX_LEN)
+                model = EncoderDecoder(VOCAB, hidden=hidden, attention=attention, out_len=MAX_LEN)
                 curve = fit_curve(model, train, steps=STEPS, record_at=record_at,
                                   evaluate=lambda m: accuracy_by_length(m, *val), lr=lr,
                                   seed=seed, device="cpu")
@@ -60,6 +62,7 @@ def main() -> None:
                 / len(SEEDS) for lr in LRS}  # mean validation accuracy over the curve
         best = max(LRS, key=area.get)
         result["models"][name] = {
+            "hidden": hidden,
             "parameters": sum(p.numel() for p in runs[best, 0][0].parameters()),
             "best_lr": best,
             "val_final_by_lr": {str(lr): final[lr] for lr in LRS},
