@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbook.attention import (EncoderDecoder, MultiHeadAttention, Transformer, TransformerBlock,
-                              TransformerConfig, causal_mask, scaled_dot_product_attention,
-                              sinusoidal_positions)
+from dlbook.attention import (DecoderBlock, EncoderDecoder, MultiHeadAttention, Transformer,
+                              TransformerBlock, TransformerConfig, TransformerEncoderDecoder,
+                              accuracy_by_length, causal_mask, digit_reversal, fit_curve, gelu,
+                              layer_norm, scaled_dot_product_attention, sinusoidal_positions)
 from dlbook.training import TokenStream, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -178,3 +179,101 @@ def test_transformer_block_matches_torch_encoder_layer(causal):
         assert torch.allclose(a, b, atol=1e-10)
     with pytest.raises(TypeError, match="norm_first"):
         TransformerBlock.from_torch(nn.TransformerEncoderLayer(16, 4, batch_first=True))
+
+
+def test_sdpa_rejects_a_mask_of_the_wrong_shape_naming_it():
+    q, k, v = _qkv(B=2, H=3, Tq=4, Tk=5)
+    with pytest.raises(ValueError, match="mask of shape"):
+        scaled_dot_product_attention(q, k, v, mask=torch.ones(4, 6, dtype=torch.bool))
+    with pytest.raises(ValueError, match="mask of shape"):  # would enlarge the output
+        scaled_dot_product_attention(q, k, v, mask=torch.ones(7, 2, 3, 4, 5, dtype=torch.bool))
+    out, _ = scaled_dot_product_attention(q, k, v, mask=torch.ones(2, 1, 1, 5, dtype=torch.bool))
+    assert out.shape == (2, 3, 4, 4)
+
+
+def test_a_fully_masked_query_row_gives_zero_like_torch():
+    q, k, v = _qkv(Tq=3, Tk=4)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1] = False  # query 1 may look at nothing
+    ours, weights = scaled_dot_product_attention(q, k, v, mask=mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(ours, ref, atol=1e-10) and not ours.isnan().any()
+    assert (ours[..., 1, :] == 0).all() and (weights[..., 1, :] == 0).all()
+    grads = _grads(ours, (q, k, v))
+    assert all(torch.isfinite(g).all() for g in grads)
+    for a, b in zip(grads, _grads(ref, (q, k, v))):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_multi_head_attention_from_torch_keeps_float64_and_checks_its_input():
+    reference = nn.MultiheadAttention(16, 4, batch_first=True).double()
+    ours = MultiHeadAttention.from_torch(reference)
+    assert all(p.dtype == torch.float64 for p in ours.parameters())
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    assert torch.equal(ours.in_proj.weight, reference.in_proj_weight)
+    assert torch.allclose(ours(x)[0], reference(x, x, x)[0], atol=1e-12)
+    with pytest.raises(ValueError, match=r"query must be \(B, T, 16\).*x\[None\]"):
+        ours(x[0])
+    with pytest.raises(ValueError, match=r"query must be \(B, T, 16\)"):
+        ours(torch.randn(2, 5, 12, dtype=torch.float64))
+    with pytest.raises(ValueError, match="disagree"):
+        ours(x, x[:1], x[:1])
+    layer = nn.TransformerEncoderLayer(16, 4, 64, 0.0, "gelu", batch_first=True,
+                                       norm_first=True).double()
+    assert all(p.dtype == torch.float64 for p in TransformerBlock.from_torch(layer).parameters())
+
+
+def test_layer_norm_and_gelu_match_torch_with_gradients():
+    torch.manual_seed(0)
+    reference = nn.LayerNorm(12).double()
+    with torch.no_grad():
+        reference.weight.normal_()
+        reference.bias.normal_()
+    x = (3 * torch.randn(4, 5, 12, dtype=torch.float64) + 2).requires_grad_()
+    ours = layer_norm(x, reference.weight, reference.bias)
+    ref = reference(x)
+    assert torch.allclose(ours, ref, atol=1e-12)
+    for a, b in zip(_grads(ours, (x, reference.weight, reference.bias)),
+                    _grads(ref, (x, reference.weight, reference.bias))):
+        assert torch.allclose(a, b, atol=1e-10)
+    plain = layer_norm(x)
+    assert torch.allclose(plain.mean(-1), torch.zeros(4, 5, dtype=torch.float64), atol=1e-12)
+    z = torch.linspace(-6, 6, 101, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(gelu(z), F.gelu(z), atol=1e-12)
+    assert torch.allclose(_grads(gelu(z), (z,))[0], _grads(F.gelu(z), (z,))[0], atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor")
+def test_decoder_block_and_encoder_decoder_transformer_match_torch():
+    torch.manual_seed(0)
+    model = nn.Transformer(16, 4, num_encoder_layers=2, num_decoder_layers=2,
+                           dim_feedforward=64, dropout=0.0, activation="gelu",
+                           batch_first=True, norm_first=True).double().eval()
+    ours = TransformerEncoderDecoder.from_torch(model)
+    src = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
+    tgt = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True)
+    keep = torch.ones(3, 7, dtype=torch.bool)
+    keep[0, 5:] = False  # padding at the end of the first source
+    causal = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    ref = model(src, tgt, tgt_mask=causal, tgt_is_causal=True, src_key_padding_mask=~keep,
+                memory_key_padding_mask=~keep)
+    out = ours(src, tgt, src_keep=keep)
+    assert torch.allclose(out, ref, atol=1e-10)
+    for a, b in zip(_grads(out, (src, tgt)), _grads(ref, (src, tgt))):
+        assert torch.allclose(a, b, atol=1e-10)
+    with pytest.raises(TypeError, match="norm_first"):
+        DecoderBlock.from_torch(nn.TransformerDecoderLayer(16, 4, batch_first=True))
+
+
+def test_digit_reversal_and_fit_curve():
+    src, tgt, lengths = digit_reversal(50, seed=0)
+    assert src.shape == tgt.shape == (50, 10) and lengths.min() >= 2
+    n = int(lengths[0])
+    assert (src[0, :10 - n] == 0).all() and torch.equal(tgt[0, :n], src[0, 10 - n:].flip(0))
+    torch.manual_seed(0)
+    model = EncoderDecoder(12, hidden=16, attention=True, out_len=10)
+    curve = fit_curve(model, (src, tgt), steps=4, record_at=[2, 4], lr=1e-2,
+                      evaluate=lambda m: accuracy_by_length(m, src, tgt, lengths))
+    assert len(curve) == 2 and len(curve[0]) == int(lengths.max()) - 1
+    with pytest.raises(ValueError, match="record_at"):
+        fit_curve(model, (src, tgt), steps=4, record_at=[5], lr=1e-2, evaluate=len)

@@ -40,18 +40,38 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     two random d-vectors with unit-variance entries has variance d, and a softmax of large
     scores is nearly one-hot, with vanishing gradients.
     """
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(f"q, k and v need a sequence axis and a feature axis, (..., T, d): got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"q (..., Tq, d), k (..., Tk, d) and v (..., Tk, dv) disagree: "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
+    Tq, Tk = scores.shape[-2:]
+    allowed = None  # (..., Tq, Tk) booleans, True where a query may look at a key
     if causal:
-        scores = scores.masked_fill(~causal_mask(max(q.shape[-2], k.shape[-2]), q.device)
-                                    [:q.shape[-2], :k.shape[-2]], float("-inf"))
+        allowed = causal_mask(max(Tq, Tk), q.device)[:Tq, :Tk]
     if mask is not None:
         if mask.dtype != torch.bool:
             raise ValueError("mask holds booleans: True where a query may attend to a key")
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)  # (..., Tq, Tk), rows sum to 1
+        try:
+            fits = torch.broadcast_shapes(mask.shape, scores.shape) == scores.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit the scores "
+                             f"{tuple(scores.shape)} (..., Tq, Tk): it must broadcast to them "
+                             f"without enlarging them, e.g. (Tq, Tk), or (B, 1, 1, Tk) to mask "
+                             f"padded keys of a (B, nh, Tq, Tk) batch")
+        allowed = mask if allowed is None else allowed & mask
+    if allowed is not None:
+        # A query that may look at no key gets zero weights and a zero output (as torch's
+        # F.scaled_dot_product_attention), not the NaN that a softmax over -inf alone gives.
+        empty = ~allowed.any(-1, keepdim=True)  # (..., Tq, 1)
+        scores = scores.masked_fill(~allowed, float("-inf")).masked_fill(empty, 0.0)
+        weights = torch.softmax(scores, dim=-1).masked_fill(empty, 0.0)  # (..., Tq, Tk)
+    else:
+        weights = torch.softmax(scores, dim=-1)  # (..., Tq, Tk), rows sum to 1
     return weights @ v, weights  # (..., Tq, dv), (..., Tq, Tk)
 
 
@@ -114,6 +134,14 @@ class MultiHeadAttention(nn.Module):
         """
         key = query if key is None else key
         value = key if value is None else value
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t.ndim != 3 or t.shape[-1] != self.n_embd:
+                one = " (one sequence: pass x[None])" if t.ndim == 2 else ""
+                raise ValueError(f"{name} must be (B, T, {self.n_embd}), got "
+                                 f"{tuple(t.shape)}{one}")
+        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
+            raise ValueError(f"query {tuple(query.shape)}, key {tuple(key.shape)} and value "
+                             f"{tuple(value.shape)} disagree on B (or key and value on T)")
         B, Tq, C = query.shape
         w_q, w_k, w_v = self.in_proj.weight.chunk(3)  # 3 x (C, C)
         b_q, b_k, b_v = self.in_proj.bias.chunk(3) if self.in_proj.bias is not None else (None,) * 3
@@ -138,6 +166,7 @@ class MultiHeadAttention(nn.Module):
             raise TypeError("from_torch takes an nn.MultiheadAttention whose keys and values "
                             "have the query's width")
         ours = cls(module.embed_dim, module.num_heads, bias=module.in_proj_bias is not None)
+        ours.to(module.in_proj_weight.dtype)  # float64 stays float64
         with torch.no_grad():
             ours.in_proj.weight.copy_(module.in_proj_weight)
             ours.out_proj.weight.copy_(module.out_proj.weight)
@@ -204,7 +233,7 @@ class TransformerBlock(nn.Module):
         n_embd, n_head = layer.self_attn.embed_dim, layer.self_attn.num_heads
         if layer.linear1.out_features != 4 * n_embd:
             raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
-        block = cls(n_embd, n_head, causal=causal)
+        block = cls(n_embd, n_head, causal=causal).to(layer.linear1.weight.dtype)
         with torch.no_grad():
             block.attn.load_state_dict(MultiHeadAttention.from_torch(layer.self_attn).state_dict())
             block.ln_1.load_state_dict(layer.norm1.state_dict())
@@ -277,23 +306,56 @@ class Transformer(nn.Module):
         return logits, loss
 
 
+REVERSE_SEP = 10  # the separator token of reversal_lm_task; tokens 0-9 are the digits
+
+
+def reversal_lm_task(n: int, seed: int, n_digits: int = 8):
+    """``n`` strings of ``n_digits`` random digits for a decoder-only transformer to reverse.
+
+    Each sequence is the digits, the separator ``REVERSE_SEP`` and the digits reversed; the model
+    reads ``idx`` (all but the last token) and is scored only where it predicts an answer digit
+    (``targets`` -1 elsewhere: the digits and the separator are given, not predicted). Returns
+    ``(idx (n, 2 * n_digits), targets (n, 2 * n_digits), digits (n, n_digits))``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    digits = torch.randint(0, 10, (n, n_digits), generator=gen)  # (n, D)
+    seq = torch.cat([digits, torch.full((n, 1), REVERSE_SEP), digits.flip(1)], 1)  # (n, 2D+1)
+    idx, targets = seq[:, :-1], seq[:, 1:].clone()  # (n, 2D) each
+    targets[:, :n_digits] = -1  # position D-1 would predict the separator: not scored either
+    return idx, targets, digits
+
+
+@torch.no_grad()
+def exact_reversal_accuracy(model: nn.Module, task) -> float:
+    """The fraction of ``task``'s strings whose reversal ``model`` writes exactly, every digit
+    right, decoding greedily (each step feeds back its most likely token)."""
+    idx, _, digits = task
+    n_digits = digits.shape[1]
+    device = next(model.parameters()).device
+    model.eval()
+    idx = idx[:, :n_digits + 1].to(device)  # (n, D + 1): the digits and the separator
+    for _ in range(n_digits):
+        logits, _ = model(idx)
+        idx = torch.cat([idx, logits[:, -1:].argmax(-1)], dim=1)  # greedy
+    return (idx[:, n_digits + 1:].cpu() == digits.flip(1)).all(1).float().mean().item()
+
+
 class EncoderDecoder(nn.Module):
-    """An RNN encoder and a decoder that sees the source either through one fixed-size vector
-    or, with ``attention=True``, also through attention over every encoder state.
+    """An RNN encoder-decoder whose decoder sees the source either through the encoder's final
+    state alone or, with ``attention=True``, also through attention over every encoder state.
 
     The encoder LSTM reads the source ``idx`` (B, S), left-padded with ``pad`` (id 0) so that it
-    ends on a real token. Its final state ``c`` (``hidden`` numbers) is the **context**: without
-    attention, it is all the decoder ever learns about the source, however long the source is
-    (the bottleneck of Sutskever et al., 2014, and Cho et al., 2014). Output position t starts
-    from a learned position vector ``p_t``; with attention it also looks up the encoder states:
-    query ``W_q [c; p_t]``, keys the states plus a learned vector for their source position
-    (what and where), values the states (Bahdanau et al., 2015, in the dot-product form of
-    Luong et al., 2015).
-
-    To keep the comparison about the bottleneck alone (and quick to train), the decoder is not
-    recurrent: all ``out_len`` outputs are computed at once, in parallel, from ``[c; p_t]`` and
-    (with attention) the looked-up context. ``forward(idx, targets=None) -> (logits, loss)``
-    with ``targets`` (B, out_len), -1 where not scored.
+    ends on a real token. Its final state, both ``h`` and the cell ``c`` (``2 * hidden``
+    numbers), is the **context**: the decoder LSTM starts from it, and without attention it is
+    all the decoder ever learns about the source, however long the source is (the bottleneck of
+    Sutskever et al., 2014, and Cho et al., 2014). The decoder is recurrent; its input at output
+    step t is a learned position vector ``p_t`` (not the previous output token: training and
+    testing then run the same computation, with no teacher forcing). With attention, each
+    decoder state ``s_t`` is also a query: ``W_q s_t`` against keys that are the encoder states
+    plus a learned vector for their source position (what and where), values the states
+    (Bahdanau et al., 2015, in the dot-product form of Luong et al., 2015). Output t is
+    ``head(tanh(W [s_t; looked_up_t]))``. ``forward(idx, targets=None) -> (logits, loss)`` with
+    ``targets`` (B, out_len), -1 where not scored; sources at most ``out_len`` long.
     """
 
     def __init__(self, vocab_size: int, hidden: int = 64, attention: bool = True,
@@ -303,25 +365,28 @@ class EncoderDecoder(nn.Module):
         self.out_len, self.pad = out_len, pad
         self.embed = nn.Embedding(vocab_size, hidden)
         self.encoder = nn.LSTM(hidden, hidden, batch_first=True)
+        self.decoder = nn.LSTM(hidden, hidden, batch_first=True)
         self.positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (L, H) one per output
-        self.src_positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (S, H) for keys
-        self.query = nn.Linear(2 * hidden, hidden, bias=False)
-        self.combine = nn.Linear((3 if attention else 2) * hidden, hidden)
+        if attention:
+            self.src_positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (S, H) keys
+            self.query = nn.Linear(hidden, hidden, bias=False)
+        self.combine = nn.Linear((2 if attention else 1) * hidden, hidden)
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 return_weights: bool = False):
         B, S = idx.shape
-        memory, (h, _) = self.encoder(self.embed(idx))  # (B, S, H), (1, B, H)
-        c = h[0][:, None].expand(B, self.out_len, self.hidden)  # (B, L, H) the context, copied
+        if S > self.out_len:
+            raise ValueError(f"sources of {S} tokens, longer than out_len {self.out_len}")
+        memory, context = self.encoder(self.embed(idx))  # (B, S, H), ((1, B, H), (1, B, H))
         p = self.positions.expand(B, -1, -1)  # (B, L, H)
-        parts = [c, p]
-        weights = None
+        states, _ = self.decoder(p, context)  # (B, L, H): starts from the encoder's h and c
+        parts, weights = [states], None
         if self.use_attention:
             mask = (idx != self.pad)[:, None, :]  # (B, 1, S) real source tokens only
-            q = self.query(torch.cat([c, p], dim=-1))  # (B, L, H)
             keys = memory + self.src_positions[-S:]  # (B, S, H): what and where
-            looked_up, weights = scaled_dot_product_attention(q, keys, memory, mask)  # (B, L, H)
+            looked_up, weights = scaled_dot_product_attention(
+                self.query(states), keys, memory, mask)  # (B, L, H), (B, L, S)
             parts.append(looked_up)
         out = torch.tanh(self.combine(torch.cat(parts, dim=-1)))  # (B, L, H)
         logits = self.head(out)  # (B, L, vocab)
@@ -329,3 +394,185 @@ class EncoderDecoder(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
         return (logits, loss, weights) if return_weights else (logits, loss)
+
+
+def digit_reversal(n: int, seed: int, max_len: int = 10, pad: int = 0):
+    """``n`` strings of 2 to ``max_len`` random digits and their reversals, for an encoder-decoder.
+
+    Digits 0..9 are token ids 2..11 (0 is padding). Returns ``(src, tgt, lengths)``: ``src``
+    (n, max_len) left-padded, ``tgt`` (n, max_len) the reversed digits then -1 (not scored),
+    ``lengths`` (n,).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, max_len + 1, (n,), generator=gen)  # (n,)
+    digits = torch.randint(2, 12, (n, max_len), generator=gen)  # (n, max_len)
+    real = torch.arange(max_len) >= max_len - lengths[:, None]  # left padding
+    src = torch.where(real, digits, pad)  # (n, max_len)
+    first = torch.arange(max_len) < lengths[:, None]
+    tgt = torch.where(first, src.flip(1), -1)  # reversed; -1 is not scored
+    return src, tgt, lengths
+
+
+def accuracy_by_length(model: nn.Module, src: torch.Tensor, tgt: torch.Tensor,
+                       lengths: torch.Tensor) -> list[float]:
+    """The fraction of output digits right, for each source length 2, 3, ..., max."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        predicted = model(src.to(device))[0].argmax(-1).cpu()  # (n, L)
+    correct = (predicted == tgt).float()
+    return [correct[lengths == n][:, :n].mean().item()
+            for n in range(2, int(lengths.max()) + 1)]
+
+
+def fit_curve(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], *, steps: int,
+              record_at: list[int], evaluate, lr: float, batch_size: int = 64,
+              grad_clip: float | None = 1.0, seed: int = 0, device=None) -> list[float]:
+    """Adam on random batches of ``train = (inputs, targets)`` for ``steps`` steps, calling
+    ``evaluate(model)`` (in eval mode, without gradients) after each step in ``record_at``.
+
+    For a language-model-style ``model(x, y) -> (logits, loss)``. Returns the list of what
+    ``evaluate`` returned: a learning curve against steps, reproducible from ``seed``.
+    """
+    if not record_at or max(record_at) > steps or min(record_at) < 1:
+        raise ValueError(f"record_at must name steps in 1..{steps}, got {record_at}")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    device = device or next(model.parameters()).device
+    model.to(device)
+    x, y = train
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    curve, wanted = [], set(record_at)
+    for step in range(1, steps + 1):
+        model.train()
+        batch = torch.randint(0, len(x), (batch_size,), generator=gen)
+        _, loss = model(x[batch].to(device), y[batch].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if step in wanted:
+            model.eval()
+            with torch.no_grad():
+                curve.append(evaluate(model))
+    model.eval()
+    return curve
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Layer normalisation (Ba, Kiros and Hinton, 2016) over the last axis of ``x`` (..., C):
+
+        LN(x) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias
+
+    mean and (biased) variance over the C features of each token on its own, so a token's output
+    never depends on the other tokens or examples in the batch (batch normalisation averages one
+    feature over the batch instead), and training and inference compute the same function.
+    """
+    mean = x.mean(-1, keepdim=True)  # (..., 1)
+    var = x.var(-1, unbiased=False, keepdim=True)  # (..., 1)
+    y = (x - mean) / torch.sqrt(var + eps)  # (..., C): mean 0, variance 1 per token
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """The Gaussian error linear unit (Hendrycks and Gimpel, 2016): ``x * Phi(x)``, with Phi the
+    standard normal CDF. A smooth ReLU: it lets a little of a negative input through."""
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+class DecoderBlock(nn.Module):
+    """A pre-norm decoder block of the encoder-decoder transformer (Vaswani et al., 2017):
+
+        x = x + self_attention(LN(x), causal)        the output so far, never the future
+        x = x + cross_attention(LN(x), memory)       queries from x; keys, values: the encoder
+        x = x + MLP(LN(x))
+
+    ``memory`` (B, S, C) is the encoder's output; ``memory_mask`` booleans broadcastable to
+    (B, nh, T, S), True where a query may look at a source position (e.g. not at padding).
+    """
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0):
+        super().__init__()
+        self.ln_1, self.ln_2, self.ln_3 = (nn.LayerNorm(n_embd) for _ in range(3))
+        self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(n_embd, n_head, dropout=dropout)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(),
+                                 nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor,
+                memory_mask: torch.Tensor | None = None, return_weights: bool = False):
+        x = x + self.self_attn(self.ln_1(x), causal=True)[0]  # (B, T, C)
+        a, weights = self.cross_attn(self.ln_2(x), memory, memory,
+                                     mask=memory_mask)  # (B, T, C), (B, nh, T, S)
+        x = x + a
+        x = x + self.mlp(self.ln_3(x))  # (B, T, C)
+        return (x, weights) if return_weights else x
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerDecoderLayer) -> "DecoderBlock":
+        """The same block as an ``nn.TransformerDecoderLayer(d, nh, 4 * d, activation="gelu",
+        batch_first=True, norm_first=True)`` (weights copied across)."""
+        if not isinstance(layer, nn.TransformerDecoderLayer) or not layer.norm_first:
+            raise TypeError("from_torch takes an nn.TransformerDecoderLayer with norm_first=True")
+        n_embd, n_head = layer.self_attn.embed_dim, layer.self_attn.num_heads
+        if layer.linear1.out_features != 4 * n_embd:
+            raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
+        block = cls(n_embd, n_head).to(layer.linear1.weight.dtype)
+        with torch.no_grad():
+            for ours, theirs in [(block.self_attn, layer.self_attn),
+                                 (block.cross_attn, layer.multihead_attn)]:
+                ours.load_state_dict(MultiHeadAttention.from_torch(theirs).state_dict())
+            for ours, theirs in [(block.ln_1, layer.norm1), (block.ln_2, layer.norm2),
+                                 (block.ln_3, layer.norm3), (block.mlp[0], layer.linear1),
+                                 (block.mlp[2], layer.linear2)]:
+                ours.load_state_dict(theirs.state_dict())
+        return block.to(layer.linear1.weight.device)
+
+
+class TransformerEncoderDecoder(nn.Module):
+    """Vaswani et al.'s encoder-decoder transformer on vectors (pre-norm, as ``nn.Transformer``
+    with ``norm_first=True``): encoder blocks without a causal mask read the source, a final
+    LayerNorm gives the ``memory``, and decoder blocks (causal self-attention, cross-attention
+    to the memory) read the target so far. ``forward(src (B, S, C), tgt (B, T, C),
+    src_keep=None)`` -> (B, T, C); ``src_keep`` (B, S) booleans, False at padding.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, n_encoder: int = 2, n_decoder: int = 2):
+        super().__init__()
+        self.encoder = nn.ModuleList(TransformerBlock(n_embd, n_head, causal=False)
+                                     for _ in range(n_encoder))
+        self.decoder = nn.ModuleList(DecoderBlock(n_embd, n_head) for _ in range(n_decoder))
+        self.ln_enc, self.ln_dec = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor,
+                src_keep: torch.Tensor | None = None) -> torch.Tensor:
+        mask = None if src_keep is None else src_keep[:, None, None, :]  # (B, 1, 1, S)
+        memory = src
+        for block in self.encoder:
+            memory = block(memory, mask=mask)  # (B, S, C)
+        memory = self.ln_enc(memory)
+        x = tgt
+        for block in self.decoder:
+            x = block(x, memory, memory_mask=mask)  # (B, T, C)
+        return self.ln_dec(x)
+
+    @classmethod
+    def from_torch(cls, model: nn.Transformer) -> "TransformerEncoderDecoder":
+        """The same function as an ``nn.Transformer`` built pre-norm with GELU and a 4x MLP."""
+        enc, dec = model.encoder.layers, model.decoder.layers
+        ours = cls(model.d_model, model.nhead, len(enc), len(dec))
+        ours.to(enc[0].linear1.weight.dtype)
+        with torch.no_grad():
+            for i, layer in enumerate(enc):
+                ours.encoder[i].load_state_dict(
+                    TransformerBlock.from_torch(layer, causal=False).state_dict())
+            for i, layer in enumerate(dec):
+                ours.decoder[i].load_state_dict(DecoderBlock.from_torch(layer).state_dict())
+            ours.ln_enc.load_state_dict(model.encoder.norm.state_dict())
+            ours.ln_dec.load_state_dict(model.decoder.norm.state_dict())
+        return ours.to(enc[0].linear1.weight.device)

@@ -150,6 +150,7 @@ def show(fig, alt: str, dpi: int = 100, photo: bool = False) -> None:
 def readable(x: float, digits: int = 2, latex: bool = False) -> str:
     """A number as a person writes it: 0.016, 13,308, or 6 × 10⁻⁸ and 10⁹ for the very small and
     large (``latex=True``: ``$6 \\times 10^{-8}$``, for Markdown). ``digits``: significant digits."""
+    x = float(x)  # a 0-d tensor or numpy scalar too
     if x == 0 or 1e-3 <= abs(x) < 1e6:
         return f"{x:,.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
     mantissa, exponent = f"{x:.{max(digits - 1, 0)}e}".split("e")
