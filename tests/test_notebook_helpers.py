@@ -75,3 +75,12 @@ def test_threads_come_from_the_environment_and_default_to_all_cores(monkeypatch)
     finally:
         torch.set_num_threads(threads)
         matplotlib.rcdefaults()
+
+
+def test_times_ten_writes_powers_as_a_person_does():
+    from dlbook.notebook import times_ten
+
+    assert times_ten(2.3e-6) == "2 × 10⁻⁶"
+    assert times_ten(4.56e-16, digits=2) == "4.6 × 10⁻¹⁶"
+    assert times_ten(1e9) == "10⁹"
+    assert times_ten(0.0) == "0"

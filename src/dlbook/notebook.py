@@ -125,3 +125,16 @@ def show(fig, alt: str, dpi: int = 100, photo: bool = False) -> None:
 
     display(FigureWithAlt(fig, alt, dpi, photo))
     plt.close(fig)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def times_ten(value: float, digits: int = 1) -> str:
+    """A small or large number as a person writes it: ``times_ten(2.3e-6)`` is ``"2 × 10⁻⁶"``
+    (``digits`` significant digits); 0 is ``"0"``."""
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.{max(digits - 1, 0)}e}".split("e")
+    power = "10" + str(int(exponent)).translate(_SUPERSCRIPT)
+    return power if mantissa in ("1", "1.0") else f"{mantissa} × {power}"
