@@ -34,9 +34,13 @@ CHECKSUMS: dict[str, str] = {
     # chapter 14's trained GPT (dlbook.gpt.load_checkpoint), rebuilt by `make checkpoints`
     "gpt_moby_dick.safetensors":
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
+    # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
+    "mnist1d_sweep.json": "760b1f1798d8d13f13c209cefc206b6f8327b4499babc9b561210b544d433b3e",
 }
 # Files that tools/train_checkpoint.py (`make checkpoints`) makes, not data/build_data.py.
 TRAINED = {"gpt_moby_dick.safetensors"}
+# Results of experiments too long for a chapter, committed as data, and the script that made them.
+SWEEPS = {"mnist1d_sweep.json": "tools/mnist1d_sweep.py"}
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
 PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
@@ -117,6 +121,7 @@ def _how_to_restore(name: str, path: Path) -> str:
                 "copy that ships with dlbook.")
     if folder == REPO_DATA_DIR.resolve():
         rebuild = ("`make checkpoints` (tools/train_checkpoint.py)" if name in TRAINED
+                   else f"`python {SWEEPS[name]}`" if name in SWEEPS
                    else "`python data/build_data.py`")
         return (f"In the repository, restore it with `git checkout data/{name}` or rebuild it "
                 f"with {rebuild}.")
