@@ -73,3 +73,6 @@ def test_the_committed_sweep_tuned_every_contender_inside_its_grid():
         assert r["grid"][f"{r['lr']:g}"] == max(grid), key  # the best on validation
         assert r["val"][0] == r["grid"][f"{r['lr']:g}"]  # seed 0's run is the grid's run
         assert len(r["val_curves"]) == 3 and len(r["val_curves"][0]) == len(r["val_curve_steps"])
+    long = sweep["long"]["CNN shuffled"]
+    assert long["steps"] == mnist1d.LONG_STEPS and long["lr"] == sweep["results"]["CNN shuffled"]["lr"]
+    assert long["val_curve_steps"][-1] == mnist1d.LONG_STEPS

@@ -35,7 +35,7 @@ CHECKSUMS: dict[str, str] = {
     "gpt_moby_dick.safetensors":
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
     # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
-    "mnist1d_sweep.json": "760b1f1798d8d13f13c209cefc206b6f8327b4499babc9b561210b544d433b3e",
+    "mnist1d_sweep.json": "810907dc606d04c7a2d3aa63f10d954b79a4e62329c35fef5671dea54f746a2c",
 }
 # Files that tools/train_checkpoint.py (`make checkpoints`) makes, not data/build_data.py.
 TRAINED = {"gpt_moby_dick.safetensors"}

@@ -24,6 +24,7 @@ from .models import MLP
 from .training import fit
 
 STEPS = 3000         # Adam steps per run: where the CNN's validation accuracy has settled
+LONG_STEPS = 12_000  # the sweep follows the one curve still rising at STEPS this far
 BATCH_SIZE = 128
 EVAL_EVERY = 100     # a validation curve point every 100 steps; the final weights are kept
 LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the grid every contender is tuned on
