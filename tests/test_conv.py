@@ -183,7 +183,7 @@ def test_an_empty_batch_gives_an_empty_batch_like_torch(impl, groups):
 
 
 # the backward pass has no groups: one case per forward case, groups folded away
-GRAD_CASES = [dict(c, groups=1) for c in CASES]
+GRAD_CASES = [{**c, "groups": 1} for c in CASES]
 
 
 @pytest.mark.parametrize("index", range(len(GRAD_CASES)),

@@ -40,8 +40,8 @@ def main() -> int:
     for name in mnist1d.CONTENDERS:
         for condition in ("normal", "shuffled"):
             r = tune_then_repeat(
-                lambda lr, seed: mnist1d.train_contender(name, condition, lr, seed, (train, val),
-                                                         order), mnist1d.LRS,
+                lambda lr, seed, name=name, condition=condition: mnist1d.train_contender(
+                    name, condition, lr, seed, (train, val), order), mnist1d.LRS,
                 score=mnist1d.final_val_accuracy)
             keep = mnist1d.positions(condition, order)
             test_acc = [evaluate(m, (test[0][:, keep], test[1]))[1] for m in r.models]

@@ -13,7 +13,9 @@ calls convolution), from the most explicit to the fastest:
 
 Pooling (:func:`max_pool2d`, :func:`avg_pool2d`) reuses the patches of :func:`im2col`.
 :func:`conv_output_size` is the output-size formula and :func:`receptive_field` how far a stack
-of layers sees. Every function is differentiable by autograd, so backward needs no extra code.
+of layers sees. Every function is differentiable by autograd, so backward needs no extra code;
+:func:`conv2d_input_grad` and :func:`conv2d_weight_grad` write that backward pass out anyway, to
+show that it is two more convolutions (the tests check them against autograd).
 
 Shapes follow PyTorch: images ``(B, C, H, W)``, kernels ``(C_out, C_in / groups, kH, kW)``.
 """

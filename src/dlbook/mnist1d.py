@@ -34,7 +34,10 @@ SWEEP_FILE = "mnist1d_sweep.json"
 def splits(seed: int = 0):
     """The 4,000 generated training signals split 3,200 / 800 (stratified) into train and
     validation, the 1,000 test signals, and the fixed permutation of the 40 positions."""
-    from mnist1d.data import get_dataset_args, make_dataset  # generated in memory, no download
+    from mnist1d.data import (  # generated in memory, no download
+        get_dataset_args,
+        make_dataset,
+    )
 
     signals = make_dataset(get_dataset_args())  # the package's default seed (42)
     x = torch.tensor(signals["x"], dtype=torch.float32)  # (4000, 40)
