@@ -212,3 +212,22 @@ def test_the_backward_cases_cover_stride_padding_and_dilation():
 def test_the_backward_pass_refuses_mismatched_channels():
     with pytest.raises(ValueError, match="channels"):
         conv.conv2d_input_grad(torch.randn(1, 3, 4, 4), torch.randn(2, 1, 3, 3), (6, 6))
+
+
+def test_the_backward_pass_refuses_an_input_size_the_output_did_not_come_from():
+    grad_out, weight = torch.randn(1, 4, 6, 6), torch.randn(4, 3, 3, 3)
+    assert conv.conv2d_input_grad(grad_out, weight, (8, 8)).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="not grad_out's"):
+        conv.conv2d_input_grad(grad_out, weight, (20, 20))
+    # a stride that does not fit: 9 and 10 pixels both give 4 outputs at stride 2
+    for size in (9, 10):
+        assert conv.conv2d_input_grad(torch.randn(1, 4, 4, 4), weight, (size, size),
+                                      stride=2).shape == (1, 3, size, size)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_average_pooling_of_an_empty_batch_is_an_empty_batch_like_torch(count_include_pad):
+    x = torch.zeros(0, 3, 7, 7)
+    ours = conv.avg_pool2d(x, 3, 2, 1, count_include_pad=count_include_pad)
+    theirs = F.avg_pool2d(x, 3, 2, 1, count_include_pad=count_include_pad)
+    assert ours.shape == theirs.shape == (0, 3, 4, 4)

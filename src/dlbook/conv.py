@@ -239,7 +239,7 @@ def avg_pool2d(x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = N
     sums = cols.view(b, c, kernel[0] * kernel[1], h_out, w_out).sum(dim=2)  # (B, C, H_out, W_out)
     if count_include_pad or padding == (0, 0):
         return sums / (kernel[0] * kernel[1])
-    ones = torch.ones_like(x[:1, :1])                             # (1, 1, H, W)
+    ones = x.new_ones(1, 1, *x.shape[2:])                          # (1, 1, H, W), even for B = 0
     counts = im2col(ones, kernel, stride, padding).sum(dim=1)     # (1, L): real pixels a window
     return sums / counts.view(1, 1, h_out, w_out)
 
@@ -272,6 +272,12 @@ def conv2d_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_hw: tu
     stride, padding, dilation = _check_grad_args(grad_out, weight, stride, padding, dilation)
     b, c_out, h_out, w_out = grad_out.shape
     kernel = weight.shape[2:]
+    fits = tuple(conv_output_size(input_hw[a], kernel[a], stride[a], padding[a], dilation[a])
+                 for a in (0, 1))
+    if fits != (h_out, w_out):
+        raise ValueError(f"an input of {tuple(input_hw)} pixels gives a {fits} output with this "
+                         f"kernel, stride, padding and dilation, not grad_out's {(h_out, w_out)}: "
+                         "pass the height and width of the input the convolution saw")
     stuffed = grad_out.new_zeros(b, c_out, (h_out - 1) * stride[0] + 1,
                                  (w_out - 1) * stride[1] + 1)
     stuffed[:, :, ::stride[0], ::stride[1]] = grad_out           # (B, C_out, H', W')
