@@ -36,11 +36,14 @@ CHECKSUMS: dict[str, str] = {
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
     # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
     "mnist1d_sweep.json": "810907dc606d04c7a2d3aa63f10d954b79a4e62329c35fef5671dea54f746a2c",
+    # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
+    "lenet_sweep.json": "b86ebf707558e5c5824319020f8e62a3d32cb93e47d7a6d76a6c915ae9b66476",
 }
 # Files that tools/train_checkpoint.py (`make checkpoints`) makes, not data/build_data.py.
 TRAINED = {"gpt_moby_dick.safetensors"}
 # Results of experiments too long for a chapter, committed as data, and the script that made them.
-SWEEPS = {"mnist1d_sweep.json": "tools/mnist1d_sweep.py"}
+SWEEPS = {"mnist1d_sweep.json": "tools/mnist1d_sweep.py",
+          "lenet_sweep.json": "tools/lenet_sweep.py"}
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
 PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
