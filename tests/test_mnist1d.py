@@ -4,6 +4,7 @@ import builtins
 import socket
 
 import numpy as np
+import pytest
 
 
 def test_make_dataset_needs_no_network_and_writes_no_file(monkeypatch):
@@ -61,6 +62,21 @@ def test_a_run_is_reproducible_and_shuffling_permutes_the_inputs():
                                                  runs[1][0].parameters()))
 
 
+def test_a_refit_trains_on_train_and_validation_together():
+    import torch
+
+    from dlbook import mnist1d
+
+    train, val, _, _ = mnist1d.splits()
+    model = mnist1d.refit_contender("MLP", "normal", 1e-2, 0, (train, val), steps=20)
+    alone = mnist1d.train_contender("MLP", "normal", 1e-2, 0, (train, None), steps=20)[0]
+    # the same seed and steps on 4,000 signals instead of 3,200: other batches, other weights
+    weights = [torch.cat([p.flatten() for p in m.parameters()]) for m in (model, alone)]
+    assert weights[0].shape == weights[1].shape and not torch.equal(*weights)
+    with pytest.raises(ValueError):
+        mnist1d.refit_contender("RNN", "normal", 1e-2, 0, (train, val))
+
+
 def test_the_committed_sweep_tuned_every_contender_inside_its_grid():
     from dlbook import mnist1d
 
@@ -73,6 +89,7 @@ def test_the_committed_sweep_tuned_every_contender_inside_its_grid():
         assert r["grid"][f"{r['lr']:g}"] == max(grid), key  # the best on validation
         assert r["val"][0] == r["grid"][f"{r['lr']:g}"]  # seed 0's run is the grid's run
         assert len(r["val_curves"]) == 3 and len(r["val_curves"][0]) == len(r["val_curve_steps"])
+        assert len(r["test_refit"]) == 3  # the chosen rate re-trained on train + val, per seed
     long = sweep["long"]["CNN shuffled"]
     assert long["steps"] == mnist1d.LONG_STEPS and long["lr"] == sweep["results"]["CNN shuffled"]["lr"]
     assert long["val_curve_steps"][-1] == mnist1d.LONG_STEPS

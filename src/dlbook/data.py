@@ -35,7 +35,7 @@ CHECKSUMS: dict[str, str] = {
     "gpt_moby_dick.safetensors":
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
     # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
-    "mnist1d_sweep.json": "810907dc606d04c7a2d3aa63f10d954b79a4e62329c35fef5671dea54f746a2c",
+    "mnist1d_sweep.json": "005c54d273a9aee2e8b59874f966e799f23c4bb3002abcf3b12e208dd8e1a709",
     # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
     "lenet_sweep.json": "b86ebf707558e5c5824319020f8e62a3d32cb93e47d7a6d76a6c915ae9b66476",
 }
