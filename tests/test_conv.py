@@ -170,3 +170,64 @@ def test_bad_input_is_refused_up_front():
         conv.max_pool2d(x, 2, padding=2)
     with pytest.raises(ValueError, match="padding"):
         conv.conv2d_loops(x, torch.randn(2, 4, 3, 3), padding=-1)
+
+
+@pytest.mark.parametrize("impl", [conv.conv2d_loops, conv.conv2d_unfold],
+                         ids=["loops", "unfold"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_an_empty_batch_gives_an_empty_batch_like_torch(impl, groups):
+    x, weight = torch.zeros(0, 4, 8, 8), torch.randn(6, 4 // groups, 3, 3)
+    ours = impl(x, weight, torch.randn(6), stride=2, padding=1, groups=groups)
+    assert ours.shape == F.conv2d(x, weight, stride=2, padding=1, groups=groups).shape
+    assert ours.shape == (0, 6, 4, 4)
+
+
+# the backward pass has no groups: one case per forward case, groups folded away
+GRAD_CASES = [{**c, "groups": 1} for c in CASES]
+
+
+@pytest.mark.parametrize("index", range(len(GRAD_CASES)),
+                         ids=[f"case{i}" for i in range(len(GRAD_CASES))])
+def test_the_backward_pass_is_a_convolution(index):
+    case = GRAD_CASES[index]
+    x, weight, _ = tensors(case, seed=index, bias=False)
+    options = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+    x.requires_grad_(True)
+    weight.requires_grad_(True)
+    out = F.conv2d(x, weight, **options)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(index),
+                           dtype=out.dtype)
+    dx, dw = torch.autograd.grad(out, (x, weight), grad_out)
+    ours_dx = conv.conv2d_input_grad(grad_out, weight.detach(), x.shape[2:], **options)
+    ours_dw = conv.conv2d_weight_grad(x.detach(), grad_out, weight.shape[2:], **options)
+    assert torch.allclose(ours_dx, dx) and torch.allclose(ours_dw, dw)
+
+
+def test_the_backward_cases_cover_stride_padding_and_dilation():
+    assert any(c["padding"][0] > c["dilation"][0] * (c["kernel"][0] - 1) for c in GRAD_CASES)
+    assert any(max(c["stride"]) > 1 for c in GRAD_CASES)
+    assert any(max(c["dilation"]) > 1 for c in GRAD_CASES)
+
+
+def test_the_backward_pass_refuses_mismatched_channels():
+    with pytest.raises(ValueError, match="channels"):
+        conv.conv2d_input_grad(torch.randn(1, 3, 4, 4), torch.randn(2, 1, 3, 3), (6, 6))
+
+
+def test_the_backward_pass_refuses_an_input_size_the_output_did_not_come_from():
+    grad_out, weight = torch.randn(1, 4, 6, 6), torch.randn(4, 3, 3, 3)
+    assert conv.conv2d_input_grad(grad_out, weight, (8, 8)).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="not grad_out's"):
+        conv.conv2d_input_grad(grad_out, weight, (20, 20))
+    # a stride that does not fit: 9 and 10 pixels both give 4 outputs at stride 2
+    for size in (9, 10):
+        assert conv.conv2d_input_grad(torch.randn(1, 4, 4, 4), weight, (size, size),
+                                      stride=2).shape == (1, 3, size, size)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_average_pooling_of_an_empty_batch_is_an_empty_batch_like_torch(count_include_pad):
+    x = torch.zeros(0, 3, 7, 7)
+    ours = conv.avg_pool2d(x, 3, 2, 1, count_include_pad=count_include_pad)
+    theirs = F.avg_pool2d(x, 3, 2, 1, count_include_pad=count_include_pad)
+    assert ours.shape == theirs.shape == (0, 3, 4, 4)

@@ -13,7 +13,9 @@ calls convolution), from the most explicit to the fastest:
 
 Pooling (:func:`max_pool2d`, :func:`avg_pool2d`) reuses the patches of :func:`im2col`.
 :func:`conv_output_size` is the output-size formula and :func:`receptive_field` how far a stack
-of layers sees. Every function is differentiable by autograd, so backward needs no extra code.
+of layers sees. Every function is differentiable by autograd, so backward needs no extra code;
+:func:`conv2d_input_grad` and :func:`conv2d_weight_grad` write that backward pass out anyway, to
+show that it is two more convolutions (the tests check them against autograd).
 
 Shapes follow PyTorch: images ``(B, C, H, W)``, kernels ``(C_out, C_in / groups, kH, kW)``.
 """
@@ -191,7 +193,8 @@ def conv2d_unfold(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     h_out, w_out = _output_hw(x, kernel, stride, padding, dilation)
     b, c_out = x.shape[0], weight.shape[0]
     cols = im2col(x, kernel, stride, padding, dilation)           # (B, C_in*kH*kW, L)
-    cols = cols.view(b, groups, -1, h_out * w_out)                # (B, G, C_in/G*kH*kW, L)
+    # the patch length spelled out: with B = 0 a -1 would be ambiguous to view
+    cols = cols.view(b, groups, cols.shape[1] // groups, h_out * w_out)  # (B, G, C_in/G*kH*kW, L)
     rows = weight.reshape(groups, c_out // groups, -1)            # (G, C_out/G, C_in/G*kH*kW)
     out = rows @ cols                                             # (B, G, C_out/G, L)
     out = out.reshape(b, c_out, h_out, w_out)                     # (B, C_out, H_out, W_out)
@@ -236,6 +239,77 @@ def avg_pool2d(x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = N
     sums = cols.view(b, c, kernel[0] * kernel[1], h_out, w_out).sum(dim=2)  # (B, C, H_out, W_out)
     if count_include_pad or padding == (0, 0):
         return sums / (kernel[0] * kernel[1])
-    ones = torch.ones_like(x[:1, :1])                             # (1, 1, H, W)
+    ones = x.new_ones(1, 1, *x.shape[2:])                          # (1, 1, H, W), even for B = 0
     counts = im2col(ones, kernel, stride, padding).sum(dim=1)     # (1, L): real pixels a window
     return sums / counts.view(1, 1, h_out, w_out)
+
+
+# --- the backward pass, itself a convolution --------------------------------------------------------
+def _check_grad_args(grad_out, weight, stride, padding, dilation):
+    if grad_out.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"grad_out must be (B, C_out, H_out, W_out) and weight (C_out, C_in, kH, "
+                         f"kW); got {tuple(grad_out.shape)} and {tuple(weight.shape)}")
+    if grad_out.shape[1] != weight.shape[0]:
+        raise ValueError(f"grad_out has {grad_out.shape[1]} channels, the weight "
+                         f"{weight.shape[0]} output channels: they must be equal")
+    return (_pair(stride, "stride", 1), _pair(padding, "padding", 0),
+            _pair(dilation, "dilation", 1))
+
+
+def conv2d_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_hw: tuple[int, int],
+                      stride: IntPair = 1, padding: IntPair = 0,
+                      dilation: IntPair = 1) -> torch.Tensor:
+    """The gradient of a loss with respect to a convolution's input (``groups=1``), as another
+    convolution: spread ``grad_out`` back onto the stride's grid (``stride - 1`` zeros between
+    its pixels), pad it by ``dilation * (k - 1) - padding`` on each side, and convolve it with
+    the kernel flipped in both spatial axes and with its input and output channels swapped,
+
+        dx = conv(zero-stuffed, padded grad_out, flip(w).transpose(C_out, C_in), dilation)
+
+    (what ``F.conv_transpose2d`` computes). ``input_hw``: the input's height and width, which
+    a strided convolution cannot recover from its output alone. Returns ``(B, C_in, H, W)``.
+    """
+    stride, padding, dilation = _check_grad_args(grad_out, weight, stride, padding, dilation)
+    b, c_out, h_out, w_out = grad_out.shape
+    kernel = weight.shape[2:]
+    fits = tuple(conv_output_size(input_hw[a], kernel[a], stride[a], padding[a], dilation[a])
+                 for a in (0, 1))
+    if fits != (h_out, w_out):
+        raise ValueError(f"an input of {tuple(input_hw)} pixels gives a {fits} output with this "
+                         f"kernel, stride, padding and dilation, not grad_out's {(h_out, w_out)}: "
+                         "pass the height and width of the input the convolution saw")
+    stuffed = grad_out.new_zeros(b, c_out, (h_out - 1) * stride[0] + 1,
+                                 (w_out - 1) * stride[1] + 1)
+    stuffed[:, :, ::stride[0], ::stride[1]] = grad_out           # (B, C_out, H', W')
+    pads = []
+    for a in (1, 0):  # F.pad lists the last axis first
+        edge = dilation[a] * (kernel[a] - 1) - padding[a]
+        # rows the forward pass never reached (the stride did not fit) get zero gradient
+        extra = input_hw[a] - ((stuffed.shape[2 + a] - 1) + dilation[a] * (kernel[a] - 1)
+                               + 1 - 2 * padding[a])
+        pads += [edge, edge + extra]
+    stuffed = F.pad(stuffed, pads)  # a negative pad crops: padding wider than the kernel
+    flipped = weight.flip(2, 3).transpose(0, 1)                   # (C_in, C_out, kH, kW)
+    return conv2d_unfold(stuffed, flipped, dilation=dilation)     # (B, C_in, H, W)
+
+
+def conv2d_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_hw: tuple[int, int],
+                       stride: IntPair = 1, padding: IntPair = 0,
+                       dilation: IntPair = 1) -> torch.Tensor:
+    """The gradient of a loss with respect to a convolution's kernel (``groups=1``), as another
+    convolution: the (padded) input convolved with ``grad_out`` as the kernel, summed over the
+    batch, with the forward pass's stride as the dilation and its dilation as the stride,
+
+        dw[o, c, u, v] = sum_{b, i, j} grad_out[b, o, i, j] * x[b, c, i*s + u*d, j*s + v*d].
+
+    The batch plays the role of the channels being summed over. Returns ``(C_out, C_in, kH, kW)``.
+    """
+    if x.ndim != 4 or grad_out.ndim != 4 or len(x) != len(grad_out):
+        raise ValueError(f"x must be (B, C_in, H, W) and grad_out (B, C_out, H_out, W_out) with "
+                         f"one batch; got {tuple(x.shape)} and {tuple(grad_out.shape)}")
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    dilation = _pair(dilation, "dilation", 1)
+    x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]))
+    grad = conv2d_unfold(x.transpose(0, 1), grad_out.transpose(0, 1),  # (C_in, B, ...) * (C_out, B, ...)
+                         stride=dilation, dilation=stride)         # (C_in, C_out, >=kH, >=kW)
+    return grad[:, :, :kernel_hw[0], :kernel_hw[1]].transpose(0, 1)  # (C_out, C_in, kH, kW)

@@ -47,6 +47,10 @@ CHECKSUMS: dict[str, str] = {
     # chapter 09's sweeps, too long for the chapter, which re-measures a sample of each
     "seq2seq_curves.json": "7179dc8609824cedf98ad471494ecc5a9c08f08f5c5ff66d7017adafaa8e239c",
     "reversal_sweep.json": "15dadffd90d5bfc7938170c0ce9495383ac29124e1e2fbc1e411b92752d6f65d",
+    # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
+    "mnist1d_sweep.json": "005c54d273a9aee2e8b59874f966e799f23c4bb3002abcf3b12e208dd8e1a709",
+    # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
+    "lenet_sweep.json": "b86ebf707558e5c5824319020f8e62a3d32cb93e47d7a6d76a6c915ae9b66476",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -58,6 +62,8 @@ REBUILT_BY = {
     "degradation_sweep.json": "`python tools/degradation_sweep.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
     "reversal_sweep.json": "`python tools/reversal_transformer.py`",
+    "mnist1d_sweep.json": "`python tools/mnist1d_sweep.py`",
+    "lenet_sweep.json": "`python tools/lenet_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
