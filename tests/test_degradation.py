@@ -1,6 +1,7 @@
 """Tests for dlbook.degradation: the stored sweep and one short run."""
 import numpy as np
 import pytest
+import torch
 
 from dlbook import degradation
 
@@ -26,3 +27,15 @@ def test_training_curve_is_seeded_and_checks_its_steps():
     assert a.shape == (1,) and np.array_equal(a, b)
     with pytest.raises(ValueError, match="multiple"):
         degradation.training_curve(config, 0.03, 0, data, steps=30)
+
+
+def test_training_curve_can_return_its_trained_model():
+    data = degradation.small_digits(64)
+    config = degradation.networks()["ResNet, 20 layers"]
+    curve, model = degradation.training_curve(config, 0.03, 0, data, steps=50,
+                                              return_model=True)
+    assert np.array_equal(curve, degradation.training_curve(config, 0.03, 0, data, steps=50))
+    torch.manual_seed(0)
+    fresh = type(model)(config)
+    assert any(not torch.equal(a, b) for a, b in
+               zip(model.state_dict().values(), fresh.state_dict().values()))

@@ -178,3 +178,18 @@ def test_randomized_from_top_resets_only_the_top_layers():
     assert torch.equal(again[3].weight, top2[3].weight)             # seeded
     with pytest.raises(ValueError, match="out of range"):
         explain.randomized_from_top(model, 4)
+
+
+def test_randomized_from_top_can_keep_the_norms():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[1].weight.fill_(2.0)
+        model[1].running_var.fill_(5.0)
+    assert explain.weight_layers(model, (nn.Conv2d, nn.Linear)) == ["0", "3"]
+    assert explain.weight_layers(model) == ["0", "1", "3"]
+    top2 = explain.randomized_from_top(model, 2, seed=1, only=(nn.Conv2d, nn.Linear))
+    assert not torch.equal(top2[0].weight, model[0].weight)         # both re-drawn
+    assert not torch.equal(top2[3].weight, model[3].weight)
+    assert torch.equal(top2[1].weight, torch.full((2,), 2.0))       # BatchNorm kept
+    assert torch.equal(top2[1].running_var, torch.full((2,), 5.0))

@@ -41,8 +41,10 @@ def small_digits(n: int = N_DIGITS) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def training_curve(config: ResNetConfig, lr: float, seed: int, data=None,
-                   steps: int = STEPS) -> np.ndarray:
-    """Training loss every ``EVAL_EVERY`` steps (the mean over those steps' batches)."""
+                   steps: int = STEPS, return_model: bool = False):
+    """Training loss every ``EVAL_EVERY`` steps (the mean over those steps' batches).
+
+    With ``return_model=True`` returns ``(curve, trained model)``."""
     if steps % EVAL_EVERY:
         raise ValueError(f"steps must be a multiple of {EVAL_EVERY}, got {steps}")
     data = small_digits() if data is None else data
@@ -52,7 +54,8 @@ def training_curve(config: ResNetConfig, lr: float, seed: int, data=None,
                   eval_every=EVAL_EVERY,
                   optimizer=lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9,
                                                       weight_decay=1e-4))
-    return np.array(history.train_loss)
+    curve = np.array(history.train_loss)
+    return (curve, model) if return_model else curve
 
 
 def load_sweep() -> dict:

@@ -142,21 +142,31 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
 
 
-def randomized_from_top(model: nn.Module, n_layers: int, seed: int = 0) -> nn.Module:
+def weight_layers(model: nn.Module, only: tuple[type, ...] | None = None) -> list[str]:
+    """The names of ``model``'s layers that :func:`randomized_from_top` re-initialises, from the
+    input up: every leaf module with ``reset_parameters``, or (``only``) those of these types."""
+    return [name for name, m in model.named_modules()
+            if hasattr(m, "reset_parameters") and not list(m.children())
+            and (only is None or isinstance(m, only))]
+
+
+def randomized_from_top(model: nn.Module, n_layers: int, seed: int = 0,
+                        only: tuple[type, ...] | None = None) -> nn.Module:
     """A copy of ``model`` with its top ``n_layers`` layers that hold weights (convolutions,
-    linear layers, norms: every module with ``reset_parameters``) re-initialised, starting from
-    the output: the "cascading randomisation" of Adebayo et al. (2018). An explanation that
-    explains the model must change as the learned weights are destroyed."""
-    layers = [m for m in model.modules()
-              if hasattr(m, "reset_parameters") and not list(m.children())]
-    if not 0 <= n_layers <= len(layers):
-        raise ValueError(f"the model has {len(layers)} layers with weights; n_layers="
+    linear layers, norms: every module with ``reset_parameters``; with ``only``, just the layers
+    of those types, e.g. ``(nn.Conv2d, nn.Linear)`` to keep BatchNorm's learned statistics)
+    re-initialised, starting from the output: the "cascading randomisation" of Adebayo et al.
+    (2018). An explanation that explains the model must change as the learned weights are
+    destroyed."""
+    names = weight_layers(model, only)
+    if not 0 <= n_layers <= len(names):
+        raise ValueError(f"the model has {len(names)} layers with weights; n_layers="
                          f"{n_layers} is out of range")
     copy_ = copy.deepcopy(model)
-    top = [m for m in copy_.modules()
-           if hasattr(m, "reset_parameters") and not list(m.children())][::-1][:n_layers]
+    modules = dict(copy_.named_modules())
+    top = [modules[name] for name in names][::-1][:n_layers]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for m in top:
-            m.reset_parameters()  # BatchNorm: its running statistics too
+            m.reset_parameters()  # a BatchNorm's running statistics too, unless ``only``
     return copy_
