@@ -165,6 +165,10 @@ class MultiHeadAttention(nn.Module):
         if not isinstance(module, nn.MultiheadAttention) or not module._qkv_same_embed_dim:
             raise TypeError("from_torch takes an nn.MultiheadAttention whose keys and values "
                             "have the query's width")
+        if module.bias_k is not None or module.add_zero_attn:
+            raise ValueError("from_torch cannot copy add_bias_kv=True or add_zero_attn=True "
+                             "(extra key/value rows this MultiHeadAttention does not have)")
+        _no_dropout(module.dropout, "the nn.MultiheadAttention")
         ours = cls(module.embed_dim, module.num_heads, bias=module.in_proj_bias is not None)
         ours.to(module.in_proj_weight.dtype)  # float64 stays float64
         with torch.no_grad():
@@ -174,6 +178,25 @@ class MultiHeadAttention(nn.Module):
                 ours.in_proj.bias.copy_(module.in_proj_bias)
                 ours.out_proj.bias.copy_(module.out_proj.bias)
         return ours.to(module.in_proj_weight.device)
+
+
+def _no_dropout(p: float, what: str) -> None:
+    if p > 0:
+        raise ValueError(f"{what} has dropout {p}: build it with dropout=0.0 (the copy would "
+                         "have none, so training-mode outputs would differ)")
+
+
+def _check_torch_layer(layer: nn.Module, what: str) -> None:
+    """Refuse a torch encoder/decoder layer whose function our blocks cannot reproduce."""
+    act = layer.activation
+    if not (act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none")):
+        raise ValueError(f"{what} uses activation {act}: ours is GELU, so build it with "
+                         "activation=\"gelu\"")
+    if layer.linear1.out_features != 4 * layer.self_attn.embed_dim:
+        raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
+    for name, m in layer.named_modules():
+        if isinstance(m, nn.Dropout):
+            _no_dropout(m.p, f"{what} ({name})")
 
 
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> torch.Tensor:
@@ -230,9 +253,8 @@ class TransformerBlock(nn.Module):
         if not isinstance(layer, nn.TransformerEncoderLayer) or not layer.norm_first:
             raise TypeError("from_torch takes an nn.TransformerEncoderLayer with norm_first=True "
                             "(the pre-norm block)")
+        _check_torch_layer(layer, "the nn.TransformerEncoderLayer")
         n_embd, n_head = layer.self_attn.embed_dim, layer.self_attn.num_heads
-        if layer.linear1.out_features != 4 * n_embd:
-            raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
         block = cls(n_embd, n_head, causal=causal).to(layer.linear1.weight.dtype)
         with torch.no_grad():
             block.attn.load_state_dict(MultiHeadAttention.from_torch(layer.self_attn).state_dict())
@@ -351,9 +373,9 @@ class EncoderDecoder(nn.Module):
     Sutskever et al., 2014, and Cho et al., 2014). The decoder is recurrent; its input at output
     step t is a learned position vector ``p_t`` (not the previous output token: training and
     testing then run the same computation, with no teacher forcing). With attention, each
-    decoder state ``s_t`` is also a query: ``W_q s_t`` against keys that are the encoder states
-    plus a learned vector for their source position (what and where), values the states
-    (Bahdanau et al., 2015, in the dot-product form of Luong et al., 2015). Output t is
+    decoder state ``s_t`` is also a query: ``W_q s_t`` against keys and values that are the
+    encoder states themselves, with no learned vector per source position: where to look must be
+    read from the states, which depends on the input's length (Bahdanau et al., 2015, in the dot-product form of Luong et al., 2015). Output t is
     ``head(tanh(W [s_t; looked_up_t]))``. ``forward(idx, targets=None) -> (logits, loss)`` with
     ``targets`` (B, out_len), -1 where not scored; sources at most ``out_len`` long.
     """
@@ -368,7 +390,6 @@ class EncoderDecoder(nn.Module):
         self.decoder = nn.LSTM(hidden, hidden, batch_first=True)
         self.positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (L, H) one per output
         if attention:
-            self.src_positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (S, H) keys
             self.query = nn.Linear(hidden, hidden, bias=False)
         self.combine = nn.Linear((2 if attention else 1) * hidden, hidden)
         self.head = nn.Linear(hidden, vocab_size)
@@ -384,9 +405,8 @@ class EncoderDecoder(nn.Module):
         parts, weights = [states], None
         if self.use_attention:
             mask = (idx != self.pad)[:, None, :]  # (B, 1, S) real source tokens only
-            keys = memory + self.src_positions[-S:]  # (B, S, H): what and where
             looked_up, weights = scaled_dot_product_attention(
-                self.query(states), keys, memory, mask)  # (B, L, H), (B, L, S)
+                self.query(states), memory, memory, mask)  # (B, L, H), (B, L, S)
             parts.append(looked_up)
         out = torch.tanh(self.combine(torch.cat(parts, dim=-1)))  # (B, L, H)
         logits = self.head(out)  # (B, L, vocab)
@@ -519,9 +539,8 @@ class DecoderBlock(nn.Module):
         batch_first=True, norm_first=True)`` (weights copied across)."""
         if not isinstance(layer, nn.TransformerDecoderLayer) or not layer.norm_first:
             raise TypeError("from_torch takes an nn.TransformerDecoderLayer with norm_first=True")
+        _check_torch_layer(layer, "the nn.TransformerDecoderLayer")
         n_embd, n_head = layer.self_attn.embed_dim, layer.self_attn.num_heads
-        if layer.linear1.out_features != 4 * n_embd:
-            raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
         block = cls(n_embd, n_head).to(layer.linear1.weight.dtype)
         with torch.no_grad():
             for ours, theirs in [(block.self_attn, layer.self_attn),
@@ -564,6 +583,8 @@ class TransformerEncoderDecoder(nn.Module):
     @classmethod
     def from_torch(cls, model: nn.Transformer) -> "TransformerEncoderDecoder":
         """The same function as an ``nn.Transformer`` built pre-norm with GELU and a 4x MLP."""
+        if not isinstance(model, nn.Transformer):
+            raise TypeError("from_torch takes an nn.Transformer")
         enc, dec = model.encoder.layers, model.decoder.layers
         ours = cls(model.d_model, model.nhead, len(enc), len(dec))
         ours.to(enc[0].linear1.weight.dtype)
