@@ -28,50 +28,47 @@ def causal_mask(T: int, device=None) -> torch.Tensor:
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 mask: torch.Tensor | None = None, causal: bool = False):
-    """``softmax(q k^T / sqrt(d) + mask) v`` and the attention weights.
-
-    q: (..., Tq, d), k: (..., Tk, d), v: (..., Tk, dv). ``mask``: booleans broadcastable to
-    (..., Tq, Tk), True where a query may attend (as ``F.scaled_dot_product_attention`` reads a
-    boolean ``attn_mask``); ``causal``: each query sees only keys at its own position or before.
-    Returns ``(out (..., Tq, dv), weights (..., Tq, Tk))``; each row of weights sums to 1.
-    Dividing by sqrt(d) keeps the scores' spread near 1 whatever the width: the dot product of
-    two random d-vectors with unit-variance entries has variance d, and a softmax of large
-    scores is nearly one-hot, with vanishing gradients.
-    """
+def _allowed_keys(q, k, v, mask, causal):
+    """Checks q, k, v and mask; the (..., Tq, Tk) booleans where a query may look (or None)."""
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
         raise ValueError(f"q, k and v need a sequence axis and a feature axis, (..., T, d): got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"q (..., Tq, d), k (..., Tk, d) and v (..., Tk, dv) disagree: "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
-    Tq, Tk = scores.shape[-2:]
-    allowed = None  # (..., Tq, Tk) booleans, True where a query may look at a key
-    if causal:
-        allowed = causal_mask(max(Tq, Tk), q.device)[:Tq, :Tk]
+    Tq, Tk = q.shape[-2], k.shape[-2]
+    scores_shape = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (Tq, Tk)
+    allowed = causal_mask(max(Tq, Tk), q.device)[:Tq, :Tk] if causal else None
     if mask is not None:
         if mask.dtype != torch.bool:
             raise ValueError("mask holds booleans: True where a query may attend to a key")
         try:
-            fits = torch.broadcast_shapes(mask.shape, scores.shape) == scores.shape
+            fits = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
         except RuntimeError:
             fits = False
         if not fits:
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit the scores "
-                             f"{tuple(scores.shape)} (..., Tq, Tk): it must broadcast to them "
+                             f"{tuple(scores_shape)} (..., Tq, Tk): it must broadcast to them "
                              f"without enlarging them, e.g. (Tq, Tk), or (B, 1, 1, Tk) to mask "
                              f"padded keys of a (B, nh, Tq, Tk) batch")
         allowed = mask if allowed is None else allowed & mask
-    if allowed is not None:
-        # A query that may look at no key gets zero weights and a zero output (as torch's
-        # F.scaled_dot_product_attention), not the NaN that a softmax over -inf alone gives.
-        empty = ~allowed.any(-1, keepdim=True)  # (..., Tq, 1)
-        scores = scores.masked_fill(~allowed, float("-inf")).masked_fill(empty, 0.0)
-        weights = torch.softmax(scores, dim=-1).masked_fill(empty, 0.0)  # (..., Tq, Tk)
-    else:
+    return allowed
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 mask: torch.Tensor | None = None, causal: bool = False):
+    """softmax(q k^T / sqrt(d)) v, and the weights. q (..., Tq, d), k (..., Tk, d),
+    v (..., Tk, dv); mask: booleans, True where a query may attend (as
+    torch's); causal: each query sees only keys at or before its position."""
+    allowed = _allowed_keys(q, k, v, mask, causal)  # checks the inputs too
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
+    if allowed is None:
         weights = torch.softmax(scores, dim=-1)  # (..., Tq, Tk), rows sum to 1
+    else:  # a query allowed no key gets weights 0 (as torch's), not NaN
+        empty = ~allowed.any(-1, keepdim=True)  # (..., Tq, 1)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1)
+        weights = weights.masked_fill(empty, 0.0)
     return weights @ v, weights  # (..., Tq, dv), (..., Tq, Tk)
 
 
