@@ -55,8 +55,10 @@ def _allowed_keys(q, k, v, mask, causal):
     return allowed
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 mask: torch.Tensor | None = None, causal: bool = False):
+def scaled_dot_product_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    mask: torch.Tensor | None = None, causal: bool = False,
+):
     """softmax(q k^T / sqrt(d)) v, and the weights. q (..., Tq, d), k (..., Tk, d),
     v (..., Tk, dv); mask: booleans, True where a query may attend (as
     torch's); causal: each query sees only keys at or before its position."""
