@@ -277,3 +277,26 @@ def test_digit_reversal_and_fit_curve():
     assert len(curve) == 2 and len(curve[0]) == int(lengths.max()) - 1
     with pytest.raises(ValueError, match="record_at"):
         fit_curve(model, (src, tgt), steps=4, record_at=[5], lr=1e-2, evaluate=len)
+
+
+def test_from_torch_refuses_what_it_cannot_copy():
+    with pytest.raises(ValueError, match="add_bias_kv"):
+        MultiHeadAttention.from_torch(nn.MultiheadAttention(16, 4, add_bias_kv=True))
+    with pytest.raises(ValueError, match="dropout 0.1"):
+        MultiHeadAttention.from_torch(nn.MultiheadAttention(16, 4, dropout=0.1))
+    relu = nn.TransformerEncoderLayer(16, 4, 64, dropout=0.0, batch_first=True, norm_first=True)
+    with pytest.raises(ValueError, match="activation"):
+        TransformerBlock.from_torch(relu)
+    drop = nn.TransformerEncoderLayer(16, 4, 64, dropout=0.1, activation="gelu",
+                                      batch_first=True, norm_first=True)
+    with pytest.raises(ValueError, match="dropout 0.1"):
+        TransformerBlock.from_torch(drop)
+    relu_dec = nn.TransformerDecoderLayer(16, 4, 64, dropout=0.0, batch_first=True,
+                                          norm_first=True)
+    with pytest.raises(ValueError, match="activation"):
+        DecoderBlock.from_torch(relu_dec)
+    model = nn.Transformer(16, 4, 1, 1, 64, dropout=0.0, batch_first=True, norm_first=True)
+    with pytest.raises(ValueError, match="activation"):
+        TransformerEncoderDecoder.from_torch(model)
+    with pytest.raises(TypeError, match="nn.Transformer"):
+        TransformerEncoderDecoder.from_torch(relu)

@@ -28,50 +28,49 @@ def causal_mask(T: int, device=None) -> torch.Tensor:
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 mask: torch.Tensor | None = None, causal: bool = False):
-    """``softmax(q k^T / sqrt(d) + mask) v`` and the attention weights.
-
-    q: (..., Tq, d), k: (..., Tk, d), v: (..., Tk, dv). ``mask``: booleans broadcastable to
-    (..., Tq, Tk), True where a query may attend (as ``F.scaled_dot_product_attention`` reads a
-    boolean ``attn_mask``); ``causal``: each query sees only keys at its own position or before.
-    Returns ``(out (..., Tq, dv), weights (..., Tq, Tk))``; each row of weights sums to 1.
-    Dividing by sqrt(d) keeps the scores' spread near 1 whatever the width: the dot product of
-    two random d-vectors with unit-variance entries has variance d, and a softmax of large
-    scores is nearly one-hot, with vanishing gradients.
-    """
+def _allowed_keys(q, k, v, mask, causal):
+    """Checks q, k, v and mask; the (..., Tq, Tk) booleans where a query may look (or None)."""
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
         raise ValueError(f"q, k and v need a sequence axis and a feature axis, (..., T, d): got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"q (..., Tq, d), k (..., Tk, d) and v (..., Tk, dv) disagree: "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
-    Tq, Tk = scores.shape[-2:]
-    allowed = None  # (..., Tq, Tk) booleans, True where a query may look at a key
-    if causal:
-        allowed = causal_mask(max(Tq, Tk), q.device)[:Tq, :Tk]
+    Tq, Tk = q.shape[-2], k.shape[-2]
+    scores_shape = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (Tq, Tk)
+    allowed = causal_mask(max(Tq, Tk), q.device)[:Tq, :Tk] if causal else None
     if mask is not None:
         if mask.dtype != torch.bool:
             raise ValueError("mask holds booleans: True where a query may attend to a key")
         try:
-            fits = torch.broadcast_shapes(mask.shape, scores.shape) == scores.shape
+            fits = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
         except RuntimeError:
             fits = False
         if not fits:
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit the scores "
-                             f"{tuple(scores.shape)} (..., Tq, Tk): it must broadcast to them "
+                             f"{tuple(scores_shape)} (..., Tq, Tk): it must broadcast to them "
                              f"without enlarging them, e.g. (Tq, Tk), or (B, 1, 1, Tk) to mask "
                              f"padded keys of a (B, nh, Tq, Tk) batch")
         allowed = mask if allowed is None else allowed & mask
-    if allowed is not None:
-        # A query that may look at no key gets zero weights and a zero output (as torch's
-        # F.scaled_dot_product_attention), not the NaN that a softmax over -inf alone gives.
-        empty = ~allowed.any(-1, keepdim=True)  # (..., Tq, 1)
-        scores = scores.masked_fill(~allowed, float("-inf")).masked_fill(empty, 0.0)
-        weights = torch.softmax(scores, dim=-1).masked_fill(empty, 0.0)  # (..., Tq, Tk)
-    else:
+    return allowed
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    mask: torch.Tensor | None = None, causal: bool = False,
+):
+    """softmax(q k^T / sqrt(d)) v, and the weights. q (..., Tq, d), k (..., Tk, d),
+    v (..., Tk, dv); mask: booleans, True where a query may attend (as
+    torch's); causal: each query sees only keys at or before its position."""
+    allowed = _allowed_keys(q, k, v, mask, causal)  # checks the inputs too
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
+    if allowed is None:
         weights = torch.softmax(scores, dim=-1)  # (..., Tq, Tk), rows sum to 1
+    else:  # a query allowed no key gets weights 0 (as torch's), not NaN
+        empty = ~allowed.any(-1, keepdim=True)  # (..., Tq, 1)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1)
+        weights = weights.masked_fill(empty, 0.0)
     return weights @ v, weights  # (..., Tq, dv), (..., Tq, Tk)
 
 
@@ -165,6 +164,10 @@ class MultiHeadAttention(nn.Module):
         if not isinstance(module, nn.MultiheadAttention) or not module._qkv_same_embed_dim:
             raise TypeError("from_torch takes an nn.MultiheadAttention whose keys and values "
                             "have the query's width")
+        if module.bias_k is not None or module.add_zero_attn:
+            raise ValueError("from_torch cannot copy add_bias_kv=True or add_zero_attn=True "
+                             "(extra key/value rows this MultiHeadAttention does not have)")
+        _no_dropout(module.dropout, "the nn.MultiheadAttention")
         ours = cls(module.embed_dim, module.num_heads, bias=module.in_proj_bias is not None)
         ours.to(module.in_proj_weight.dtype)  # float64 stays float64
         with torch.no_grad():
@@ -174,6 +177,25 @@ class MultiHeadAttention(nn.Module):
                 ours.in_proj.bias.copy_(module.in_proj_bias)
                 ours.out_proj.bias.copy_(module.out_proj.bias)
         return ours.to(module.in_proj_weight.device)
+
+
+def _no_dropout(p: float, what: str) -> None:
+    if p > 0:
+        raise ValueError(f"{what} has dropout {p}: build it with dropout=0.0 (the copy would "
+                         "have none, so training-mode outputs would differ)")
+
+
+def _check_torch_layer(layer: nn.Module, what: str) -> None:
+    """Refuse a torch encoder/decoder layer whose function our blocks cannot reproduce."""
+    act = layer.activation
+    if not (act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none")):
+        raise ValueError(f"{what} uses activation {act}: ours is GELU, so build it with "
+                         "activation=\"gelu\"")
+    if layer.linear1.out_features != 4 * layer.self_attn.embed_dim:
+        raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
+    for name, m in layer.named_modules():
+        if isinstance(m, nn.Dropout):
+            _no_dropout(m.p, f"{what} ({name})")
 
 
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> torch.Tensor:
@@ -230,9 +252,8 @@ class TransformerBlock(nn.Module):
         if not isinstance(layer, nn.TransformerEncoderLayer) or not layer.norm_first:
             raise TypeError("from_torch takes an nn.TransformerEncoderLayer with norm_first=True "
                             "(the pre-norm block)")
+        _check_torch_layer(layer, "the nn.TransformerEncoderLayer")
         n_embd, n_head = layer.self_attn.embed_dim, layer.self_attn.num_heads
-        if layer.linear1.out_features != 4 * n_embd:
-            raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
         block = cls(n_embd, n_head, causal=causal).to(layer.linear1.weight.dtype)
         with torch.no_grad():
             block.attn.load_state_dict(MultiHeadAttention.from_torch(layer.self_attn).state_dict())
@@ -351,9 +372,9 @@ class EncoderDecoder(nn.Module):
     Sutskever et al., 2014, and Cho et al., 2014). The decoder is recurrent; its input at output
     step t is a learned position vector ``p_t`` (not the previous output token: training and
     testing then run the same computation, with no teacher forcing). With attention, each
-    decoder state ``s_t`` is also a query: ``W_q s_t`` against keys that are the encoder states
-    plus a learned vector for their source position (what and where), values the states
-    (Bahdanau et al., 2015, in the dot-product form of Luong et al., 2015). Output t is
+    decoder state ``s_t`` is also a query: ``W_q s_t`` against keys and values that are the
+    encoder states themselves, with no learned vector per source position: where to look must be
+    read from the states, which depends on the input's length (Bahdanau et al., 2015, in the dot-product form of Luong et al., 2015). Output t is
     ``head(tanh(W [s_t; looked_up_t]))``. ``forward(idx, targets=None) -> (logits, loss)`` with
     ``targets`` (B, out_len), -1 where not scored; sources at most ``out_len`` long.
     """
@@ -368,7 +389,6 @@ class EncoderDecoder(nn.Module):
         self.decoder = nn.LSTM(hidden, hidden, batch_first=True)
         self.positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (L, H) one per output
         if attention:
-            self.src_positions = nn.Parameter(0.1 * torch.randn(out_len, hidden))  # (S, H) keys
             self.query = nn.Linear(hidden, hidden, bias=False)
         self.combine = nn.Linear((2 if attention else 1) * hidden, hidden)
         self.head = nn.Linear(hidden, vocab_size)
@@ -384,9 +404,8 @@ class EncoderDecoder(nn.Module):
         parts, weights = [states], None
         if self.use_attention:
             mask = (idx != self.pad)[:, None, :]  # (B, 1, S) real source tokens only
-            keys = memory + self.src_positions[-S:]  # (B, S, H): what and where
             looked_up, weights = scaled_dot_product_attention(
-                self.query(states), keys, memory, mask)  # (B, L, H), (B, L, S)
+                self.query(states), memory, memory, mask)  # (B, L, H), (B, L, S)
             parts.append(looked_up)
         out = torch.tanh(self.combine(torch.cat(parts, dim=-1)))  # (B, L, H)
         logits = self.head(out)  # (B, L, vocab)
@@ -519,9 +538,8 @@ class DecoderBlock(nn.Module):
         batch_first=True, norm_first=True)`` (weights copied across)."""
         if not isinstance(layer, nn.TransformerDecoderLayer) or not layer.norm_first:
             raise TypeError("from_torch takes an nn.TransformerDecoderLayer with norm_first=True")
+        _check_torch_layer(layer, "the nn.TransformerDecoderLayer")
         n_embd, n_head = layer.self_attn.embed_dim, layer.self_attn.num_heads
-        if layer.linear1.out_features != 4 * n_embd:
-            raise ValueError("the block's MLP is 4 * n_embd wide: use dim_feedforward=4 * d_model")
         block = cls(n_embd, n_head).to(layer.linear1.weight.dtype)
         with torch.no_grad():
             for ours, theirs in [(block.self_attn, layer.self_attn),
@@ -564,6 +582,8 @@ class TransformerEncoderDecoder(nn.Module):
     @classmethod
     def from_torch(cls, model: nn.Transformer) -> "TransformerEncoderDecoder":
         """The same function as an ``nn.Transformer`` built pre-norm with GELU and a 4x MLP."""
+        if not isinstance(model, nn.Transformer):
+            raise TypeError("from_torch takes an nn.Transformer")
         enc, dec = model.encoder.layers, model.decoder.layers
         ours = cls(model.d_model, model.nhead, len(enc), len(dec))
         ours.to(enc[0].linear1.weight.dtype)

@@ -45,7 +45,7 @@ CHECKSUMS: dict[str, str] = {
     "degradation_sweep.json":
         "efdf31d6fb7f08e3287aa79e43907271a41ff6b8877e1d7c786d585818f43717",
     # chapter 09's sweeps, too long for the chapter, which re-measures a sample of each
-    "seq2seq_curves.json": "7179dc8609824cedf98ad471494ecc5a9c08f08f5c5ff66d7017adafaa8e239c",
+    "seq2seq_curves.json": "394d68863b65e82047960efe51fb2ecb948aa5c6516336c510bcc462c36d808a",
     "reversal_sweep.json": "15dadffd90d5bfc7938170c0ce9495383ac29124e1e2fbc1e411b92752d6f65d",
     # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
     "mnist1d_sweep.json": "005c54d273a9aee2e8b59874f966e799f23c4bb3002abcf3b12e208dd8e1a709",
