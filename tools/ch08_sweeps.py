@@ -4,6 +4,7 @@
     (or one contender per process, side by side: ... names LSTM; ... names MLP RNN; the last to
     finish merges the parts)
     nice -n 5 python tools/ch08_sweeps.py names-long  # -> data/ch08_names_long.json (4,000 steps)
+    nice -n 5 python tools/ch08_sweeps.py adding      # -> data/ch08_adding.json
     nice -n 5 python tools/ch08_sweeps.py co2-val   # selection runs (or one LR per process)
     nice -n 5 python tools/ch08_sweeps.py co2-test  # -> data/ch08_co2_sweep.json
 
@@ -109,6 +110,29 @@ def names_long(runs: list[str]) -> None:
         print("merged into data/", flush=True)
 
 
+ADDING = {"lengths": [10, 30], "kinds": ["rnn", "lstm", "gru"], "seeds": [0, 1, 2],
+          "steps": 1500, "lr": 0.003}
+
+
+def adding(kinds: list[str]) -> None:
+    """The adding problem: test MSE of each cell at each length and seed (a part per cell)."""
+    from dlbook.rnn import train_adding
+
+    PARTS.mkdir(exist_ok=True)
+    a = ADDING
+    for kind in kinds or a["kinds"]:
+        start = time.time()
+        mse = {str(n): [round(train_adding(kind, n, s, a["steps"], a["lr"]), 6)
+                        for s in a["seeds"]] for n in a["lengths"]}
+        (PARTS / f"adding_{kind}.json").write_text(json.dumps(mse))
+        print(kind, mse, f"{time.time() - start:.0f} s", flush=True)
+    if all((PARTS / f"adding_{k}.json").exists() for k in a["kinds"]):
+        out = a | {"mse": {k: json.loads((PARTS / f"adding_{k}.json").read_text())
+                           for k in a["kinds"]}}
+        (DATA / "ch08_adding.json").write_text(json.dumps(out, indent=1) + "\n")
+        print("merged into data/", flush=True)
+
+
 def co2_levels() -> torch.Tensor:
     import statsmodels.datasets.co2
 
@@ -185,10 +209,12 @@ if __name__ == "__main__":
         names(sys.argv[2:])
     elif sys.argv[1] == "names-long":  # names-long [NAME:LR ...]
         names_long(sys.argv[2:])
+    elif sys.argv[1] == "adding":  # adding [KIND ...]
+        adding(sys.argv[2:])
     elif sys.argv[1] == "co2-val":  # co2-val LR [LR ...]
         for lr in sys.argv[2:] or CO2["lrs"]:
             co2_val(float(lr))
     elif sys.argv[1] == "co2-test":  # co2-test [FEED ...], after every co2-val part
         co2_test(sys.argv[2:])
     else:
-        raise SystemExit("usage: ch08_sweeps.py names [MODEL ...] | names-long [NAME:LR ...] | co2-val [LR ...] | co2-test")
+        raise SystemExit("usage: ch08_sweeps.py names [MODEL ...] | names-long [NAME:LR ...] | adding [KIND ...] | co2-val [LR ...] | co2-test")

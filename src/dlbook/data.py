@@ -41,6 +41,8 @@ CHECKSUMS: dict[str, str] = {
         "16dc1da1fa11ddbb4177160d238f25cef1034fdf1c9035847997da59eab3367e",
     "ch08_co2_sweep.json":
         "ce61aceaffac57846236234ce295f28282fc41f21bb6a9d66dc7111d20948883",
+    "ch08_adding.json":
+        "18186fff92ef5e72407b69af3decbbec3c1403455f27607da73d72df6d9a23db",
     "ch08_names_long.json":
         "674e8577d98771a0ed4dd828d2de4420b24baf3bd4237cec4853b4a0de6625c0",
 }
@@ -48,7 +50,7 @@ CHECKSUMS: dict[str, str] = {
 TRAINED = {"gpt_moby_dick.safetensors"}
 # Files that tools/ch08_sweeps.py makes: chapter 08's experiments at their full budgets.
 SWEEPS = {"ch08_names_sweep.json", "ch08_lms.safetensors", "ch08_co2_sweep.json",
-          "ch08_names_long.json"}
+          "ch08_names_long.json", "ch08_adding.json"}
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
 PACKAGE_DATA_DIR = Path(__file__).parent / "_data"  # inside an installed wheel
