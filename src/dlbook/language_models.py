@@ -341,10 +341,12 @@ class KneserNeyLM(nn.Module):
 
 
 def train_ladder_model(name, train, dev, *, lr, seed, steps=2000,
-                       batch_size=64, eval_every=200, vocab_size=27):
+                       batch_size=64, eval_every=200, vocab_size=27,
+                       grad_clip=1.0):
     """Chapter 08's recipe for every contender: `steps` Adam steps on random
-    windows, 100 warm-up steps then cosine decay, gradients clipped at 1,
-    dev NLL every `eval_every` steps. Returns (model, history)."""
+    windows, 100 warm-up steps then cosine decay, gradients clipped at 1
+    (`grad_clip=None`: not clipped), dev NLL every `eval_every` steps.
+    Returns (model, history)."""
     from .training import fit, warmup_cosine
 
     torch.manual_seed(seed)
@@ -352,6 +354,6 @@ def train_ladder_model(name, train, dev, *, lr, seed, steps=2000,
     history = fit(
         model, train, dev, steps=steps, eval_every=eval_every,
         batch_size=batch_size, lr=lr, scheduler=warmup_cosine(100, steps),
-        grad_clip=1.0, metric=None, seed=seed, device="cpu",
+        grad_clip=grad_clip, metric=None, seed=seed, device="cpu",
     )
     return model, history
