@@ -155,3 +155,41 @@ def test_ngram_reads_longer_context_and_pads_with_the_boundary():
     assert torch.allclose(logits[0, 0], tri.log_probs[0, tokens[0]])
     with pytest.raises(ValueError):
         NGramLM.from_counts(tokens, 4, n=1)
+
+
+def _kneser_ney_by_dicts(tokens, V, n, D, context, c):
+    """Interpolated Kneser-Ney written out with dictionaries, one probability at a time."""
+    from collections import Counter
+    grams = Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    levels = {n: grams}
+    for m in range(n - 1, 0, -1):  # continuation counts: distinct tokens before each suffix
+        levels[m] = Counter(g[1:] for g in levels[m + 1])
+    p = 1.0 / V
+    for m in range(1, n + 1):
+        h = tuple(context[len(context) - (m - 1):]) if m > 1 else ()
+        follow = {g: k for g, k in levels[m].items() if g[:-1] == h}
+        total = sum(follow.values())
+        if total:
+            p = max(follow.get(h + (c,), 0) - D, 0) / total + D * len(follow) / total * p
+    return p
+
+
+def test_kneser_ney_matches_the_formula_and_normalises():
+    from dlbook.language_models import KneserNeyLM
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(5, (300,), generator=g)
+    tokens[::7] = 0  # a boundary now and then, as in a stream of names
+    for n in (1, 2, 3, 4):
+        model = KneserNeyLM(tokens, 5, n, discount=0.8)
+        idx = torch.randint(5, (2, 6), generator=g)
+        logits, _ = model(idx)
+        probs = logits.exp()  # (2, 6, 5)
+        assert torch.allclose(probs.sum(-1), torch.ones(2, 6), atol=1e-5)
+        padded = [0] * (n - 1) + idx[1].tolist()  # the window starts after boundaries
+        for t in (0, 3, 5):
+            for c in range(5):
+                want = _kneser_ney_by_dicts(tokens.tolist(), 5, n, 0.8,
+                                            padded[t + 1: t + n], c)
+                assert abs(probs[1, t, c].item() - want) < 1e-5, (n, t, c)
+    with pytest.raises(ValueError, match="discount"):
+        KneserNeyLM(tokens, 5, 3, discount=1.0)

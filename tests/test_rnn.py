@@ -180,3 +180,15 @@ def test_empty_sequence_is_refused_up_front(kind):
         OURS[kind](2, 4)(torch.zeros(3, 0, 2))
     with pytest.raises(ValueError, match="at least one step"):
         hidden_gradient_norms(RNNCell(2, 4), torch.zeros(3, 0, 2))
+
+
+def test_adding_problem_targets_the_two_marked_values():
+    from dlbook.rnn import adding_problem
+    x, y = adding_problem(50, 12, torch.Generator().manual_seed(0))
+    assert x.shape == (50, 12, 2) and y.shape == (50,)
+    markers = x[..., 1]
+    assert (markers.sum(1) == 2).all()
+    assert (markers[:, :6].sum(1) == 1).all() and (markers[:, 6:].sum(1) == 1).all()
+    assert torch.allclose(y, (x[..., 0] * markers).sum(1))
+    with pytest.raises(ValueError, match="length"):
+        adding_problem(4, 1)

@@ -3,6 +3,8 @@
     nice -n 5 python tools/ch08_sweeps.py names   # -> data/ch08_names_sweep.json, ch08_lms.safetensors
     (or one contender per process, side by side: ... names LSTM; ... names MLP RNN; the last to
     finish merges the parts)
+    nice -n 5 python tools/ch08_sweeps.py names-long  # -> data/ch08_names_long.json (4,000 steps)
+    nice -n 5 python tools/ch08_sweeps.py adding      # -> data/ch08_adding.json
     nice -n 5 python tools/ch08_sweeps.py co2-val   # selection runs (or one LR per process)
     nice -n 5 python tools/ch08_sweeps.py co2-test  # -> data/ch08_co2_sweep.json
 
@@ -75,6 +77,59 @@ def names(models: list[str]) -> None:
         for name in LADDER:
             weights.update(load_file(PARTS / f"{name}.safetensors"))
         save_file(weights, DATA / "ch08_lms.safetensors")
+        print("merged into data/", flush=True)
+
+
+LONG = {"steps": 4000, "eval_every": 400,  # seed 0 of each at twice the budget
+        "runs": ["MLP:0.01", "RNN:0.01", "RNN-128:0.01", "LSTM:0.03", "LSTM:0.01"]}
+
+
+def names_long(runs: list[str]) -> None:
+    """The 4,000-step check: seed 0 of each contender at its chosen rate (the LSTM also at its
+    runner-up, 0.01), twice the chapter's budget, same recipe; parts merged when all exist."""
+    from dlbook.data import names_splits
+    from dlbook.language_models import CharTokenizer, train_ladder_model
+    from dlbook.training import TokenStream
+
+    train_names, dev_names, _ = names_splits(seed=0)
+    tok = CharTokenizer.from_texts(train_names)
+    train, dev = (TokenStream(tok.stream(n), 16) for n in (train_names, dev_names))
+    PARTS.mkdir(exist_ok=True)
+    for run in runs or LONG["runs"]:
+        name, lr = run.split(":")
+        start = time.time()
+        _, h = train_ladder_model(name, train, dev, lr=float(lr), seed=0, steps=LONG["steps"],
+                                  eval_every=LONG["eval_every"], vocab_size=tok.vocab_size)
+        part = {"step": list(h.step), "dev": [round(v, 5) for v in h.val_loss]}
+        (PARTS / f"long_{run}.json").write_text(json.dumps(part))
+        print(run, part["dev"][-1], f"{time.time() - start:.0f} s", flush=True)
+    if all((PARTS / f"long_{r}.json").exists() for r in LONG["runs"]):
+        out = LONG | {"curves": {r: json.loads((PARTS / f"long_{r}.json").read_text())
+                                 for r in LONG["runs"]}}
+        (DATA / "ch08_names_long.json").write_text(json.dumps(out, indent=1) + "\n")
+        print("merged into data/", flush=True)
+
+
+ADDING = {"lengths": [10, 30], "kinds": ["rnn", "lstm", "gru"], "seeds": [0, 1, 2],
+          "steps": 1500, "lr": 0.003}
+
+
+def adding(kinds: list[str]) -> None:
+    """The adding problem: test MSE of each cell at each length and seed (a part per cell)."""
+    from dlbook.rnn import train_adding
+
+    PARTS.mkdir(exist_ok=True)
+    a = ADDING
+    for kind in kinds or a["kinds"]:
+        start = time.time()
+        mse = {str(n): [round(train_adding(kind, n, s, a["steps"], a["lr"]), 6)
+                        for s in a["seeds"]] for n in a["lengths"]}
+        (PARTS / f"adding_{kind}.json").write_text(json.dumps(mse))
+        print(kind, mse, f"{time.time() - start:.0f} s", flush=True)
+    if all((PARTS / f"adding_{k}.json").exists() for k in a["kinds"]):
+        out = a | {"mse": {k: json.loads((PARTS / f"adding_{k}.json").read_text())
+                           for k in a["kinds"]}}
+        (DATA / "ch08_adding.json").write_text(json.dumps(out, indent=1) + "\n")
         print("merged into data/", flush=True)
 
 
@@ -152,10 +207,14 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     if sys.argv[1] == "names":
         names(sys.argv[2:])
+    elif sys.argv[1] == "names-long":  # names-long [NAME:LR ...]
+        names_long(sys.argv[2:])
+    elif sys.argv[1] == "adding":  # adding [KIND ...]
+        adding(sys.argv[2:])
     elif sys.argv[1] == "co2-val":  # co2-val LR [LR ...]
         for lr in sys.argv[2:] or CO2["lrs"]:
             co2_val(float(lr))
     elif sys.argv[1] == "co2-test":  # co2-test [FEED ...], after every co2-val part
         co2_test(sys.argv[2:])
     else:
-        raise SystemExit("usage: ch08_sweeps.py names [MODEL ...] | co2-val [LR ...] | co2-test")
+        raise SystemExit("usage: ch08_sweeps.py names [MODEL ...] | names-long [NAME:LR ...] | adding [KIND ...] | co2-val [LR ...] | co2-test")

@@ -51,6 +51,10 @@ CHECKSUMS: dict[str, str] = {
     "mnist1d_sweep.json": "005c54d273a9aee2e8b59874f966e799f23c4bb3002abcf3b12e208dd8e1a709",
     # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
     "lenet_sweep.json": "b86ebf707558e5c5824319020f8e62a3d32cb93e47d7a6d76a6c915ae9b66476",
+    "ch08_adding.json":
+        "18186fff92ef5e72407b69af3decbbec3c1403455f27607da73d72df6d9a23db",
+    "ch08_names_long.json":
+        "674e8577d98771a0ed4dd828d2de4420b24baf3bd4237cec4853b4a0de6625c0",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -64,6 +68,8 @@ REBUILT_BY = {
     "reversal_sweep.json": "`python tools/reversal_transformer.py`",
     "mnist1d_sweep.json": "`python tools/mnist1d_sweep.py`",
     "lenet_sweep.json": "`python tools/lenet_sweep.py`",
+    "ch08_names_long.json": "tools/ch08_sweeps.py (see data/README.md)",
+    "ch08_adding.json": "tools/ch08_sweeps.py (see data/README.md)",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
