@@ -38,6 +38,7 @@ book: $(STAMP)
 	DLBOOK_STATIC_ONLY=1 $(VENV)/bin/jupyter-book build -W -n --keep-going .
 	$(PY) tools/vendor_mathjax.py
 	$(PY) tools/build_slides.py
+	rm -rf _build/html/student && cp -r student _build/html/student
 	$(PY) tools/page_weight.py
 	@echo "site: _build/html/index.html"
 
@@ -97,9 +98,11 @@ bench-fit: $(STAMP)
 checkpoints: $(STAMP)
 	nice -n 10 $(PY) tools/train_checkpoint.py
 
-# Strip outputs and normalise slide metadata: run before committing a chapter.
+# Strip outputs and normalise slide metadata, then remake the student editions (student/):
+# run before committing a chapter.
 format: $(STAMP)
 	$(PY) tools/nbformat_chapters.py chapters/*.ipynb
+	$(PY) tools/student_edition.py chapters/*.ipynb
 
 clean:
 	rm -rf _build dist .bench

@@ -42,6 +42,24 @@
     bar.insertBefore(link, bar.firstChild);
   }
 
+  // Each chapter has a student edition (tools/student_edition.py): the notebook with the
+  // exercise solutions replaced by a cell for the answer and a check that gives feedback.
+  function addStudentEditionButton() {
+    var match = window.location.pathname.match(/\/chapters\/(\d\d_[\w-]+)\.html$/);
+    var bar = document.querySelector(".article-header-buttons");
+    if (!match || !bar || bar.querySelector(".dlbook-student-button")) return;
+    var link = document.createElement("a");
+    link.href = "../student/" + match[1] + ".ipynb";
+    link.setAttribute("download", match[1] + "_student.ipynb");
+    link.className = "btn btn-sm dlbook-deck-button dlbook-student-button";
+    link.title = "Student edition of this chapter: exercises to solve, with checks (.ipynb)";
+    link.setAttribute("aria-label", "Student edition");
+    link.innerHTML = '<i class="fa-solid fa-download" aria-hidden="true"></i>' +
+      '<span class="dlbook-deck-label"> Student edition</span>';
+    var deck = bar.querySelector(".dlbook-deck-button");
+    bar.insertBefore(link, deck ? deck.nextSibling : bar.firstChild);
+  }
+
   // Formulas are not Tab stops (MathJax's inTabOrder is off), except a display formula too wide
   // for its column: it scrolls sideways, and a keyboard reader must be able to reach and scroll
   // it (WCAG 2.1.1; axe "scrollable-region-focusable").
@@ -61,6 +79,7 @@
 
   function ready() {
     addDeckButton();
+    addStudentEditionButton();
     nameByVisibleText(document);
     focusableWhenScrolling(document);
     window.addEventListener("resize", function () { focusableWhenScrolling(document); });
