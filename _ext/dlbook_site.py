@@ -8,11 +8,18 @@
 - No page loads Font Awesome's SVG-with-JavaScript bundle (1.5 MB on every page, for about twenty
   icons): the theme's template hard-codes it, so it is taken out of the written pages, and
   _static/dlbook-icons.css draws the same icons from the web fonts the theme already ships.
+- Search indexes prose, not code or raw TeX: Sphinx's index reads every text node, so
+  "KV cache" found chapter 04 through `from functools import cache`, and formulas added words
+  such as "mathbf". Code blocks (cell inputs and printed outputs) and maths are skipped.
+  (_static/dlbook.js leaves them out of the result snippets too.)
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from docutils import nodes
+from sphinx import search
 
 FONTAWESOME_JS = re.compile(r'\s*<script[^>]*src="[^"]*_static/scripts/fontawesome\.js[^"]*"[^>]*>\s*</script>')
 
@@ -60,7 +67,25 @@ def drop_fontawesome_js(app, exception) -> None:
             page.write_text(lean, encoding="utf-8")
 
 
+NOT_INDEXED = (nodes.literal_block, nodes.math, nodes.math_block, nodes.doctest_block)
+
+
+def _prose_only(feed):
+    """IndexBuilder.feed, given a copy of the page without its code and maths."""
+    def feed_prose(self, docname, filename, title, doctree) -> None:
+        prose = doctree.deepcopy()
+        for node in list(prose.findall(lambda n: isinstance(n, NOT_INDEXED))):
+            node.parent.remove(node)
+        return feed(self, docname, filename, title, prose)
+
+    feed_prose.dlbook_prose_only = True
+    return feed_prose
+
+
 def setup(app):
+    # Sphinx's index has no hook for what it reads: wrap its feed once per process.
+    if not getattr(search.IndexBuilder.feed, "dlbook_prose_only", False):
+        search.IndexBuilder.feed = _prose_only(search.IndexBuilder.feed)
     # After every other handler has added its assets to the page.
     app.connect("html-page-context", tidy_assets, priority=900)
     app.connect("build-finished", drop_fontawesome_js)

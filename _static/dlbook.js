@@ -77,7 +77,23 @@
     });
   }
 
+  // Result snippets quote the page's text: leave out code cells, printed outputs and maths,
+  // as the index does (_ext/dlbook_site.py), so a snippet shows the prose that matched.
+  function proseOnlySnippets() {
+    if (!window.Search || !Search.htmlToText || Search.htmlToText.dlbookProse) return;
+    var toText = Search.htmlToText;
+    Search.htmlToText = function (htmlString, anchor) {
+      var doc = new DOMParser().parseFromString(htmlString, "text/html");
+      doc.querySelectorAll("div.highlight, pre, .cell_output, .math, mjx-container, " +
+                           "figure.dlbook-interactive").forEach(function (el) { el.remove(); });
+      return toText(doc.documentElement.outerHTML, anchor);
+    };
+    Search.htmlToText.dlbookProse = true;
+  }
+  proseOnlySnippets();
+
   function ready() {
+    proseOnlySnippets();
     addDeckButton();
     addStudentEditionButton();
     nameByVisibleText(document);

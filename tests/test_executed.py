@@ -9,6 +9,7 @@ Run with `make site-test` after `make book`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,29 @@ def test_outputs_fit_on_a_screen(path):
                 lines = "".join(out["text"]).count("\n")
                 assert lines <= SCREEN_LINES, f"cell {i} prints {lines} lines (a screen is {SCREEN_LINES})"
             assert out["output_type"] != "error", f"cell {i} raised"
+
+
+def test_search_indexes_prose_not_code_or_tex():
+    """A query finds the prose that says it, not an import or a formula's TeX (_ext/dlbook_site.py)."""
+    index_file = ROOT / "_build" / "html" / "searchindex.js"
+    if not index_file.exists():
+        pytest.fail(f"{index_file} is missing: run `make book` first")
+    text = index_file.read_text()
+    index = json.loads(text[text.index("(") + 1:text.rindex(")")])
+    terms = index["terms"]
+    # words that appear only in code cells or TeX, never in the book's prose
+    for word in ["functool", "matplotlib", "mathbf", "no_grad"]:
+        assert word not in terms, f"search indexes {word!r}, which only code or TeX contains"
+    for word in ["perceptron", "attent", "backpropag"]:  # stems of prose words
+        assert word in terms, f"search lost the prose word {word!r}"
+
+
+def test_every_page_names_its_icon():
+    """Without a <link rel="icon">, browsers ask for /favicon.ico and get a 404 on every page."""
+    site = ROOT / "_build" / "html"
+    pages = sorted(site.glob("*.html")) + sorted((site / "chapters").glob("*.html"))
+    assert pages, f"{site} has no pages: run `make book` first"
+    for page in pages:
+        links = re.findall(r'<link rel="(?:shortcut )?icon" href="([^"]+)"', page.read_text())
+        assert links, f"{page.name} names no icon"
+        assert (page.parent / links[0]).resolve().is_file(), f"{page.name}: {links[0]} is missing"
