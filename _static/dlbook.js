@@ -8,6 +8,8 @@
   // aria-label that does not: let the visible text name them.
   function nameByVisibleText(root) {
     root.querySelectorAll("[aria-label]").forEach(function (el) {
+      // a form control's text is its options or value, not its name: keep its label
+      if (el.matches("select, input, textarea")) return;
       var text = (el.innerText || "").replace(/\s+/g, " ").trim();
       var label = el.getAttribute("aria-label") || "";
       if (text && label.toLowerCase().indexOf(text.toLowerCase()) === -1) {

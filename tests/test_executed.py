@@ -92,3 +92,12 @@ def test_every_page_names_its_icon():
         links = re.findall(r'<link rel="(?:shortcut )?icon" href="([^"]+)"', page.read_text())
         assert links, f"{page.name} names no icon"
         assert (page.parent / links[0]).resolve().is_file(), f"{page.name}: {links[0]} is missing"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_each_solution_toggle_says_solution(path):
+    page = ROOT / "_build" / "html" / "chapters" / f"{path.stem}.html"
+    if not page.exists():
+        pytest.fail(f"{page} is missing: run `make book` first")
+    solutions = sum("solution" in tags(c) for c in json.loads(path.read_text())["cells"])
+    assert page.read_text().count("Show the solution") == solutions

@@ -14,7 +14,7 @@ For each notebook given on the command line:
 - a cell that only calls ``say(...)`` (a sentence quoting computed numbers) is tagged ``prose`` and
   ``remove-input``: its code is removed on the site and collapsed in Jupyter, its text shows;
 - a solution (tag ``solution``) is tagged ``hide-cell``: code and answer behind one toggle on the
-  site, and both collapsed in Jupyter;
+  site ("Show the solution"), and both collapsed in Jupyter;
 - a cell tagged ``hide-input`` (a cell that only draws) is collapsed in JupyterLab too.
 
 ``python tools/nbformat_chapters.py --check chapters/*.ipynb`` only reports what it would change.
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTES_MIN_WORDS = 110  # prose longer than this is speaker notes, not slide text
 FIGURE_CALL = re.compile(r"\b(show|interactive_plot)\(")
 DISPLAY_MATHS = re.compile(r"\$\$|\\begin\{")
+SOLUTION_PROMPTS = {"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 
 
 def repository_url() -> str:
@@ -194,6 +195,9 @@ def normalise(nb: dict, url: str) -> dict:
             jupyter["source_hidden"] = True
         if cell["cell_type"] == "code" and "hide-cell" in tags:
             jupyter["outputs_hidden"] = True
+        if cell["cell_type"] == "code" and "solution" in tags:
+            # the site's toggle says what it hides ("Show code cell content" by default)
+            md["mystnb"] = {**md.get("mystnb", {}), **SOLUTION_PROMPTS}
         if jupyter:
             md["jupyter"] = jupyter
         if "slide-manual" not in tags:
