@@ -62,6 +62,46 @@
     bar.insertBefore(link, deck ? deck.nextSibling : bar.firstChild);
   }
 
+  // Phones: figures fit the column, so their text is small; a tap opens the figure at its drawn
+  // size in a view that scrolls and pinch-zooms (Close, Escape or a tap outside it closes it).
+  var PHONE = window.matchMedia("(max-width: 600px)");
+
+  function openZoom(img) {
+    var view = document.createElement("div");
+    view.className = "dlbook-zoom";
+    view.setAttribute("role", "dialog");
+    view.setAttribute("aria-modal", "true");
+    view.setAttribute("aria-label", "Figure, full size");
+    var big = document.createElement("img");
+    big.src = img.src;
+    big.alt = img.alt;
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "btn btn-light";
+    close.textContent = "Close";
+    function shut() { view.remove(); document.removeEventListener("keydown", onKey); img.focus(); }
+    function onKey(e) { if (e.key === "Escape") shut(); }
+    close.addEventListener("click", shut);
+    view.addEventListener("click", function (e) { if (e.target === view) shut(); });
+    document.addEventListener("keydown", onKey);
+    view.appendChild(close);
+    view.appendChild(big);
+    document.body.appendChild(view);
+    close.focus();
+  }
+
+  function zoomableFigures(root) {
+    root.querySelectorAll("img.dlbook-figure").forEach(function (img) {
+      if (img.dataset.dlbookZoom) return;
+      img.dataset.dlbookZoom = "1";
+      img.addEventListener("click", function () { if (PHONE.matches) openZoom(img); });
+      var hint = document.createElement("span");
+      hint.className = "dlbook-zoom-hint";
+      hint.textContent = "Tap the figure to see it full size.";
+      img.insertAdjacentElement("afterend", hint);
+    });
+  }
+
   // Formulas are not Tab stops (MathJax's inTabOrder is off), except a display formula too wide
   // for its column: it scrolls sideways, and a keyboard reader must be able to reach and scroll
   // it (WCAG 2.1.1; axe "scrollable-region-focusable").
@@ -98,6 +138,7 @@
     proseOnlySnippets();
     addDeckButton();
     addStudentEditionButton();
+    zoomableFigures(document);
     nameByVisibleText(document);
     focusableWhenScrolling(document);
     window.addEventListener("resize", function () { focusableWhenScrolling(document); });

@@ -2,7 +2,8 @@
 
 On every page: no console error, no serious or critical axe-core violation (WCAG 2.1 AA), no
 request off the machine, every icon drawn, and no sideways scrolling of the page on a 390 px
-phone. On every chapter page, every control of every interactive plot changes its figure. Each
+phone. On every chapter page, on that phone: no figure wider than the screen (a tap shows it full
+size), no raw TeX in the text, and in dark mode photos and colour maps keep their colours. On every chapter page, every control of every interactive plot changes its figure. Each
 chapter's slide deck loads offline with the slides it should have, and a slider in it changes its
 figure while the arrow keys stay with the slider.
 """
@@ -79,6 +80,50 @@ def test_every_page_is_clean_offline_accessible_and_fits_a_phone(server, browser
                 problems.append(f"{path}: {kind}: {found[:3]}")
         if width > PHONE:
             problems.append(f"{path}: the page is {width} px wide on a {PHONE} px phone")
+        page.close()
+    assert not problems, "\n".join(problems)
+
+
+FIGURES_TOO_WIDE = """() => Array.from(document.querySelectorAll('img.dlbook-figure'))
+  .filter(i => i.offsetParent !== null && i.getBoundingClientRect().right > window.innerWidth + 1)
+  .map(i => Math.round(i.getBoundingClientRect().width) + ' px: ' + i.alt.slice(0, 50))"""
+# TeX that MathJax did not typeset, in what the reader sees (code and typeset maths apart)
+RAW_TEX = """() => {
+  const main = document.querySelector('main, [role=main]').cloneNode(true);
+  main.querySelectorAll('mjx-container, pre, code, script, style, .cell_input, .highlight')
+    .forEach(e => e.remove());
+  return (main.innerText.match(/\\\\[a-zA-Z]{2,}|\\$\\$|\\\\\\(|\\\\\\[/g) || []).slice(0, 5);
+}"""
+INVERTED_COLOURS = """() => Array.from(document.querySelectorAll('img.dlbook-figure.dlbook-colour'))
+  .filter(i => getComputedStyle(i).filter.includes('invert')).map(i => i.alt.slice(0, 50))"""
+ZOOMED = """() => { const i = document.querySelector('.dlbook-zoom img');
+  return i ? [i.naturalWidth, Math.round(i.getBoundingClientRect().width)] : null; }"""
+
+
+def test_every_chapter_reads_on_a_phone_and_in_dark_mode(server, browser):
+    """At 390x844: no figure wider than the screen, a tap shows one at its drawn size; no raw
+    TeX anywhere; in dark mode, photos and colour maps keep their colours."""
+    problems = []
+    for path in site_browser.chapter_pages():
+        page = site_browser.offline_page(browser, server, width=PHONE, height=844)
+        page.goto(f"{server}/{path}")
+        site_browser.settle(page)
+        for kind, found in [("figures wider than the phone", page.evaluate(FIGURES_TOO_WIDE)),
+                            ("raw TeX in the text", page.evaluate(RAW_TEX))]:
+            if found:
+                problems.append(f"{path}: {kind}: {found[:3]}")
+        figure = page.locator("img.dlbook-figure:visible").first
+        if figure.count():
+            figure.scroll_into_view_if_needed()
+            figure.click()
+            zoomed = page.evaluate(ZOOMED)
+            if not zoomed or zoomed[1] < zoomed[0] - 1:
+                problems.append(f"{path}: a tap does not show the figure full size: {zoomed}")
+            page.keyboard.press("Escape")
+        page.evaluate("document.documentElement.dataset.theme = 'dark'")
+        inverted = page.evaluate(INVERTED_COLOURS)
+        if inverted:
+            problems.append(f"{path}: colour figures inverted in dark mode: {inverted[:3]}")
         page.close()
     assert not problems, "\n".join(problems)
 
