@@ -27,6 +27,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from packaging.utils import canonicalize_name
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +52,9 @@ def pins() -> dict[str, str]:
         line = line.split("#")[0].strip()
         if line:
             name, version = line.split("==")
-            found[canonical(name)] = version
+            found[canonicalize_name(name)] = version
     return found
 
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def run(python: Path | str, *args: str, **kwargs) -> str:
@@ -79,7 +77,7 @@ def distributions(python: Path, path: Path | None = None) -> dict[str, str]:
             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions(**where)"
             " if d.metadata['Name']}))")
     found = json.loads(run(python, "-c", code, *([str(path)] if path else [])))
-    return {canonical(k): v for k, v in found.items()}
+    return {canonicalize_name(k): v for k, v in found.items()}
 
 
 def overlay(base: Path | str, env_dir: Path) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from packaging.utils import canonicalize_name
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,16 +61,12 @@ def _third_party_imports(source: str) -> set[str]:
     return {n for n in names if n not in sys.stdlib_module_names and n != "dlbook"}
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def test_every_import_of_the_chapters_and_dlbook_is_a_dependency_of_the_wheel(wheel):
     """`pip install dlbook` must bring everything a chapter imports, on any machine."""
     with zipfile.ZipFile(wheel) as archive:
         meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         lines = archive.read(meta).decode().splitlines()
-    declared = {_canonical(re.match(r"Requires-Dist:\s*([A-Za-z0-9_.-]+)", line).group(1))
+    declared = {canonicalize_name(re.match(r"Requires-Dist:\s*([A-Za-z0-9_.-]+)", line).group(1))
                 for line in lines if line.startswith("Requires-Dist:") and "extra ==" not in line}
     sources = {}
     for path in sorted((ROOT / "chapters").glob("*.ipynb")):
@@ -81,7 +78,7 @@ def test_every_import_of_the_chapters_and_dlbook_is_a_dependency_of_the_wheel(wh
     missing = {}
     for where, source in sources.items():
         for module in _third_party_imports(source):
-            dists = {_canonical(d) for d in distributions.get(module, [])}
+            dists = {canonicalize_name(d) for d in distributions.get(module, [])}
             if not dists & declared:
                 missing.setdefault(module, []).append(where)
     assert not missing, (f"imported but not a dependency of the wheel (add to pyproject.toml's "
