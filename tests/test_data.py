@@ -196,3 +196,24 @@ def test_validation_split_is_stratified_disjoint_and_reproducible():
         data.validation_split(x, y, 1.5)
     with pytest.raises(ValueError, match="differ in length"):
         data.validation_split(x, y[:-1])
+
+
+def test_two_spirals_shapes_labels_and_seeding():
+    from dlbook.data import two_spirals
+
+    x, y = two_spirals(50, noise=0.0, seed=0)
+    assert x.shape == (100, 2) and x.dtype == np.float32 and y.tolist() == [0] * 50 + [1] * 50
+    assert np.abs(x).max() <= 2.0 + 1e-6
+    assert np.allclose(x[50:], -x[:50], atol=1e-6), "class 1 is class 0 turned half a turn"
+    noisy, _ = two_spirals(50, noise=0.04, seed=0)
+    assert np.array_equal(noisy, two_spirals(50, noise=0.04, seed=0)[0])
+    assert not np.array_equal(noisy, two_spirals(50, noise=0.04, seed=1)[0])
+
+
+def test_two_spirals_bad_input():
+    from dlbook.data import two_spirals
+
+    with pytest.raises(ValueError, match="positive integer"):
+        two_spirals(0)
+    with pytest.raises(ValueError, match="standard deviation"):
+        two_spirals(10, noise=-1.0)

@@ -146,3 +146,27 @@ def test_xor_never_converges_and_cycles():
 def test_labels_must_be_two_classes():
     with pytest.raises(ValueError, match="two classes"):
         Perceptron().fit(np.zeros((3, 2)), [0, 1, 2])
+
+
+def test_separable_data_keeps_its_margin_and_labels_by_side():
+    from dlbook.perceptron import separable_data
+
+    X, y, w, b = separable_data(200, 0.1, seed=4)
+    assert X.shape == (200, 2) and set(np.unique(y)) <= {-1, 1}
+    assert np.isclose(np.linalg.norm(w), 1.0)
+    assert np.all(np.abs(X @ w + b) > 0.1) and np.all(y * (X @ w + b) > 0)
+    again = separable_data(200, 0.1, seed=4)
+    assert np.array_equal(X, again[0]) and np.array_equal(y, again[1])
+    X, y, w, b = separable_data(30, 0.15, seed=3, w=[0.8, 0.6], b=-1.5, low=-0.5, high=3.0)
+    assert X.min() >= -0.5 and X.max() <= 3.0 and np.all(np.abs(X @ w + b) > 0.15)
+
+
+def test_separable_data_bad_input_says_what_to_do():
+    from dlbook.perceptron import separable_data
+
+    with pytest.raises(ValueError, match="positive integer"):
+        separable_data(0, 0.1, seed=0)
+    with pytest.raises(ValueError, match="both w and b"):
+        separable_data(10, 0.1, seed=0, w=[1.0, 0.0])
+    with pytest.raises(ValueError, match="smaller margin"):
+        separable_data(10, 5.0, seed=0)

@@ -231,6 +231,30 @@ def mnist5k_splits(val_fraction: float = 0.2, flatten: bool = True, seed: int = 
     return train, val, mnist5k_tensors("test", flatten, device)
 
 
+def two_spirals(n_per_class: int, noise: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved spirals of 1.75 turns in [-2, 2]^2, the classic data no line separates.
+
+    Returns ``points`` (2 n_per_class, 2) float32 and ``labels`` (2 n_per_class,) in {0, 1}: class
+    1 is class 0 turned half a turn. Angles are denser near the centre (the radius grows with the
+    angle), and ``noise`` is the standard deviation of the Gaussian jitter added to each point.
+    """
+    if not isinstance(n_per_class, (int, np.integer)) or n_per_class < 1:
+        raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
+    if not noise >= 0:
+        raise ValueError(f"noise is a standard deviation: 0 or more, got {noise!r}")
+    rng = np.random.default_rng(seed)
+    turns = 1.75
+    angle = np.sqrt(rng.uniform(0.03, 1, n_per_class)) * turns * 2 * np.pi  # (n,)
+    radius = 2 * angle / (turns * 2 * np.pi)  # (n,)
+    points, labels = [], []
+    for label in (0, 1):
+        a = angle + label * np.pi  # the second spiral: the first, half a turn on
+        xy = np.stack([radius * np.cos(a), radius * np.sin(a)], axis=1)  # (n, 2)
+        points.append(xy + noise * rng.standard_normal(xy.shape))
+        labels.append(np.full(n_per_class, label))
+    return np.concatenate(points).astype(np.float32), np.concatenate(labels)
+
+
 def load_names() -> list[str]:
     """32,000 first names, lower-case a-z, most common first."""
     return verified_path("names.txt").read_text(encoding="ascii").splitlines()

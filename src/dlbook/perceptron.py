@@ -144,3 +144,33 @@ def mistake_bound(X, y, w, b: float = 0.0, fit_intercept: bool = True) -> tuple[
                          "the bound needs a separating hyperplane")
     radius = float(np.max(np.linalg.norm(X, axis=1)))
     return radius, gamma, (radius / gamma) ** 2
+
+
+def separable_data(n: int, margin: float, seed: int = 0, w=None, b: float | None = None,
+                   low: float = -1.0, high: float = 1.0):
+    """``n`` points, uniform in the square [low, high]^2 but never closer than ``margin`` to the
+    line w.x + b = 0, labelled +1/-1 by their side of it: data the perceptron must learn (its
+    margin is at least ``margin`` / ||w||). ``w`` a unit vector, ``b`` its offset; a random line
+    when not given. Returns ``(X (n, 2), y (n,), w, b)``."""
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not margin >= 0 or not low < high:
+        raise ValueError(f"need margin >= 0 and low < high, got {margin=}, {low=}, {high=}")
+    if (w is None) != (b is None):
+        raise ValueError("give the line as both w and b, or neither (a random line)")
+    rng = np.random.default_rng(seed)
+    if w is None:
+        angle = rng.uniform(0, 2 * np.pi)
+        w = np.array([np.cos(angle), np.sin(angle)])
+        b = rng.uniform(-0.3, 0.3)
+    points, barren = np.empty((0, 2)), 0
+    while len(points) < n:
+        candidates = rng.uniform(low, high, size=(4 * n, 2))  # (4n, 2)
+        far = np.abs(candidates @ w + b) > margin
+        points = np.vstack([points, candidates[far]])
+        barren = 0 if far.any() else barren + 1
+        if barren == 100:
+            raise ValueError(f"no point of the square lies {margin} away from the line: "
+                             "use a smaller margin or a larger square")
+    X = points[:n]  # (n, 2)
+    return X, np.where(X @ w + b > 0, 1, -1), np.asarray(w), b
