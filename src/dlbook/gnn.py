@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -299,9 +300,8 @@ class GCN(nn.Module):
             yield x
 
     def embed(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        for x in self._layers(x, edge_index, self.config.dropout):
-            pass
-        return x
+        *_, last = self._layers(x, edge_index, self.config.dropout)
+        return last
 
     @torch.no_grad()
     def layer_outputs(self, x: torch.Tensor, edge_index: torch.Tensor) -> list[torch.Tensor]:
@@ -544,7 +544,7 @@ class GIN(nn.Module):
             raise ValueError(f"layers must be at least 1, got {config.layers}")
         self.config = config
         widths = [config.in_features] + [config.hidden] * config.layers
-        self.layers = nn.ModuleList(GINLayer(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(GINLayer(a, b) for a, b in pairwise(widths))
         self.classifier = nn.Linear(config.hidden * config.layers, config.classes)
 
     def embed_graphs(self, x, edge_index, batch, num_graphs) -> torch.Tensor:
