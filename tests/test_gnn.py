@@ -194,3 +194,95 @@ def test_link_predictor_beats_chance_and_keeps_its_best_weights():
     history = gnn.fit_link_predictor(encoder, torch.eye(24), train, (val_pos, val_neg), epochs=60)
     assert max(history.val_auc) == history.val_auc[history.eval_epochs.index(history.best_epoch)]
     assert max(history.val_auc) > 0.8
+
+
+def test_edge_index_given_as_a_list_fails_with_a_clear_message(karate):
+    _, edge_index = karate
+    as_list = edge_index.tolist()
+    x = torch.randn(34, 3)
+    for run in (lambda: gnn.GCNLayer(3, 2)(x, as_list),
+                lambda: gnn.GATLayer(3, 2)(x, as_list),
+                lambda: gnn.GINLayer(3, 2)(x, as_list),
+                lambda: gnn.message_passing(x, as_list)):
+        with pytest.raises(TypeError, match="torch.as_tensor"):
+            run()
+
+
+def test_gcn_layer_keeps_one_self_loop_on_graphs_that_have_some(karate):
+    """GCNConv adds only the self-loops a graph lacks; so must GCNLayer (weights copy across)."""
+    pyg = pytest.importorskip("torch_geometric.nn")
+    _, edge_index = karate
+    loops = torch.tensor([[0, 5, 5, 17], [0, 5, 5, 17]])  # node 5 twice
+    with_loops = torch.cat([edge_index, loops], dim=1)
+    torch.manual_seed(0)
+    ours = gnn.GCNLayer(5, 3).double()
+    ref = pyg.GCNConv(5, 3).double()
+    with torch.no_grad():
+        ours.bias.normal_()
+        ref.lin.weight.copy_(ours.lin.weight)
+        ref.bias.copy_(ours.bias)
+    x = torch.randn(34, 5, dtype=torch.float64)
+    torch.testing.assert_close(ours(x, with_loops), ref(x, with_loops))
+    torch.testing.assert_close(ours(x, with_loops), ours(x, edge_index))
+    dense = gnn.normalized_adjacency(with_loops, 34, dtype=torch.float64)
+    torch.testing.assert_close(dense, gnn.normalized_adjacency(edge_index, 34, dtype=torch.float64))
+
+
+def test_gin_layer_and_sum_readout_match_pyg():
+    pyg = pytest.importorskip("torch_geometric.nn")
+    graphs = [random_graph(seed=s) for s in (0, 1, 2)]
+    edge_index, batch = gnn.batch_graphs(graphs, [12, 12, 12])
+    assert edge_index.shape[1] == sum(g.shape[1] for g in graphs) and batch.tolist()[12] == 1
+    torch.manual_seed(0)
+    ours = gnn.GINLayer(4, 6, hidden=8, eps=0.3).double()
+    ref = pyg.GINConv(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
+                                          torch.nn.Linear(8, 6)), eps=0.3).double()
+    ref.nn.load_state_dict(ours.nn.state_dict())
+    x = torch.randn(36, 4, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, out_ref = ours(x, edge_index), ref(x_ref, edge_index)
+    torch.testing.assert_close(out, out_ref)
+    out.tanh().sum().backward()
+    out_ref.tanh().sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(ours.nn[0].weight.grad, ref.nn[0].weight.grad)
+    pooled = gnn.readout(out, batch, 3)
+    torch.testing.assert_close(pooled, pyg.global_add_pool(out, batch))
+    torch.testing.assert_close(gnn.readout(out, batch, 3, "mean"), pyg.global_mean_pool(out, batch))
+    with pytest.raises(ValueError, match="one size per graph"):
+        gnn.batch_graphs(graphs, [12, 12])
+    with pytest.raises(ValueError, match="one graph id per node"):
+        gnn.readout(out, batch[:-1], 3)
+
+
+def test_gin_cannot_separate_what_weisfeiler_lehman_cannot():
+    hexagon, triangles = nx.cycle_graph(6), nx.disjoint_union(nx.cycle_graph(3), nx.cycle_graph(3))
+    path = nx.path_graph(6)
+    edges, batch = gnn.batch_graphs([gnn.edge_index_from_networkx(g)
+                                     for g in (hexagon, triangles, path)], [6, 6, 6])
+    torch.manual_seed(0)
+    model = gnn.GIN(gnn.GINConfig(in_features=1, hidden=8, layers=3)).double()
+    with torch.no_grad():
+        h = model.embed_graphs(torch.ones(18, 1, dtype=torch.float64), edges, batch, 3)
+    torch.testing.assert_close(h[0], h[1])
+    assert (h[0] - h[2]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="layers must be"):
+        gnn.GIN(layers=0)
+
+
+def test_pair_norm_matches_pyg_and_residual_layers_add_to_their_input(karate):
+    pyg = pytest.importorskip("torch_geometric.nn")
+    x = torch.randn(34, 5, dtype=torch.float64)
+    torch.testing.assert_close(gnn.pair_norm(x, scale=2.0), pyg.PairNorm(scale=2.0)(x))
+    _, edge_index = karate
+    model = gnn.GCN(gnn.GCNConfig(sizes=(34, 4, 4, 4, 2), classes=2, residual=True))
+    with torch.no_grad():
+        model.layers[1].lin.weight.zero_()
+        model.layers[1].bias.zero_()
+        out = model.layer_outputs(torch.eye(34), edge_index)
+    torch.testing.assert_close(out[1], out[0])  # a zero layer passes its input on
+    normed = gnn.GCN(gnn.GCNConfig(sizes=(34, 4, 4, 2), norm="pairnorm"))
+    for h in normed.layer_outputs(torch.eye(34), edge_index):
+        torch.testing.assert_close(h.mean(0), torch.zeros(h.shape[1]), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="norm must be"):
+        gnn.GCN(norm="batch")

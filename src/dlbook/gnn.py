@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +36,12 @@ AGGREGATIONS = ("sum", "mean", "max")
 # --- graphs as edge lists ------------------------------------------------------------------------
 def check_edge_index(edge_index: torch.Tensor, num_nodes: int) -> None:
     """Fail early, with a message, on an edge list that would index out of range later."""
-    if not isinstance(edge_index, torch.Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        shape = tuple(edge_index.shape) if isinstance(edge_index, torch.Tensor) else type(edge_index)
-        raise ValueError(f"edge_index must be a (2, E) tensor of node ids, got {shape}")
+    if not isinstance(edge_index, torch.Tensor):
+        raise TypeError(f"edge_index must be a (2, E) tensor of node ids, got a "
+                        f"{type(edge_index).__name__}: convert it with torch.as_tensor(edge_index)")
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"edge_index must be a (2, E) tensor of node ids, got "
+                         f"{tuple(edge_index.shape)}")
     if edge_index.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"edge_index must hold integer node ids, got {edge_index.dtype}")
     if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
@@ -56,9 +60,12 @@ def edge_index_from_networkx(graph) -> torch.Tensor:
 
 
 def add_self_loops(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
-    """Append the edge i -> i for every node (so a node's own features enter its update)."""
+    """Exactly one edge i -> i for every node (so a node's own features enter its update): the
+    self-loops already in the list are dropped first, as PyG's ``add_remaining_self_loops``
+    does, so a graph that has some does not count them twice."""
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]  # (2, E'): no loops
     loops = torch.arange(num_nodes, device=edge_index.device).repeat(2, 1)  # (2, n)
-    return torch.cat([edge_index, loops], dim=1)  # (2, E + n)
+    return torch.cat([edge_index, loops], dim=1)  # (2, E' + n)
 
 
 def degree(edge_index: torch.Tensor, num_nodes: int, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -72,8 +79,8 @@ def gcn_norm(edge_index: torch.Tensor, num_nodes: int, self_loops: bool = True,
              dtype: torch.dtype | None = None):
     """The GCN's edge weights ``w_ij = 1/sqrt(d_i d_j)``, with degrees of ``A + I``.
 
-    Returns ``(edge_index, weight)``; with ``self_loops`` the edge list gains ``i -> i`` for every
-    node; ``dtype``: the weights' float type (default torch's). Why symmetric: it keeps the propagation matrix's eigenvalues in (-1, 1], so stacking
+    Returns ``(edge_index, weight)``; with ``self_loops`` the edge list has exactly one ``i -> i``
+    for every node (loops already there are not doubled, as in PyG's ``GCNConv``); ``dtype``: the weights' float type (default torch's). Why symmetric: it keeps the propagation matrix's eigenvalues in (-1, 1], so stacking
     layers neither blows features up nor (for a while) shrinks them, and high-degree nodes do not
     dominate their neighbours' sums.
     """
@@ -161,6 +168,7 @@ class GCNLayer(nn.Module):
         """:func:`gcn_norm`, computed once per graph: training on one graph calls the layer
         with the same ``edge_index`` every epoch. The cache holds the tensor itself and its
         version counter, so another graph, or an in-place edit, recomputes it."""
+        check_edge_index(edge_index, num_nodes)  # before ._version: a list has none
         key = (num_nodes, dtype, edge_index._version)
         if self._cache is None or self._cache[0] is not edge_index or self._cache[1] != key:
             self._cache = (edge_index, key, gcn_norm(edge_index, num_nodes, dtype=dtype))
@@ -208,8 +216,7 @@ class GATLayer(nn.Module):
             raise ValueError(f"GATLayer expects node features (n, {self.lin.in_features}), "
                              f"got {tuple(x.shape)}")
         check_edge_index(edge_index, n)
-        no_loops = edge_index[:, edge_index[0] != edge_index[1]]
-        edges = add_self_loops(no_loops, n)  # (2, E)
+        edges = add_self_loops(edge_index, n)  # (2, E): one self-loop per node
         source, target = edges
         h = self.lin(x).view(n, H, C)  # (n, H, C)
         score_src = (h * self.att_src).sum(-1)  # (n, H)
@@ -237,6 +244,8 @@ class GCNConfig:
     layer: str = "gcn"          # "gcn" or "gat"
     activation: str = "tanh"
     dropout: float = 0.0        # on each layer's input features, as in Kipf & Welling
+    residual: bool = False      # h <- h + layer(h) wherever a layer keeps the width
+    norm: str = "none"          # "pairnorm": PairNorm (Zhao & Akoglu 2020) after each layer
 
     @classmethod
     def karate(cls) -> GCNConfig:
@@ -268,35 +277,49 @@ class GCN(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {config.activation!r}")
         if len(config.sizes) < 2:
             raise ValueError(f"sizes needs at least [in, out], got {list(config.sizes)}")
+        if config.norm not in ("none", "pairnorm"):
+            raise ValueError(f"norm must be 'none' or 'pairnorm', got {config.norm!r}")
         self.config = config
         make = GCNLayer if config.layer == "gcn" else GATLayer
         self.layers = nn.ModuleList(make(a, b) for a, b in zip(config.sizes[:-1], config.sizes[1:]))
         self.classifier = nn.Linear(config.sizes[-1], config.classes) if config.classes else None
 
-    def embed(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        act = ACTIVATIONS[self.config.activation]
+    def _layers(self, x, edge_index, dropout: float):
+        """Yield every graph layer's output: dropout, layer, activation (not after the last
+        layer when there is no classifier), then the residual sum and PairNorm if configured."""
+        act, config = ACTIVATIONS[self.config.activation], self.config
         for k, layer in enumerate(self.layers):
-            x = F.dropout(x, self.config.dropout, self.training)
-            x = layer(x, edge_index)  # (n, sizes[k + 1])
+            h = layer(F.dropout(x, dropout, self.training), edge_index)  # (n, sizes[k + 1])
             if self.classifier is not None or k < len(self.layers) - 1:
-                x = act(x)
-        return x
+                h = act(h)
+            if config.residual and h.shape == x.shape:
+                h = x + h  # the layer learns a change to its input
+            if config.norm == "pairnorm":
+                h = pair_norm(h)
+            x = h
+            yield x
+
+    def embed(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        *_, last = self._layers(x, edge_index, self.config.dropout)
+        return last
 
     @torch.no_grad()
     def layer_outputs(self, x: torch.Tensor, edge_index: torch.Tensor) -> list[torch.Tensor]:
-        """Every graph layer's output after its activation, without dropout: what each depth
-        hands on (to watch node features grow alike with depth)."""
-        act, outputs = ACTIVATIONS[self.config.activation], []
-        for k, layer in enumerate(self.layers):
-            x = layer(x, edge_index)
-            if self.classifier is not None or k < len(self.layers) - 1:
-                x = act(x)
-            outputs.append(x)
-        return outputs
+        """Every graph layer's output (after its activation, residual and norm), without
+        dropout: what each depth hands on (to watch node features grow alike with depth)."""
+        return list(self._layers(x, edge_index, 0.0))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         h = self.embed(x, edge_index)  # (n, sizes[-1])
         return self.classifier(h) if self.classifier is not None else h
+
+
+def pair_norm(x: torch.Tensor, scale: float = 1.0, eps: float = 1e-5) -> torch.Tensor:
+    """PairNorm (Zhao & Akoglu 2020): centre the node features, then rescale them so that the
+    mean squared norm of a node is ``scale**2``. The total spread of the nodes is fixed, so
+    stacked layers cannot shrink it to nothing (the same formula as PyG's ``PairNorm``)."""
+    x = x - x.mean(0, keepdim=True)  # (n, F)
+    return scale * x / (eps + x.pow(2).sum(-1).mean()).sqrt()
 
 
 # --- measuring over-smoothing -------------------------------------------------------------------
@@ -442,3 +465,94 @@ def fit_link_predictor(encoder: nn.Module, x: torch.Tensor, train_edges: torch.T
     encoder.load_state_dict(best_state)
     encoder.eval()
     return history
+
+
+# --- whole graphs: readout and GIN --------------------------------------------------------------
+def batch_graphs(graphs: Sequence[torch.Tensor], sizes: Sequence[int]):
+    """Many graphs as one: a block-diagonal graph with no edges between them, as PyG batches.
+
+    ``graphs``: an edge_index per graph; ``sizes``: each graph's number of nodes. Returns the
+    joint ``edge_index`` (node ids shifted past the graphs before) and ``batch`` ``(N,)``, the
+    graph each node belongs to, which :func:`readout` pools over."""
+    if len(graphs) != len(sizes):
+        raise ValueError(f"one size per graph: {len(graphs)} graphs, {len(sizes)} sizes")
+    offsets = torch.tensor([0, *sizes]).cumsum(0)  # (G + 1,)
+    for edges, n in zip(graphs, sizes):
+        check_edge_index(edges, n)
+    edge_index = torch.cat([e + o for e, o in zip(graphs, offsets)], dim=1)  # (2, sum E)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.as_tensor(sizes))  # (N,)
+    return edge_index, batch
+
+
+def readout(x: torch.Tensor, batch: torch.Tensor, num_graphs: int, how: str = "sum") -> torch.Tensor:
+    """One vector per graph from its nodes' vectors ``x`` ``(N, F)``: the aggregation of message
+    passing, with the graph as the only receiver. Sum keeps the graph's size; mean forgets it."""
+    if batch.shape != x.shape[:1]:
+        raise ValueError(f"batch needs one graph id per node ({x.shape[0]}), got {tuple(batch.shape)}")
+    return aggregate(x, batch, num_graphs, how)  # (G, F)
+
+
+class GINLayer(nn.Module):
+    """The graph isomorphism network's layer (Xu et al. 2019):
+    ``h_i' = MLP((1 + eps) h_i + sum_{j in N(i)} h_j)``.
+
+    A *sum* of the neighbours (not a mean or max, which forget how many there are) and an MLP
+    (injective enough on those sums) make it as discriminating as one round of the
+    Weisfeiler-Lehman test, the most a message-passing layer can be. Names follow PyG's
+    ``GINConv(nn=Sequential(Linear, ReLU, Linear))`` (``nn.0``, ``nn.2``, ``eps``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: int | None = None,
+                 eps: float = 0.0, train_eps: bool = False):
+        super().__init__()
+        hidden = hidden or out_features
+        self.nn = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(),
+                                nn.Linear(hidden, out_features))
+        eps = torch.tensor([float(eps)])
+        if train_eps:
+            self.eps = nn.Parameter(eps)
+        else:
+            self.register_buffer("eps", eps)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.nn[0].in_features:
+            raise ValueError(f"GINLayer expects node features (n, {self.nn[0].in_features}), "
+                             f"got {tuple(x.shape)}")
+        neighbours = message_passing(x, edge_index)  # (n, F): the plain sum
+        return self.nn((1 + self.eps) * x + neighbours)  # (n, out)
+
+
+@dataclass
+class GINConfig:
+    """GIN for graph classification: ``layers`` GIN layers of width ``hidden`` (ReLU between),
+    a sum readout of every layer's output (Xu et al.'s jumping-knowledge readout), concatenated,
+    then a linear classifier."""
+
+    in_features: int = 1
+    hidden: int = 32
+    layers: int = 3
+    classes: int = 2
+
+
+class GIN(nn.Module):
+    """``forward(x, edge_index, batch, num_graphs) -> (G, classes)`` logits, one row a graph."""
+
+    def __init__(self, config: GINConfig | None = None, **overrides):
+        super().__init__()
+        config = replace(config or GINConfig(), **overrides)
+        if config.layers < 1:
+            raise ValueError(f"layers must be at least 1, got {config.layers}")
+        self.config = config
+        widths = [config.in_features] + [config.hidden] * config.layers
+        self.layers = nn.ModuleList(GINLayer(a, b) for a, b in pairwise(widths))
+        self.classifier = nn.Linear(config.hidden * config.layers, config.classes)
+
+    def embed_graphs(self, x, edge_index, batch, num_graphs) -> torch.Tensor:
+        pooled = []
+        for layer in self.layers:
+            x = torch.relu(layer(x, edge_index))  # (N, hidden)
+            pooled.append(readout(x, batch, num_graphs, "sum"))  # (G, hidden)
+        return torch.cat(pooled, dim=1)  # (G, hidden * layers)
+
+    def forward(self, x, edge_index, batch, num_graphs) -> torch.Tensor:
+        return self.classifier(self.embed_graphs(x, edge_index, batch, num_graphs))
