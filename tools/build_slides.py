@@ -51,6 +51,7 @@ TEMPLATES = Path(__file__).resolve().parent / "slides"
 CODE_LINES = 15  # code on a slide, at most
 OUTPUT_LINES = 8  # printed output under a code cell on its slide; longer goes to the notes
 SHORT_WORDS = 35  # a paragraph this short stays on the slide; a longer one is notes
+POINT_WORDS = 45  # a longer bullet shows its first sentence (the notes have it whole)
 LEAD_WORDS = 30  # a long paragraph under a heading leaves its first sentence, if this short
 TEXT_WORDS = 80  # on-slide words of a text slide
 BESIDE_VISUAL_WORDS = 45  # on-slide words of a slide that also has a figure or code
@@ -152,6 +153,18 @@ def words(text: str) -> int:
     text = re.sub(r"\]\([^)]*\)", "]", text)  # link targets
     text = re.sub(r"<[^>]+>", " ", text)
     return len(re.findall(r"[\w\u00c0-\u024f][\w'\u2019.,:-]*", text))
+
+
+def short_point(item: str) -> str:
+    """A bullet as a slide shows it: whole when short; else its first sentence, or its bold
+    head, when that is short enough (the whole bullet is then in the speaker notes)."""
+    if words(item) <= POINT_WORDS:
+        return item
+    lead = first_sentence(item)
+    if lead and words(lead) <= LEAD_WORDS and "\n" not in lead:
+        return lead
+    head = re.match(r"\*\*[^*]+\*\*[^.;:]{0,80}[.;:]?", item)
+    return head.group(0) if head and words(head.group(0)) <= LEAD_WORDS else item
 
 
 def first_sentence(text: str) -> str:
@@ -261,7 +274,9 @@ def on_slide_words(blocks: list[Block], after_heading: bool) -> tuple[int, int]:
             continue
         if block.kind == "equation":
             equations += 1
-        elif block.kind in ("points", "table"):
+        elif block.kind == "points":
+            total += sum(words(short_point(item)) for item in block.items)
+        elif block.kind == "table":
             total += block.n_words
         elif block.kind == "prose":
             if block.n_words <= SHORT_WORDS:
@@ -446,8 +461,11 @@ class Deck:
                 tag = "ol" if block.ordered else "ul"
                 for k, item in enumerate(block.items):
                     start = f' start="{block.level + k}"' if block.ordered else ""
-                    self.add_text(f"<{tag}{start}><li>{render(item)}</li></{tag}>", words(item),
-                                  text_height(words(item), bullet=True))
+                    shown = short_point(item)
+                    if shown != item:  # the slide has the point, the notes all of it
+                        self.add_notes(f"<{tag}{start}><li>{render(item)}</li></{tag}>")
+                    self.add_text(f"<{tag}{start}><li>{render(shown)}</li></{tag}>", words(shown),
+                                  text_height(words(shown), bullet=True))
             elif block.kind == "table":
                 rows = block.text.count("\n") - 1
                 height = 20 + 40 * (rows + 1)
@@ -715,8 +733,14 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} ({v})" for k, v in counts.items()))
     if args.no_measure:
         return 0
+    try:
+        measured = measure(site, list(counts))
+    except (RuntimeError, ImportError) as err:
+        print(f"cannot measure the slides in a browser: {err} (--no-measure skips the check)",
+              file=sys.stderr)
+        return 1
     problems = []
-    for name, slides in measure(site, list(counts)).items():
+    for name, slides in measured.items():
         for s in slides:
             for problem in s["problems"]:
                 problems.append(f"{name}.html slide {s['index'] + 1} ({s['heading'][:50]!r}): "
