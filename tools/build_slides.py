@@ -51,6 +51,8 @@ TEMPLATES = Path(__file__).resolve().parent / "slides"
 CODE_LINES = 15  # code on a slide, at most
 OUTPUT_LINES = 8  # printed output under a code cell on its slide; longer goes to the notes
 SHORT_WORDS = 35  # a paragraph this short stays on the slide; a longer one is notes
+SPARSE_WORDS = 25  # a slide with fewer on-slide words shows the start of its notes' prose
+FILL_WORDS = 75  # ... up to this many words
 POINT_WORDS = 45  # a longer bullet shows its first sentence (the notes have it whole)
 LEAD_WORDS = 30  # a long paragraph under a heading leaves its first sentence, if this short
 TEXT_WORDS = 80  # on-slide words of a text slide
@@ -161,10 +163,21 @@ def short_point(item: str) -> str:
     if words(item) <= POINT_WORDS:
         return item
     lead = first_sentence(item)
-    if lead and words(lead) <= LEAD_WORDS and "\n" not in lead:
+    if lead and words(lead) <= POINT_WORDS:
         return lead
     head = re.match(r"\*\*[^*]+\*\*[^.;:]{0,80}[.;:]?", item)
-    return head.group(0) if head and words(head.group(0)) <= LEAD_WORDS else item
+    if head and words(head.group(0)) <= LEAD_WORDS:
+        return head.group(0)
+    # else its opening words, cut where no formula or code is open
+    kept, cut = [], ""
+    for token in " ".join(item.split()).split(" "):
+        kept.append(token)
+        text = " ".join(kept)
+        if words(text) > LEAD_WORDS:
+            break
+        if text.count("$") % 2 == 0 and text.count("`") % 2 == 0 and text.count("**") % 2 == 0:
+            cut = text
+    return (cut.rstrip(",;:") + " \u2026") if cut else item
 
 
 def first_sentence(text: str) -> str:
@@ -392,6 +405,7 @@ class Slide:
     n_eq: int = 0
     kind: str = "content"
     height: int = 0  # estimated, of the heading, text and code
+    left_out: list[str] = field(default_factory=list)  # prose (markdown) sent to the notes
 
     @property
     def busy(self) -> bool:
@@ -487,6 +501,7 @@ class Deck:
                     for tex in INLINE_DISPLAY.findall(block.text):  # the equations stay
                         self.add_text(render(f"$${tex}$$"), 1, equation_height(tex), True)
                     self.add_notes(render(block.text))
+                    self.current.left_out.append(block.text)
             else:
                 self.add_notes(render(block.text))
             after_heading = False
@@ -505,11 +520,18 @@ class Deck:
         if len(lines) > CODE_LINES:
             more = len(lines) - (CODE_LINES - 1)
             lines = lines[:CODE_LINES - 1] + [f"# ... {more} more lines in the chapter"]
-        height = 40 + CODE_LINE * len(lines) + (
-            (24 + OUTPUT_LINE * len(output.split("\n"))) if output else 0)
-        if starts or self.current.busy or self.current.height + height > BODY_HEIGHT:
+        height = 40 + CODE_LINE * len(lines)
+        printed = (24 + OUTPUT_LINE * len(output.split("\n"))) if output else 0
+        heading = heading_height(re.sub(r"<[^>]+>", "", self.heading))
+        dropped = ""
+        if output and heading + height + printed > BODY_HEIGHT - 16:
+            # code and what it prints do not fit one slide: the printout is for the speaker
+            dropped, output, printed = output, "", 0
+        if starts or self.current.busy or self.current.height + height + printed > BODY_HEIGHT:
             self.more()
-        self.current.height += height
+        if dropped:
+            self.add_notes(f"<pre>{html.escape(dropped)}</pre>")
+        self.current.height += height + printed
         self.current.code = (f"<pre class='dl-code'{mono_style(lines, 20)}><code>"
                              + html.escape("\n".join(lines)) + "</code></pre>")
         if output:
@@ -593,10 +615,15 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
                     continue
                 n = words(text)
                 height = markdown_height(text)
-                if n <= SHORT_WORDS and deck.fits(n, height):
+                blocks = markdown_blocks(text)
+                if any(b.kind == "points" for b in blocks):  # a computed list: as any list
+                    deck.add_blocks(blocks, False)
+                elif n <= SHORT_WORDS and deck.fits(n, height):
                     deck.add_text(f"<div class='dl-said'>{render(text)}</div>", n, height)
                 else:
                     deck.add_notes(render(text))
+                    if "|" not in text:
+                        deck.current.left_out.append(text)
             continue
         if kind == "listing":
             for output in outputs:
@@ -626,7 +653,43 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
                 deck.add_notes(render(output_markdown(output)))
             elif output_text(output):
                 deck.add_notes(f"<pre>{html.escape(output_text(output).rstrip())}</pre>")
+    for slide in deck.slides:
+        fill_sparse(slide)
     return deck.slides
+
+
+def sentences(text: str) -> list[str]:
+    flat = " ".join(text.split())
+    return [t for t in re.split(r"(?<=[.!?])\s+(?=[A-Z*`(\\$])", flat) if t]
+
+
+def fill_sparse(slide: Slide) -> None:
+    """A slide left with little but its heading (its section is all long paragraphs) shows
+    the opening sentences of those paragraphs, as many as fit; the notes keep them whole."""
+    if slide.kind != "content" or slide.busy or slide.n_words >= SPARSE_WORDS:
+        return
+    shown = "".join(slide.body)
+    for text in slide.left_out:
+        kept = []
+        for sentence in sentences(text):
+            if DISPLAY_MATHS.search(sentence) or render_inline(sentence) in shown:
+                continue
+            n, height = words(" ".join(kept + [sentence])), text_height(
+                words(" ".join(kept + [sentence])))
+            if slide.n_words + n > FILL_WORDS or slide.height + height > BODY_HEIGHT - 20 \
+                    or slide.n_points >= POINTS:
+                break
+            kept.append(sentence)
+        if not kept:
+            break
+        n = words(" ".join(kept))
+        cut = len(kept) < len(sentences(text))
+        slide.body.append(f"<p>{render_inline(' '.join(kept))}{' &hellip;' if cut else ''}</p>")
+        slide.n_words += n
+        slide.height += text_height(n)
+        slide.n_points += 1
+        if cut:
+            break
 
 
 # --------------------------------------------------------------------------------------------
