@@ -533,10 +533,19 @@ class Deck:
             self.add_notes(f"<pre>{html.escape(dropped)}</pre>")
         self.current.height += height + printed
         self.current.code = (f"<pre class='dl-code'{mono_style(lines, 20)}><code>"
-                             + html.escape("\n".join(lines)) + "</code></pre>")
+                             + highlight("\n".join(lines)) + "</code></pre>")
         if output:
             style = mono_style(output.split("\n"), 18)
             self.current.code += f"<pre class='dl-output'{style}>{html.escape(output)}</pre>"
+
+
+def highlight(code: str) -> str:
+    """Python, coloured by Pygments (its classes styled in dlbook-slides.css)."""
+    from pygments import highlight as pygmentize
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    return pygmentize(code, PythonLexer(), HtmlFormatter(nowrap=True)).rstrip("\n")
 
 
 def listing_code(output: dict) -> str | None:
