@@ -19,7 +19,9 @@ hold for any chapter (no chapter is tuned by hand):
 
 Where the slides break is decided per cell by :func:`slide_arc`, which ``make format``
 (tools/nbformat_chapters.py) also writes into the notebooks as RISE metadata, so presenting live
-from Jupyter follows the same arc.
+from Jupyter follows the same arc (a section too long for one slide, which the deck continues on
+the next, is one scrolling slide live). A cell tagged ``slide-manual`` keeps the slide type its
+author set, in the deck as live ("subslide" starts a slide: the deck has no vertical stacks).
 
 After writing the decks, each is opened in Debian's chromium (tools/site_browser.py) at
 1280x720 and every slide is measured; the build fails, naming deck and slide, if anything lies
@@ -348,7 +350,14 @@ def slide_arc(cells: list[dict]) -> list[str]:
             arc.append("-")
         else:  # hidden code: its printed output, if any, is for the speaker
             arc.append("notes")
-    return arc
+    # A cell tagged slide-manual keeps the type its author set, in the deck as live.
+    return [manual_type(cell) or kind for cell, kind in zip(cells, arc)]
+
+
+def manual_type(cell: dict) -> str | None:
+    if "slide-manual" not in tags(cell):
+        return None
+    return cell.get("metadata", {}).get("slideshow", {}).get("slide_type")
 
 
 # --------------------------------------------------------------------------------------------
@@ -580,8 +589,16 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
     for i, cell in enumerate(cells):
         if i == title_cell:
             continue
-        kind, starts = cell_kind(cell, first_code, i), arc[i] == "slide"
-        if kind == "skip":
+        kind, starts = cell_kind(cell, first_code, i), arc[i] in ("slide", "subslide")
+        if kind == "skip" or arc[i] == "skip":
+            continue
+        if arc[i] == "notes" and manual_type(cell):  # the author sent it to the notes
+            if cell["cell_type"] == "markdown":
+                deck.add_notes(render(source(cell)))
+            for output in cell.get("outputs", []):
+                text = output_markdown(output) or output_text(output)
+                if text:
+                    deck.add_notes(render(text))
             continue
         if kind in ("heading", "text"):
             blocks = markdown_blocks(source(cell))

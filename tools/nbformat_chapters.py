@@ -150,10 +150,7 @@ def slide_types(nb: dict) -> list[str]:
     starts the next one (flat: no sub-slides, so the right arrow reaches all); prose with
     nothing for the slide is speaker notes; the setup, imports, hidden checks and solutions are
     skipped. A cell tagged ``slide-manual`` keeps the type its author set."""
-    arc = build_slides.slide_arc(nb["cells"])
-    return [cell.get("metadata", {}).get("slideshow", {}).get("slide_type", kind)
-            if "slide-manual" in cell.get("metadata", {}).get("tags", []) else kind
-            for cell, kind in zip(nb["cells"], arc)]
+    return build_slides.slide_arc(nb["cells"])
 
 
 def normalise(nb: dict, url: str) -> dict:
