@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 # The chapters are executed two at a time into the build's cache first (tools/execute_book.py),
 # unless make test has just executed the same inputs.
 # Then MathJax goes into the site, and each chapter's static slide deck is made from the
-# notebook the build executed.
+# notebook the build executed; every slide is measured in chromium (one overflowing fails).
 book: $(STAMP)
 	DLBOOK_STATIC_ONLY=1 $(PY) tools/execute_book.py --reuse
 	DLBOOK_STATIC_ONLY=1 $(VENV)/bin/jupyter-book build -W -n --keep-going .

@@ -5,7 +5,9 @@ request off the machine, every icon drawn, and no sideways scrolling of the page
 phone. On every chapter page, on that phone: no figure wider than the screen (a tap shows it full
 size), no raw TeX in the text, and in dark mode photos and colour maps keep their colours. On every chapter page, every control of every interactive plot changes its figure. Each
 chapter's slide deck loads offline with the slides it should have, and a slider in it changes its
-figure while the arrow keys stay with the slider.
+figure while the arrow keys stay with the slider. Every deck, measured at 1280x720 slide by
+slide: nothing overflows the frame, at most 15 code lines and 120 words a slide (speaker notes
+apart), ArrowRight alone reaches every slide, and at least half the slides have speaker notes.
 """
 from __future__ import annotations
 
@@ -228,7 +230,7 @@ def test_a_deck_slider_changes_its_figure_and_keeps_the_arrow_keys(server, brows
       const el = document.querySelector('.reveal figure.dlbook-interactive input[type=range]');
       const at = Reveal.getIndices(el.closest('section'));
       Reveal.slide(at.h, at.v);
-      return at;
+      return Reveal.getIndices();
     }""")
     page.wait_for_timeout(300)
     figure = page.locator(".reveal section.present figure.dlbook-interactive").first
@@ -239,3 +241,42 @@ def test_a_deck_slider_changes_its_figure_and_keeps_the_arrow_keys(server, brows
     assert page.evaluate("Reveal.getIndices()") == where, "the arrow key changed the slide"
     assert figure.locator("img").get_attribute("src") != src_before, "the slider did not change the figure"
     page.close()
+
+
+CODE_LINES, WORDS, NOTES_SHARE = 15, 120, 0.5
+
+
+def test_every_deck_fits_the_frame_and_presents_from_the_keyboard(server, browser):
+    """What an instructor needs of a deck (issue 25), measured in Chromium on every deck:
+    slides overflowing 1280x720 (0), code lines a slide (<= 15), words a slide, notes apart
+    (<= 120), slides ArrowRight does not reach (0), share of slides with notes (>= 0.5).
+    A raw TeX command on a slide or in its notes counts as a problem too."""
+    counts = json.loads((SITE / "slides" / "decks.json").read_text())
+    assert counts, "no decks: run `make book`"
+    problems, report = [], []
+    for name in counts:
+        page = site_browser.offline_page(browser, server, width=1280, height=720)
+        page.goto(f"{server}/slides/{name}.html")
+        slides = site_browser.measure_deck(page)
+        reached, total = site_browser.arrow_right_reach(page)
+        noted = sum(s["notes"] for s in slides) / len(slides)
+        report.append(f"{name}: {len(slides)} slides, {sum(bool(s['problems']) for s in slides)} "
+                      f"overflowing, max {max(s['code_lines'] for s in slides)} code lines, "
+                      f"max {max(s['words'] for s in slides)} words, {total - reached} unreached, "
+                      f"notes on {noted:.0%}")
+        for s in slides:
+            where = f"{name} slide {s['index'] + 1} ({s['heading'][:40]!r})"
+            problems += [f"{where}: {p}" for p in s["problems"]]
+            if s["code_lines"] > CODE_LINES:
+                problems.append(f"{where}: {s['code_lines']} lines of code")
+            if s["words"] > WORDS:
+                problems.append(f"{where}: {s['words']} words")
+        if reached < total:
+            problems.append(f"{name}: ArrowRight reaches {reached} of {total} slides")
+        if noted < NOTES_SHARE:
+            problems.append(f"{name}: speaker notes on {noted:.0%} of the slides")
+        if page.errors or page.blocked:
+            problems.append(f"{name}: errors {page.errors[:3]}, off the machine {page.blocked[:3]}")
+        page.close()
+    print("\n".join(report))
+    assert not problems, "\n".join(problems)

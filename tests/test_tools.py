@@ -4,6 +4,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import json
+import re
+
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +38,11 @@ def test_formatter_sets_slides_strips_outputs_and_writes_the_setup_cell():
     nb.metadata["widgets"] = {"state": {}}
     out = fmt.normalise(nbformat.from_dict(nb), "https://github.com/o/r")
     slides = [c.metadata["slideshow"]["slide_type"] for c in out.cells]
-    assert slides == ["slide", "skip", "slide", "subslide", "notes", "-", "subslide", "skip", "skip",
-                      "-", "-", "-"]
+    # The deck's arc (build_slides.slide_arc), flat: headings start slides; long prose is notes;
+    # short code joins its slide, a figure after it starts the next; a drawing cell with no
+    # figure call is for the speaker; maths after a figure starts a slide.
+    assert slides == ["slide", "skip", "slide", "slide", "notes", "-", "slide", "skip", "skip",
+                      "-", "notes", "slide"]
     assert out.cells[1].source == fmt.setup_cell_source("https://github.com/o/r")
     assert out.cells[5].outputs == [] and out.cells[5].execution_count is None
     # A solution: code and answer behind one toggle on the site, both collapsed in Jupyter.
@@ -82,3 +88,43 @@ def test_readme_sections_are_replaced_between_their_markers(tmp_path):
     assert readme.read_text() == "intro\n<!-- t:start -->\n| a |\n| 1 |\n<!-- t:end -->\nrest\n"
     with pytest.raises(SystemExit, match="no <!-- other:start -->"):
         replace_section("other", "x", readme)
+
+
+def test_a_deck_has_a_title_slide_one_idea_a_slide_and_notes():
+    """tools/build_slides.py on a small executed chapter: the title slide names book, chapter and
+    objectives; imports, drawing code and checks stay off; code over 15 lines never shows; long
+    prose goes to the notes; a figure gets a slide of its own, in one flat sequence."""
+    import build_slides
+
+    png = {"text/html": '<img class="dlbook-figure" src="data:image/png;base64,AAAA" alt="a curve">'}
+    long_code = "\n".join(f"x{i} = {i}" for i in range(20))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 07 Modern networks\n\nAn opening paragraph."),
+        nbformat.v4.new_markdown_cell("## Learning objectives\n\n- build a thing;\n- test it."),
+        nbformat.v4.new_code_cell("# Colab setup", metadata={"tags": ["colab-setup"]}),
+        nbformat.v4.new_code_cell("import torch\ndevice = setup_chapter(seed=0)"),
+        nbformat.v4.new_markdown_cell("## The idea\n\n" + "Long prose goes on. " * 30
+                                      + "\n\n$$ y = w x + b $$"),
+        nbformat.v4.new_code_cell("w = 2\nprint(w)", outputs=[nbformat.v4.new_output(
+            "stream", text="2\n")]),
+        nbformat.v4.new_code_cell(long_code),
+        nbformat.v4.new_code_cell("# draw\nshow(fig, alt='a curve')", metadata={"tags": ["hide-input"]},
+                                  outputs=[nbformat.v4.new_output("display_data", data=png)]),
+        nbformat.v4.new_code_cell("assert True", metadata={"tags": ["remove-cell"]}),
+    ]
+    slides = build_slides.build_deck(json.loads(nbformat.writes(nb)), "The Book")
+    title = "".join(slides[0].body)
+    assert "The Book" in title and "Chapter 07" in title and "build a thing" in title
+    assert slides[0].heading == "Modern networks"
+    shown = re.sub(r"<[^>]+>", "", " ".join(s.code + "".join(s.body) for s in slides))
+    assert "w = 2" in shown and "import torch" not in shown and "x19" not in shown
+    assert "# draw" not in shown and "assert True" not in shown and "Colab" not in shown
+    idea = [s for s in slides if s.heading == "The idea"]
+    assert any("Long prose goes on." * 1 in "".join(s.notes) for s in idea)
+    assert any("y = w x + b" in "".join(s.body) for s in idea), "the key equation stays"
+    figures = [s for s in slides if s.visual]
+    assert len(figures) == 1 and not figures[0].code and "a curve" in "".join(figures[0].notes)
+    html_deck = build_slides.deck_html("07", "Modern networks", slides, "../_static", "x.html")
+    sections = re.findall(r"</?section", html_deck)
+    assert sections == ["<section", "</section"] * len(slides), "one flat sequence, no stacks"

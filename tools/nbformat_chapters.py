@@ -4,11 +4,12 @@ For each notebook given on the command line:
 - strips outputs, execution counts and stored widget state (chapters are committed without outputs);
 - rewrites the Colab setup cell (the first code cell) from the repository URL in ``_config.yml``,
   the one place that names it;
-- sets RISE slide metadata from the cell's content, so every chapter presents as a deck:
-  ``#``/``##`` headings start a slide, ``###`` a sub-slide, figures are sub-slides, long prose goes
-  to speaker notes unless it holds display maths (equations stay on the slides), hidden assert
-  cells, solutions and the setup cell are skipped. A cell tagged
-  ``slide-manual`` keeps whatever slide type its author set;
+- sets RISE slide metadata to the arc of the chapter's static deck (tools/build_slides.py), so
+  presenting live gives the same slides: the title with the learning objectives, then one flat
+  sequence in which each heading starts a slide and a figure or short code cell joins its slide
+  or starts the next; prose with nothing for the slide is speaker notes; the setup and imports,
+  hidden checks and solutions are skipped. A cell tagged ``slide-manual`` keeps whatever slide
+  type its author set;
 - formats the code with ``ruff format`` (settings in pyproject.toml: 79 columns, so visible code
   fits the site's code box without sideways scrolling);
 - a cell that only calls ``say(...)`` (a sentence quoting computed numbers) is tagged ``prose`` and
@@ -29,9 +30,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTES_MIN_WORDS = 110  # prose longer than this is speaker notes, not slide text
-FIGURE_CALL = re.compile(r"\b(show|interactive_plot)\(")
-DISPLAY_MATHS = re.compile(r"\$\$|\\begin\{")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import build_slides  # noqa: E402  (the decks' arc, which RISE metadata follows)
+
 SOLUTION_PROMPTS = {"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 
 
@@ -141,28 +142,15 @@ def tags_for(cell: dict) -> list[str]:
     return sorted(tags)
 
 
-def slide_type(cell: dict, index_of_first_code: int, index: int) -> str:
-    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-    tags = cell.get("metadata", {}).get("tags", [])
-    text = src.lstrip()
-    if cell["cell_type"] == "markdown":
-        if text.startswith("# ") or text.startswith("## "):
-            return "slide"
-        if text.startswith("### "):
-            return "subslide"
-        # Long prose is what the instructor says; the key equations stay on the slide.
-        if len(re.findall(r"\w+", text)) > NOTES_MIN_WORDS and not DISPLAY_MATHS.search(text):
-            return "notes"
-        return "-"
-    if index == index_of_first_code or "remove-cell" in tags:
-        return "skip"
-    if "solution" in tags:  # a deck shows the exercise, not its answer
-        return "skip"
-    if "prose" in tags:
-        return "-"
-    if FIGURE_CALL.search(src):
-        return "subslide"
-    return "-"
+def slide_types(nb: dict) -> list[str]:
+    """Each cell's RISE slide type: the arc of the chapter's static deck
+    (build_slides.slide_arc), so presenting live from Jupyter gives the same slides. The title and
+    the learning objectives make the title slide; every ``##``/``###`` heading starts a slide;
+    a figure, interactive plot or short code cell joins its slide when there is room, else
+    starts the next one (flat: no sub-slides, so the right arrow reaches all); prose with
+    nothing for the slide is speaker notes; the setup, imports, hidden checks and solutions are
+    skipped. A cell tagged ``slide-manual`` keeps the type its author set."""
+    return build_slides.slide_arc(nb["cells"])
 
 
 def normalise(nb: dict, url: str) -> dict:
@@ -200,10 +188,10 @@ def normalise(nb: dict, url: str) -> dict:
             md["mystnb"] = {**md.get("mystnb", {}), **SOLUTION_PROMPTS}
         if jupyter:
             md["jupyter"] = jupyter
-        if "slide-manual" not in tags:
-            md["slideshow"] = {"slide_type": slide_type(cell, first_code, i)}
         if isinstance(cell["source"], list):
             cell["source"] = "".join(cell["source"])
+    for cell, kind in zip(nb["cells"], slide_types(nb)):
+        cell["metadata"]["slideshow"] = {"slide_type": kind}
     return nb
 
 

@@ -124,3 +124,72 @@ def site_pages(site: Path = SITE) -> list[str]:
 
 def chapter_pages(site: Path = SITE) -> list[str]:
     return [p for p in site_pages(site) if re.match(r"chapters/\d\d_", p)]
+
+
+# Every slide of a deck (tools/build_slides.py) as laid out at the deck's 1280x720: how far its
+# content runs below or beside the frame, its code lines, its words (notes, code, maths and
+# scripts apart), whether it has speaker notes, the height its figure gets, and TeX that MathJax
+# left raw on the slide or in its notes.
+MEASURE_DECK = """async () => {
+  if (window.MathJax && MathJax.startup) await MathJax.startup.promise;
+  const frame = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const rawTex = /\\\\\\(|\\\\\\[|\\$\\$|\\\\(frac|mathbf|sum|begin|left|right|alpha|beta|theta|sigma|cdot|top|mathcal|hat)\\b/;
+  const text = (el) => {
+    const c = el.cloneNode(true);
+    c.querySelectorAll('mjx-container, pre, script, style, svg, aside').forEach(e => e.remove());
+    return c.textContent;
+  };
+  const slides = Reveal.getSlides();
+  const out = [];
+  for (let i = 0; i < slides.length; i++) {
+    const s = slides[i];
+    Reveal.slide(Reveal.getIndices(s).h, Reveal.getIndices(s).v);
+    await frame();
+    const box = s.querySelector('.dl-slide') || s;
+    await Promise.all([...box.querySelectorAll('img')].map(im => im.complete ? null :
+      new Promise(r => { im.onload = im.onerror = r; })));
+    await frame();
+    const heading = (box.querySelector('h1, h2') || {textContent: ''}).textContent.trim();
+    const words = text(box).split(/\\s+/).filter(w => /[A-Za-z0-9]/.test(w)).length;
+    const code = [...box.querySelectorAll('pre.dl-code')]
+      .reduce((n, p) => n + p.textContent.replace(/\\n$/, '').split('\\n').length, 0);
+    const notes = s.querySelector('aside.notes');
+    const scale = Reveal.getScale();
+    const fig = box.querySelector('.dl-visual img, .dl-visual svg');
+    const m = {index: i, heading, words, code_lines: code,
+      below: Math.max(0, box.scrollHeight - box.clientHeight),
+      beside: Math.max(0, box.scrollWidth - box.clientWidth),
+      notes: !!(notes && notes.textContent.trim()),
+      figure_height: fig ? Math.round(fig.getBoundingClientRect().height / scale) : null,
+      raw_tex: rawTex.test(text(box)) || (notes ? rawTex.test(text(notes)) : false)};
+    m.problems = [];
+    if (m.below > 1) m.problems.push(`content ${m.below} px below the frame`);
+    if (m.beside > 1) m.problems.push(`content ${m.beside} px beside the frame`);
+    if (fig && m.figure_height < 280) m.problems.push(`figure squeezed to ${m.figure_height} px`);
+    if (m.raw_tex) m.problems.push('raw TeX');
+    out.push(m);
+  }
+  Reveal.slide(0, 0);
+  return out;
+}"""
+
+
+def measure_deck(page, timeout_ms: int = 30_000) -> list[dict]:
+    """Measure every slide of the deck open in `page` (see MEASURE_DECK)."""
+    page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=timeout_ms)
+    return page.evaluate(MEASURE_DECK)
+
+
+def arrow_right_reach(page) -> tuple[int, int]:
+    """(slides reached from the first by ArrowRight alone, slides in the deck)."""
+    total = page.evaluate("Reveal.getTotalSlides()")
+    page.evaluate("Reveal.slide(0, 0); document.activeElement && document.activeElement.blur()")
+    seen = {json_key(page.evaluate("Reveal.getIndices()"))}
+    for _ in range(total + 2):
+        page.keyboard.press("ArrowRight")
+        seen.add(json_key(page.evaluate("Reveal.getIndices()")))
+    return len(seen), total
+
+
+def json_key(indices: dict) -> tuple:
+    return (indices.get("h"), indices.get("v"))

@@ -3,7 +3,9 @@
 
 The site then typesets its maths with no CDN, so it reads the same offline as online.
 Only the parts the `tex-chtml` bundle loads are copied: the bundle, TeX extensions it
-auto-loads, the CHTML web fonts, and the menu/accessibility components. Not into the book's own
+auto-loads, the CHTML web fonts, and the menu/accessibility components; and the `tex-svg`
+bundle, which the slide decks use (tools/build_slides.py: SVG maths shows typeset in the
+speaker view too). `python tools/vendor_mathjax.py SITE` copies into another built site. Not into the book's own
 `_static/`: Jupyter Book 1 adds every .js file found there to every page.
 """
 from __future__ import annotations
@@ -14,10 +16,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "_build" / "html" / "_static" / "mathjax"
-PARTS = ["tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2", "ui", "a11y", "adaptors"]
+PARTS = ["tex-chtml.js", "tex-svg.js", "input/tex/extensions", "output/chtml/fonts/woff-v2", "ui", "a11y", "adaptors"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    global TARGET
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        TARGET = Path(argv[0]).resolve() / "_static" / "mathjax"
     if not TARGET.parent.is_dir():
         print(f"{TARGET.parent} is missing: build the site first (make book)", file=sys.stderr)
         return 1
