@@ -107,7 +107,7 @@ def posterior(x0: torch.Tensor, xt: torch.Tensor, t, schedule: NoiseSchedule):
         raise ValueError(f"x0 and xt must have one shape, got {tuple(x0.shape)}, "
                          f"{tuple(xt.shape)}")
     t = _check_t(t, schedule, len(x0))
-    ab = schedule.alpha_bars.double().to(x0.device)
+    ab = torch.cumprod(1 - schedule.betas.double(), 0).to(x0.device)  # exact, not float32
     ab_t = ab[t - 1]  # (B,)
     ab_prev = torch.where(t > 1, ab[(t - 2).clamp(min=0)], torch.ones_like(ab_t))  # (B,)
     beta = schedule.betas.double().to(x0.device)[t - 1]  # (B,)
