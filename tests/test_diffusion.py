@@ -115,3 +115,74 @@ def test_ema_matches_torch_averaged_model():
         theirs.update_parameters(model)
     for a, b in zip(ours.parameters(), theirs.module.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_q_sample_refuses_noise_of_another_shape():
+    s = NoiseSchedule.linear(10)
+    x0 = torch.randn(6, 3)
+    with pytest.raises(ValueError, match="x0's shape"):
+        q_sample(x0, 5, s, torch.randn(3))  # (D,) would give every row the same noise
+
+
+def test_q_sample_on_image_shaped_data_is_the_closed_form_per_row():
+    s = NoiseSchedule.linear(10)
+    x0, noise = torch.randn(4, 5, 5), torch.randn(4, 5, 5)  # (N, H, W), H = W = N + 1
+    t = torch.tensor([1, 3, 6, 10])
+    got = q_sample(x0, t, s, noise)
+    for i in range(4):
+        ab = s.alpha_bars[t[i] - 1]
+        assert torch.allclose(got[i], ab.sqrt() * x0[i] + (1 - ab).sqrt() * noise[i])
+
+
+def test_nan_data_is_named_not_blamed_on_the_learning_rate():
+    ddpm = DDPM(Denoiser(DenoiserConfig.tiny()), NoiseSchedule.linear(5))
+    data = torch.randn(32, 2)
+    data[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="data hold NaN"):
+        ddpm.train(data, steps=2, batch_size=8)
+    with pytest.raises(ValueError, match="data hold NaN"):
+        ddpm.step(data[:8])
+
+
+def test_posterior_is_bayes_rule_on_the_two_gaussians():
+    from dlbook.diffusion import posterior
+
+    s = NoiseSchedule.linear(20, 1e-3, 0.3)
+    ab = torch.cat([torch.ones(1), s.alpha_bars]).double()  # ab[0] = 1
+    g = torch.Generator().manual_seed(0)
+    x0, xt = torch.randn(5, 2, generator=g).double(), torch.randn(5, 2, generator=g).double()
+    for t in (1, 2, 10, 20):
+        mean, var = posterior(x0, xt, t, s)
+        beta = s.betas.double()[t - 1]
+        # N(x_{t-1}; sqrt(ab_{t-1}) x0, 1 - ab_{t-1}) times N(x_t; sqrt(1 - beta) x_{t-1}, beta)
+        prec = (1 / (1 - ab[t - 1]) if t > 1 else float("inf")) + (1 - beta) / beta
+        want_var = 1 / prec
+        want_mean = x0 if t == 1 else want_var * (ab[t - 1].sqrt() * x0 / (1 - ab[t - 1])
+                                                  + (1 - beta).sqrt() * xt / beta)
+        assert torch.allclose(var, torch.full((5,), float(want_var), dtype=var.dtype))
+        assert torch.allclose(mean, want_mean, atol=1e-5)  # float32 schedule
+
+
+class _ExactDenoiser(torch.nn.Module):
+    """The exact noise predictor when all the data is one point c."""
+
+    def __init__(self, c, schedule):
+        super().__init__()
+        self.c, self.ab = torch.nn.Parameter(c), schedule.alpha_bars
+        self.config = DenoiserConfig(data_dim=len(c))
+
+    def forward(self, x, t):
+        ab = self.ab[t - 1].unsqueeze(-1)
+        return (x - ab.sqrt() * self.c) / (1 - ab).sqrt()
+
+
+def test_ddim_with_the_exact_noise_predictor_lands_on_the_data():
+    from dlbook.diffusion import ddim_sample
+
+    s = NoiseSchedule.linear(50, 1e-3, 0.2)
+    c = torch.tensor([1.5, -0.5])
+    for steps in (1, 5, 50):
+        x = ddim_sample(_ExactDenoiser(c, s), s, 100, steps, torch.Generator().manual_seed(0))
+        assert x.shape == (100, 2) and torch.allclose(x, c.expand(100, 2), atol=1e-4)
+    with pytest.raises(ValueError, match="steps"):
+        ddim_sample(_ExactDenoiser(c, s), s, 4, 0)

@@ -75,3 +75,11 @@ def test_batch_orders_draws_full_batches_and_reshuffles():
     assert len(next(batch_orders(3, 64))) == 3
     with pytest.raises(ValueError, match="at least one row"):
         next(batch_orders(0, 4))
+
+
+def test_a_two_dimensional_input_gets_a_clear_message():
+    layer = EnsembleLinear(3, 4, 2)
+    with pytest.raises(ValueError, match=r"members=3, B, n_in=4.*unsqueeze"):
+        layer(torch.randn(5, 4))
+    with pytest.raises(ValueError, match="n_in=4"):
+        layer(torch.randn(3, 5, 6))

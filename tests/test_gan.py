@@ -152,3 +152,21 @@ def test_train_gans_pairs_variants_by_seed():
     assert not torch.equal(hs["a", 0].snapshots[4], hs["a", 1].snapshots[4])
     with pytest.raises(ValueError, match="only in r1"):
         train_gans({"a": GANConfig.tiny(), "b": GANConfig(hidden=4)}, ring_of_gaussians, 2)
+
+
+def test_a_non_finite_loss_stops_the_step_before_any_weight_changes():
+    torch.manual_seed(0)
+    gan = GAN(GANConfig.tiny())
+    with torch.no_grad():
+        gan.generator[-1].bias.fill_(float("inf"))  # fakes at infinity: D's loss is NaN
+    before = [p.clone() for p in gan.discriminator.parameters()]
+    with pytest.raises(FloatingPointError, match="before its step"):
+        GANTrainer(gan).step(ring_of_gaussians(16, torch.Generator().manual_seed(1)))
+    assert all(torch.equal(a, b) for a, b in zip(before, gan.discriminator.parameters()))
+
+
+def test_non_finite_real_data_is_named():
+    real = ring_of_gaussians(16, torch.Generator().manual_seed(1))
+    real[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="real batch holds NaN"):
+        GANTrainer(GAN(GANConfig.tiny())).step(real)

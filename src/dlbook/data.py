@@ -55,6 +55,9 @@ CHECKSUMS: dict[str, str] = {
         "18186fff92ef5e72407b69af3decbbec3c1403455f27607da73d72df6d9a23db",
     "ch08_names_long.json":
         "674e8577d98771a0ed4dd828d2de4420b24baf3bd4237cec4853b4a0de6625c0",
+    # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)
+    "ch11_generative_sweep.json":
+        "7008f3c6ab9c4f355e02664c72783f69ff3d308aff71a2fbb13189179393b7b3",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -70,6 +73,7 @@ REBUILT_BY = {
     "lenet_sweep.json": "`python tools/lenet_sweep.py`",
     "ch08_names_long.json": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_adding.json": "tools/ch08_sweeps.py (see data/README.md)",
+    "ch11_generative_sweep.json": "`python tools/ch11_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

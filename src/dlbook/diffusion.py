@@ -6,8 +6,10 @@
   noise step at a time), so the chapter can check that they agree.
 - :class:`Denoiser`: an MLP that predicts the noise in ``x_t``, told ``t`` through a sinusoidal
   embedding, with residual LayerNorm blocks.
+- :func:`posterior`: q(x_{t-1} | x_t, x_0) in closed form, the target the reverse step learns.
 - :class:`DDPM`: the training step (noise a batch at random times, regress the noise) with an
-  exponential moving average of the weights, and ancestral sampling from pure noise.
+  exponential moving average of the weights, and ancestral sampling from pure noise (T
+  denoiser passes); :func:`ddim_sample` reuses the trained model with fewer passes.
 """
 from __future__ import annotations
 
@@ -81,8 +83,38 @@ def q_sample(x0: torch.Tensor, t, schedule: NoiseSchedule,
     t = _check_t(t, schedule, len(x0))
     if noise is None:
         noise = torch.randn_like(x0)
-    ab = schedule.alpha_bars.to(x0.device)[t - 1].unsqueeze(-1)  # (B, 1)
-    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise  # (B, D)
+    elif noise.shape != x0.shape:  # (D,) would broadcast: every row the same noise
+        raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got "
+                         f"{tuple(noise.shape)}: one independent draw per entry")
+    ab = _per_row(schedule.alpha_bars.to(x0.device)[t - 1], x0)  # (B, 1, ...)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise  # (B, ...)
+
+
+def _per_row(coef: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` coefficients as ``(B, 1, ..., 1)``, to scale each row of ``x`` ``(B, ...)``
+    whatever its shape (a trailing ``unsqueeze(-1)`` would broadcast images along a pixel
+    axis)."""
+    return coef.reshape(len(coef), *[1] * (x.ndim - 1))
+
+
+def posterior(x0: torch.Tensor, xt: torch.Tensor, t, schedule: NoiseSchedule):
+    """The forward process's posterior q(x_{t-1} | x_t, x_0) = N(mean, var I) in closed form
+    (Ho et al. 2020, eq. 6-7): mean = c0 x_0 + ct x_t with
+    c0 = sqrt(ab_{t-1}) beta_t / (1 - ab_t), ct = sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t), and
+    var = beta_t (1 - ab_{t-1}) / (1 - ab_t), where ab_0 = 1. Returns ``(mean, var)``: mean
+    of x0's shape, var ``(B,)``."""
+    if xt.shape != x0.shape:
+        raise ValueError(f"x0 and xt must have one shape, got {tuple(x0.shape)}, "
+                         f"{tuple(xt.shape)}")
+    t = _check_t(t, schedule, len(x0))
+    ab = torch.cumprod(1 - schedule.betas.double(), 0).to(x0.device)  # exact, not float32
+    ab_t = ab[t - 1]  # (B,)
+    ab_prev = torch.where(t > 1, ab[(t - 2).clamp(min=0)], torch.ones_like(ab_t))  # (B,)
+    beta = schedule.betas.double().to(x0.device)[t - 1]  # (B,)
+    c0 = ab_prev.sqrt() * beta / (1 - ab_t)
+    ct = (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_t)
+    mean = _per_row(c0, x0) * x0.double() + _per_row(ct, xt) * xt.double()
+    return mean.to(x0.dtype), (beta * (1 - ab_prev) / (1 - ab_t)).to(x0.dtype)
 
 
 def forward_chain(x0: torch.Tensor, schedule: NoiseSchedule,
@@ -205,6 +237,7 @@ class DDPM:
         return F.mse_loss(self.model(q_sample(x0, t, self.schedule, noise), t), noise)
 
     def step(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> float:
+        _check_finite(x0)
         loss = self.loss(x0, generator)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the diffusion loss is {loss.item()} at step "
@@ -221,6 +254,7 @@ class DDPM:
         if steps < 1 or batch_size < 1 or len(data) == 0:
             raise ValueError(f"need steps >= 1, batch_size >= 1 and data; got {steps}, "
                              f"{batch_size}, {len(data)} rows")
+        _check_finite(data)
         gen = torch.Generator().manual_seed(seed)
         self.model.train()
         for _ in range(steps):
@@ -248,6 +282,34 @@ class DDPM:
             if t - 1 in keep:
                 kept[t - 1] = x.clone()
         return (x, kept) if keep else x
+
+
+def _check_finite(data: torch.Tensor) -> None:
+    if not bool(torch.isfinite(data).all()):
+        bad = int((~torch.isfinite(data)).any(dim=tuple(range(1, data.ndim))).sum()) \
+            if data.ndim > 1 else int((~torch.isfinite(data)).sum())
+        raise ValueError(f"the training data hold NaN or infinite values ({bad} of {len(data)} "
+                         "rows): clean or drop those rows before training")
+
+
+@torch.no_grad()
+def ddim_sample(model: nn.Module, schedule: NoiseSchedule, n: int, steps: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Song et al.'s deterministic DDIM sampler (2021, eta = 0) with ``steps`` denoiser passes
+    on evenly spaced timesteps T = tau_K > ... > tau_1 >= 1, reusing a DDPM's trained
+    eps-model: at each, x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t) and the next state is
+    sqrt(ab_s) x0_hat + sqrt(1 - ab_s) eps (ab_0 = 1 at the last). Returns ``(n, D)``."""
+    if not 1 <= steps <= schedule.T:
+        raise ValueError(f"steps must lie in 1..T = {schedule.T}, got {steps}")
+    device = next(model.parameters()).device
+    taus = torch.linspace(schedule.T, 1, steps).round().long().unique_consecutive().tolist()
+    ab = [1.0] + schedule.alpha_bars.double().tolist()  # ab[0] = 1: no noise left
+    x = torch.randn(n, model.config.data_dim, generator=generator).to(device)  # x_T
+    for t, s in zip(taus, taus[1:] + [0]):
+        eps = model(x, torch.full((n,), t, dtype=torch.long, device=device))  # (n, D)
+        x0_hat = (x - math.sqrt(1 - ab[t]) * eps) / math.sqrt(ab[t])
+        x = math.sqrt(ab[s]) * x0_hat + math.sqrt(1 - ab[s]) * eps  # x_s
+    return x
 
 
 @torch.no_grad()

@@ -74,6 +74,11 @@ class EnsembleLinear(nn.Module):
                 lin.bias.copy_(bias[m, 0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m, n_in, _ = self.weight.shape
+        if x.ndim != 3 or x.shape[0] != m or x.shape[2] != n_in:
+            hint = " (add a leading members axis: x.unsqueeze(0))" if x.ndim == 2 else ""
+            raise ValueError(f"EnsembleLinear takes (members={m}, B, n_in={n_in}) inputs, got "
+                             f"{tuple(x.shape)}{hint}")
         return torch.baddbmm(self.bias, x, self.weight)  # (M, B, n_out)
 
 

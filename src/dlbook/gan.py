@@ -169,12 +169,15 @@ class GANTrainer:
         against the updated discriminator. Returns both losses (floats, or lists of M)."""
         gan, r1 = self.gan, self.r1  # r1: (M,)
         real = gan._per_member(real, "data_dim")  # (M, B, data_dim)
+        if not bool(torch.isfinite(real).all()):
+            raise ValueError("the real batch holds NaN or infinite values: clean the data")
         if noise is None:
             noise = gan.noise(real.shape[1], generator)
         fake = gan.generate(noise=noise).view_as(real)  # (M, B, data_dim)
         real = real.detach().requires_grad_(bool((r1 > 0).any()))
         real_logits = gan.discriminate(real)  # (M, B)
         d_loss = discriminator_loss(real_logits, gan.discriminate(fake.detach()))  # (M,)
+        _check_losses("discriminator", d_loss)  # before any step: the weights stay finite
         total = d_loss
         if real.requires_grad:  # R1: keep D flat on the data, so it cannot fling fakes off a mode
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
@@ -184,15 +187,20 @@ class GANTrainer:
         self.opt_d.step()
 
         g_loss = generator_loss(gan.discriminate(fake))  # (M,)
+        _check_losses("generator", g_loss)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.sum().backward()
         self.opt_g.step()
         for scheduler in self.schedulers:
             scheduler.step()
         d, g = d_loss.tolist(), g_loss.tolist()
-        if not all(map(math.isfinite, d + g)):
-            raise FloatingPointError(f"a GAN loss is not finite (D {d}, G {g}): lower the lr")
         return (d[0], g[0]) if gan.members == 1 else (d, g)
+
+
+def _check_losses(player: str, losses: torch.Tensor) -> None:
+    if not bool(torch.isfinite(losses).all()):
+        raise FloatingPointError(f"the {player}'s loss is not finite ({losses.tolist()}), "
+                                 "before its step: the weights are unchanged; lower the lr")
 
 
 @dataclass

@@ -1,0 +1,175 @@
+"""Chapter 11's comparison of generative models at equal budgets (experiment harness).
+
+Three contenders on two data sets, each scored by the same numbers:
+
+- the ring of 8 Gaussians (std 0.05, radius 2): a plain GAN, a GAN with the R1 penalty and a
+  DDPM, all :data:`RING_STEPS` optimiser steps on batches of :data:`RING_BATCH` drawn from one
+  fixed training draw; scored by MMD^2 against a held-out draw, modes covered and the share of
+  good samples (within 3 std of a centre);
+- sklearn's 8x8 digits: a GAN with R1 and a DDPM, :data:`DIGIT_STEPS` steps on batches of
+  :data:`DIGIT_BATCH`; scored against the held-out 20% by a Frechet distance in the features of
+  a small classifier (FID's recipe, with an MLP in place of Inception), nearest-neighbour
+  distances both ways (fidelity: sample to training digit; coverage: held-out digit to sample)
+  and the classes a classifier sees.
+
+Beside them the strongest simple baseline, a Gaussian mixture (``sklearn.mixture``) whose
+number of components is chosen on a validation split by log-likelihood.
+``tools/ch11_sweep.py`` runs every contender for seeds 0, 1, 2 and writes
+``data/ch11_generative_sweep.json``; chapter 11 loads it (:func:`load_sweep`) and re-runs seed 0.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import torch
+from scipy import linalg
+from sklearn.datasets import load_digits
+from sklearn.mixture import GaussianMixture
+from sklearn.neural_network import MLPClassifier
+
+from .data import validation_split, verified_path
+from .diffusion import DDPM, Denoiser, DenoiserConfig, NoiseSchedule
+from .gan import (GANConfig, mmd2, modes_covered, nearest_neighbour_distance, ring_centres,
+                  ring_of_gaussians, train_gans)
+
+SWEEP_FILE = "ch11_generative_sweep.json"
+SEEDS = (0, 1, 2)
+STD, BANDWIDTH, RING_SAMPLES = 0.05, 0.3, 2000
+RING_STEPS, RING_BATCH = 2000, 256
+DIGIT_STEPS, DIGIT_BATCH = 1500, 128
+RING_GRID = (2, 4, 6, 8, 10, 12, 16)  # mixture components tried on the ring
+DIGIT_GRID = (2, 4, 8, 16, 32)  # and on the digits
+# Added to each mixture covariance's diagonal: sklearn's default on the ring; on the digits
+# enough to keep the edge pixels, which never vary, from a zero variance.
+RING_REG, DIGIT_REG = 1e-6, 0.01
+DIGIT_LONG_STEPS = 4500  # seed 0 of the deep models again, three times longer
+
+
+# --- the ring -----------------------------------------------------------------------------------
+
+def ring(shape, generator: torch.Generator | None = None) -> torch.Tensor:
+    return ring_of_gaussians(shape, generator, std=STD)
+
+
+def ring_splits() -> dict[str, torch.Tensor]:
+    """Fixed draws: training (20,000), validation, test and a second test-sized draw (2,000)."""
+    return {name: ring(n, torch.Generator().manual_seed(seed))
+            for name, n, seed in [("train", 20_000, 0), ("val", RING_SAMPLES, 1),
+                                  ("test", RING_SAMPLES, 321), ("second", RING_SAMPLES, 123)]}
+
+
+def ring_scores(samples: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
+    modes, good = modes_covered(samples, ring_centres(), radius=3 * STD)
+    return {"mmd2": mmd2(samples, test, BANDWIDTH), "modes": modes, "good": good}
+
+
+def ring_gans(train: torch.Tensor, seeds=SEEDS, snapshot_every: int | None = None):
+    """Plain and R1 GANs, one per seed, side by side; their final samples are the snapshot of
+    the last step (fixed noise per seed). Returns ``{(name, seed): GANHistory}``."""
+    configs = {name: replace(c, batch_size=RING_BATCH)
+               for name, c in [("plain", GANConfig.ring()), ("R1", GANConfig.ring_r1())]}
+    _, histories = train_gans(configs, train, RING_STEPS, seeds=tuple(seeds),
+                              snapshot_every=snapshot_every or RING_STEPS,
+                              snapshot_size=RING_SAMPLES)
+    return histories
+
+
+def ring_ddpm(train: torch.Tensor, seed: int) -> DDPM:
+    torch.manual_seed(seed)  # the denoiser's initial weights
+    ddpm = DDPM(Denoiser(DenoiserConfig.toy2d()), ring_schedule(), lr=1e-3)
+    return ddpm.train(train, steps=RING_STEPS, batch_size=RING_BATCH, seed=seed)
+
+
+def ring_schedule() -> NoiseSchedule:
+    return NoiseSchedule.linear(T=100, beta_start=1e-4, beta_end=0.1)
+
+
+def choose_mixture(train, val, grid, seed: int, reg_covar: float, tolerance: float = 1e-3):
+    """Fit a full-covariance mixture for each component count of ``grid`` on ``train`` and keep
+    the smallest whose mean validation log-likelihood is within ``tolerance`` of the best (past
+    the true count, extra components only duplicate others). Returns the model and the grid's
+    scores."""
+    models = {k: GaussianMixture(k, reg_covar=reg_covar, random_state=seed).fit(train)
+              for k in grid}
+    scores = {k: float(m.score(val)) for k, m in models.items()}
+    best = max(scores.values())
+    return models[min(k for k in grid if scores[k] >= best - tolerance)], scores
+
+
+def mixture_samples(gmm: GaussianMixture, n: int, seed: int) -> torch.Tensor:
+    """``n`` draws in random order (sklearn returns them grouped by component)."""
+    gmm.random_state = seed
+    x, _ = gmm.sample(n)
+    order = np.random.default_rng(seed).permutation(n)
+    return torch.tensor(x[order], dtype=torch.float32)
+
+
+# --- the digits ---------------------------------------------------------------------------------
+
+def digit_splits() -> dict[str, torch.Tensor]:
+    """sklearn's 1,797 digits in [-1, 1]: 80% train, 20% held out (the chapter's split), and a
+    validation part of the training digits for the mixture's choice."""
+    x, y = load_digits(return_X_y=True)
+    pixels = torch.tensor(x / 8.0 - 1.0, dtype=torch.float32)  # (1797, 64)
+    (train, y_train), (held, y_held) = validation_split(pixels, torch.tensor(y), 0.2, seed=0)
+    (fit, _), (val, _) = validation_split(train, y_train, 0.2, seed=1)
+    return {"train": train, "y_train": y_train, "held": held, "y_held": y_held, "fit": fit,
+            "val": val}
+
+
+def digit_gan(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS) -> torch.Tensor:
+    """The GAN's 360 samples (one fixed noise batch) after ``steps`` steps."""
+    config = replace(GANConfig.digits(), batch_size=DIGIT_BATCH)
+    _, histories = train_gans({"gan": config}, train, steps, seeds=(seed,),
+                              snapshot_every=steps, snapshot_size=360)
+    return histories["gan", seed].snapshots[steps]  # (360, 64)
+
+
+def digit_ddpm(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS) -> DDPM:
+    torch.manual_seed(seed)
+    ddpm = DDPM(Denoiser(DenoiserConfig.digits()), digit_schedule(), lr=1e-3, ema_decay=0.99)
+    return ddpm.train(train, steps=steps, batch_size=DIGIT_BATCH, seed=seed)
+
+
+def digit_schedule() -> NoiseSchedule:
+    return NoiseSchedule.linear(T=200, beta_start=1e-4, beta_end=0.1)
+
+
+class DigitJudge:
+    """FID's recipe on 8x8 digits: a classifier trained on the training digits (an MLP with one
+    hidden layer of 64 ReLUs, standing in for Inception), its hidden features, and the Frechet
+    distance between Gaussians fitted to the features of two image sets."""
+
+    def __init__(self, train: torch.Tensor, labels: torch.Tensor, held: torch.Tensor):
+        self.train, self.held = train, held
+        self.classifier = MLPClassifier((64,), max_iter=600, random_state=0).fit(
+            train.numpy(), labels.numpy())
+        self.held_features = self.features(held)
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        w, b = self.classifier.coefs_[0], self.classifier.intercepts_[0]
+        return np.maximum(images.double().numpy() @ w + b, 0.0)  # (n, 64)
+
+    def frechet(self, images: torch.Tensor) -> float:
+        """|mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)) against the held-out digits."""
+        a, b = self.features(images), self.held_features
+        mu = [f.mean(0) for f in (a, b)]
+        # a dead ReLU has zero variance: a small ridge keeps the product's square root defined
+        cov = [np.cov(f, rowvar=False) + 1e-6 * np.eye(f.shape[1]) for f in (a, b)]
+        root = linalg.sqrtm(cov[0] @ cov[1]).real
+        return float(((mu[0] - mu[1]) ** 2).sum() + np.trace(cov[0] + cov[1] - 2 * root))
+
+    def scores(self, images: torch.Tensor) -> dict:
+        classes = np.bincount(self.classifier.predict(images.numpy()), minlength=10)
+        return {"frechet": self.frechet(images),
+                "fidelity": nearest_neighbour_distance(images, self.train),
+                "coverage": nearest_neighbour_distance(self.held, images),
+                "classes": classes.tolist()}
+
+
+def load_sweep() -> dict:
+    """The stored results (see ``tools/ch11_sweep.py`` and ``data/README.md``)."""
+    with open(verified_path(SWEEP_FILE)) as f:
+        return json.load(f)
