@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbook.attention import (DecoderBlock, EncoderDecoder, MultiHeadAttention, Transformer,
-                              TransformerBlock, TransformerConfig, TransformerEncoderDecoder,
-                              accuracy_by_length, causal_mask, digit_reversal, fit_curve, gelu,
-                              layer_norm, scaled_dot_product_attention, sinusoidal_positions)
+from dlbook.attention import (DecoderBlock, DigitsMLP, EncoderDecoder, MultiHeadAttention,
+                              Seq2SeqTransformer, Transformer, TransformerBlock,
+                              TransformerConfig, TransformerEncoderDecoder, accuracy_by_length,
+                              causal_mask, digit_reversal, exact_answer_accuracy, fit_curve, gelu,
+                              layer_norm, reversal_lm_task, scaled_dot_product_attention,
+                              sinusoidal_positions, sorting_lm_task)
 from dlbook.training import TokenStream, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -300,3 +302,57 @@ def test_from_torch_refuses_what_it_cannot_copy():
         TransformerEncoderDecoder.from_torch(model)
     with pytest.raises(TypeError, match="nn.Transformer"):
         TransformerEncoderDecoder.from_torch(relu)
+
+
+def test_digit_tasks_and_exact_answer_accuracy():
+    idx, targets, digits = sorting_lm_task(20, seed=0)
+    assert idx.shape == targets.shape == (20, 16) and (targets[:, :8] == -1).all()
+    assert torch.equal(targets[:, 8:], digits.sort(1).values)
+    assert torch.equal(idx[:, 9:], digits.sort(1).values[:, :7])  # the answer so far
+    rev = reversal_lm_task(20, seed=0)
+    assert torch.equal(rev[1][:, 8:], rev[2].flip(1))
+
+    class Oracle(nn.Module):  # writes the right next token: accuracy 1; a shifted one: 0
+        def __init__(self, answer, shift=0):
+            super().__init__()
+            self.w, self.answer, self.shift = nn.Parameter(torch.zeros(1)), answer, shift
+
+        def forward(self, idx):
+            t = idx.shape[1] - 9  # answer digits written so far
+            nxt = (self.answer[:, t] + self.shift) % 10
+            return F.one_hot(nxt, 11).float()[:, None].expand(-1, idx.shape[1], -1), None
+
+    assert exact_answer_accuracy(Oracle(digits.sort(1).values), (idx, targets, digits)) == 1.0
+    assert exact_answer_accuracy(Oracle(digits.sort(1).values, 1), (idx, targets, digits)) == 0
+
+
+def test_digits_mlp_learns_reversal_and_checks_its_input():
+    train, val = reversal_lm_task(4000, seed=0), reversal_lm_task(200, seed=1)
+    torch.manual_seed(0)
+    mlp = DigitsMLP(hidden=96)
+    _, loss = mlp(val[0], val[1])
+    assert loss.item() == pytest.approx(2.3, abs=0.3)  # untrained: near log 10
+    fit(mlp, train[:2], steps=300, batch_size=64, lr=1e-2, metric=None, seed=0, device="cpu")
+    assert exact_answer_accuracy(mlp, val) > 0.95
+    with pytest.raises(ValueError, match="8 digits"):
+        mlp(torch.full((2, 16), 10))
+
+
+def test_seq2seq_transformer_masks_padding_and_learns():
+    src, tgt, lengths = digit_reversal(64, seed=0)
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(12, n_embd=16, n_head=2, out_len=10).eval()
+    logits, loss = model(src, tgt)
+    assert logits.shape == (64, 10, 12) and loss.ndim == 0
+    with torch.no_grad():  # what sits at a padded position cannot leak into the output
+        before = model(src)[0]
+        model.embed.weight[0] = 100.0  # the pad token's embedding
+        assert (lengths < 10).any()
+        assert torch.allclose(before, model(src)[0], atol=1e-5)
+        model.embed.weight[5] = 100.0  # a digit's embedding: the output moves
+        assert (before - model(src)[0]).abs().max() > 0.1
+    with pytest.raises(ValueError, match="longer than out_len"):
+        model(torch.zeros(2, 11, dtype=torch.long))
+    model.train()
+    fit_curve(model, (src, tgt), steps=60, record_at=[60], evaluate=lambda m: 0, lr=1e-2)
+    assert model(src, tgt)[1].item() < loss.item()

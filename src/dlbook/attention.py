@@ -327,7 +327,15 @@ class Transformer(nn.Module):
         return logits, loss
 
 
-REVERSE_SEP = 10  # the separator token of reversal_lm_task; tokens 0-9 are the digits
+REVERSE_SEP = 10  # the separator token of the digit tasks; tokens 0-9 are the digits
+
+
+def _digit_lm_task(digits: torch.Tensor, answer: torch.Tensor):
+    n, n_digits = digits.shape
+    seq = torch.cat([digits, torch.full((n, 1), REVERSE_SEP), answer], 1)  # (n, 2D+1)
+    idx, targets = seq[:, :-1], seq[:, 1:].clone()  # (n, 2D) each
+    targets[:, :n_digits] = -1  # position D-1 would predict the separator: not scored either
+    return idx, targets, digits
 
 
 def reversal_lm_task(n: int, seed: int, n_digits: int = 8):
@@ -340,17 +348,26 @@ def reversal_lm_task(n: int, seed: int, n_digits: int = 8):
     """
     gen = torch.Generator().manual_seed(seed)
     digits = torch.randint(0, 10, (n, n_digits), generator=gen)  # (n, D)
-    seq = torch.cat([digits, torch.full((n, 1), REVERSE_SEP), digits.flip(1)], 1)  # (n, 2D+1)
-    idx, targets = seq[:, :-1], seq[:, 1:].clone()  # (n, 2D) each
-    targets[:, :n_digits] = -1  # position D-1 would predict the separator: not scored either
-    return idx, targets, digits
+    return _digit_lm_task(digits, digits.flip(1))
+
+
+def sorting_lm_task(n: int, seed: int, n_digits: int = 8):
+    """As :func:`reversal_lm_task`, but the answer is the digits sorted in ascending order.
+
+    Unlike reversal, where answer position t always copies input position D-1-t, which input
+    digit an answer position needs depends on the digits themselves: a lookup by content.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    digits = torch.randint(0, 10, (n, n_digits), generator=gen)  # (n, D)
+    return _digit_lm_task(digits, digits.sort(1).values)
 
 
 @torch.no_grad()
-def exact_reversal_accuracy(model: nn.Module, task) -> float:
-    """The fraction of ``task``'s strings whose reversal ``model`` writes exactly, every digit
-    right, decoding greedily (each step feeds back its most likely token)."""
-    idx, _, digits = task
+def exact_answer_accuracy(model: nn.Module, task) -> float:
+    """The fraction of ``task``'s strings (from :func:`reversal_lm_task` or
+    :func:`sorting_lm_task`) whose answer ``model`` writes exactly, every digit right, decoding
+    greedily (each step feeds back its most likely token)."""
+    idx, targets, digits = task
     n_digits = digits.shape[1]
     device = next(model.parameters()).device
     model.eval()
@@ -358,7 +375,38 @@ def exact_reversal_accuracy(model: nn.Module, task) -> float:
     for _ in range(n_digits):
         logits, _ = model(idx)
         idx = torch.cat([idx, logits[:, -1:].argmax(-1)], dim=1)  # greedy
-    return (idx[:, n_digits + 1:].cpu() == digits.flip(1)).all(1).float().mean().item()
+    answer = targets[:, n_digits:]  # (n, D)
+    return (idx[:, n_digits + 1:].cpu() == answer).all(1).float().mean().item()
+
+
+class DigitsMLP(nn.Module):
+    """The simple baseline for the digit tasks: an MLP that reads all ``n_digits`` input digits
+    at once (one-hot, flattened) and writes all answer digits at once, with no attention and no
+    decoding loop. Reads the same ``(idx, targets)`` as the transformer (it uses only the first
+    ``n_digits`` tokens of ``idx`` and the answer part of ``targets``); ``forward`` returns
+    ``(logits (B, n_digits, 10), loss)``, and :func:`exact_answer_accuracy` scores it too."""
+
+    def __init__(self, n_digits: int = 8, hidden: int = 256):
+        super().__init__()
+        self.n_digits = n_digits
+        self.net = nn.Sequential(nn.Linear(10 * n_digits, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 10 * n_digits))
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        D = self.n_digits
+        if idx.shape[1] < D or (idx[:, :D] > 9).any():
+            raise ValueError(f"idx must start with {D} digits 0-9, got shape {tuple(idx.shape)}")
+        x = F.one_hot(idx[:, :D], 10).float().flatten(1)  # (B, 10 D)
+        logits = self.net(x).view(-1, D, 10)  # (B, D, 10): every answer digit at once
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets[:, -D:].flatten())
+        if idx.shape[1] > D:  # decoding: the next answer digit after those already written
+            written = idx.shape[1] - D - 1
+            logits = torch.cat([logits.new_zeros(len(idx), idx.shape[1] - 1, 10),
+                                logits[:, written:written + 1]], 1)
+        return logits, loss
 
 
 class EncoderDecoder(nn.Module):
@@ -596,3 +644,34 @@ class TransformerEncoderDecoder(nn.Module):
             ours.ln_enc.load_state_dict(model.encoder.norm.state_dict())
             ours.ln_dec.load_state_dict(model.decoder.norm.state_dict())
         return ours.to(enc[0].linear1.weight.device)
+
+
+class Seq2SeqTransformer(nn.Module):
+    """:class:`TransformerEncoderDecoder` on token ids, with the interface of
+    :class:`EncoderDecoder` (``forward(idx, targets=None) -> (logits, loss)``) for the same
+    tasks: source tokens get an embedding plus a learned vector per source position, padding
+    (``pad``) is masked out of every attention to the source, and, as in ``EncoderDecoder``,
+    the decoder reads a learned vector per output position (not the previous output token), so
+    training and testing run the same computation."""
+
+    def __init__(self, vocab_size: int, n_embd: int = 32, n_head: int = 2, n_encoder: int = 1,
+                 n_decoder: int = 1, out_len: int = 16, pad: int = 0):
+        super().__init__()
+        self.out_len, self.pad = out_len, pad
+        self.embed = nn.Embedding(vocab_size, n_embd)
+        self.src_pos = nn.Parameter(0.02 * torch.randn(out_len, n_embd))  # (S, C)
+        self.out_pos = nn.Parameter(0.02 * torch.randn(out_len, n_embd))  # (L, C)
+        self.body = TransformerEncoderDecoder(n_embd, n_head, n_encoder, n_decoder)
+        self.head = nn.Linear(n_embd, vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        B, S = idx.shape
+        if S > self.out_len:
+            raise ValueError(f"sources of {S} tokens, longer than out_len {self.out_len}")
+        src = self.embed(idx) + self.src_pos[:S]  # (B, S, C)
+        out = self.body(src, self.out_pos.expand(B, -1, -1), src_keep=idx != self.pad)
+        logits = self.head(out)  # (B, L, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
+        return logits, loss

@@ -46,7 +46,9 @@ CHECKSUMS: dict[str, str] = {
         "efdf31d6fb7f08e3287aa79e43907271a41ff6b8877e1d7c786d585818f43717",
     # chapter 09's sweeps, too long for the chapter, which re-measures a sample of each
     "seq2seq_curves.json": "394d68863b65e82047960efe51fb2ecb948aa5c6516336c510bcc462c36d808a",
-    "reversal_sweep.json": "15dadffd90d5bfc7938170c0ce9495383ac29124e1e2fbc1e411b92752d6f65d",
+    "seq2seq_sizes.json": "1c077ff368f8e9f2c6fba95c5d13913c3c0ac15ab84c2a000c889271385aef3c",
+    "digit_tasks_sweep.json":
+        "0e604db85a39821cf582d0c35d96f43490e327402be270d389fc1de053e04ceb",
     # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
     "mnist1d_sweep.json": "005c54d273a9aee2e8b59874f966e799f23c4bb3002abcf3b12e208dd8e1a709",
     # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
@@ -68,7 +70,8 @@ REBUILT_BY = {
     "ch08_co2_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
     "degradation_sweep.json": "`python tools/degradation_sweep.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
-    "reversal_sweep.json": "`python tools/reversal_transformer.py`",
+    "seq2seq_sizes.json": "`python tools/seq2seq_sizes.py`",
+    "digit_tasks_sweep.json": "`python tools/digit_tasks_sweep.py`",
     "mnist1d_sweep.json": "`python tools/mnist1d_sweep.py`",
     "lenet_sweep.json": "`python tools/lenet_sweep.py`",
     "ch08_names_long.json": "tools/ch08_sweeps.py (see data/README.md)",
