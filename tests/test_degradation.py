@@ -9,32 +9,58 @@ from dlbook import degradation
 def test_the_stored_sweep_has_every_run_and_shows_degradation():
     sweep = degradation.load_sweep()
     names = list(degradation.networks())
-    assert list(sweep["curves"]) == names
-    for curves in sweep["curves"].values():
-        assert curves.shape == (len(sweep["lrs"]), len(sweep["seeds"]),
-                                sweep["steps"] // sweep["eval_every"])
-        assert np.isfinite(curves).all()
-    shallow, deep, res = (sweep["curves"][n][:, :, -1] for n in names)
-    assert (deep.min(axis=1) > 5 * shallow.max(axis=1)).all()
-    assert (res.mean(axis=1) < deep.mean(axis=1) / 4).all()
+    for key in ("lrs", "train_loss", "val_error"):
+        assert list(sweep[key]) == names
+    for name in names:
+        shape = (len(sweep["lrs"][name]), len(sweep["seeds"]),
+                 sweep["steps"] // sweep["eval_every"])
+        assert sweep["train_loss"][name].shape == sweep["val_error"][name].shape == shape
+    loss = {n: np.nan_to_num(sweep["train_loss"][n][:, :, -1], nan=np.inf) for n in names}
+    best = {n: l.mean(axis=1).min() for n, l in loss.items()}
+    assert best["plain, 20 layers"] > 2 * best["plain, 8 layers"]
+    assert best["ResNet, 20 layers"] < best["plain, 20 layers"]
+
+
+def test_small_digits_are_7x7_standardised_and_held_out():
+    (x, y), (xv, yv) = degradation.small_digits()
+    assert x.shape == (3200, 1, 7, 7) and xv.shape == (800, 1, 7, 7)
+    assert abs(x.mean().item()) < 1e-5 and abs(x.std().item() - 1) < 1e-4
+    with pytest.raises(ValueError, match="positive"):
+        degradation.small_digits(0)
 
 
 def test_training_curve_is_seeded_and_checks_its_steps():
-    data = degradation.small_digits(64)
+    data = degradation.small_digits(128)
     config = degradation.networks()["plain, 8 layers"]
-    a = degradation.training_curve(config, 0.03, 0, data, steps=50)
-    b = degradation.training_curve(config, 0.03, 0, data, steps=50)
-    assert a.shape == (1,) and np.array_equal(a, b)
+    a = degradation.training_curve(config, 0.03, 0, data, steps=200)
+    b = degradation.training_curve(config, 0.03, 0, data, steps=200)
+    assert a["train_loss"].shape == a["val_error"].shape == (2,)
+    assert np.array_equal(a["train_loss"], b["train_loss"])
+    assert np.array_equal(a["val_error"], b["val_error"])
+    prefix = degradation.training_curve(config, 0.03, 0, data, steps=200, stop=100)
+    assert prefix["train_loss"][0] == a["train_loss"][0]  # the same schedule's first steps
     with pytest.raises(ValueError, match="multiple"):
-        degradation.training_curve(config, 0.03, 0, data, steps=30)
+        degradation.training_curve(config, 0.03, 0, data, steps=130)
+    with pytest.raises(ValueError, match="stop"):
+        degradation.training_curve(config, 0.03, 0, data, steps=100, stop=200)
+    with pytest.raises(ValueError, match="positive"):
+        degradation.training_curve(config, 0.0, 0, data, steps=100)
+
+
+def test_a_diverging_run_records_nan_instead_of_failing():
+    data = degradation.small_digits(128)
+    config = degradation.networks()["plain, 8 layers"]
+    curves = degradation.training_curve(config, 1e6, 0, data, steps=200)
+    assert np.isnan(curves["train_loss"][-1]) and np.isnan(curves["val_error"][-1])
 
 
 def test_training_curve_can_return_its_trained_model():
-    data = degradation.small_digits(64)
+    data = degradation.small_digits(128)
     config = degradation.networks()["ResNet, 20 layers"]
-    curve, model = degradation.training_curve(config, 0.03, 0, data, steps=50,
+    curve, model = degradation.training_curve(config, 0.03, 0, data, steps=100,
                                               return_model=True)
-    assert np.array_equal(curve, degradation.training_curve(config, 0.03, 0, data, steps=50))
+    again = degradation.training_curve(config, 0.03, 0, data, steps=100)
+    assert np.array_equal(curve["train_loss"], again["train_loss"])
     torch.manual_seed(0)
     fresh = type(model)(config)
     assert any(not torch.equal(a, b) for a, b in

@@ -193,3 +193,63 @@ def test_randomized_from_top_can_keep_the_norms():
     assert not torch.equal(top2[3].weight, model[3].weight)
     assert torch.equal(top2[1].weight, torch.full((2,), 2.0))       # BatchNorm kept
     assert torch.equal(top2[1].running_var, torch.full((2,), 5.0))
+
+
+def test_grad_cam_is_cam_for_a_global_average_pooled_linear_head():
+    # conv -> relu -> GAP -> linear: ds/dA_kij = w_ck / (h w), so Grad-CAM is Zhou et al.'s
+    # class activation map relu(sum_k w_ck A_k) / (h w)
+    torch.manual_seed(0)
+    conv, relu, fc = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Linear(4, 3)
+    model = nn.Sequential(conv, relu, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc).train()
+    x = torch.randn(5, 1, 6, 6)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    cam = explain.grad_cam(model, x, relu, target)
+    with torch.no_grad():
+        a = relu(conv(x))                                           # (5, 4, 6, 6)
+        expected = torch.relu(torch.einsum("bk,bkhw->bhw", fc.weight[target], a)) / 36
+    assert cam.shape == (5, 6, 6) and torch.allclose(cam, expected, atol=1e-6)
+    assert model.training and all(p.grad is None for p in model.parameters())
+    predicted = explain.grad_cam(model, x, relu)
+    assert torch.allclose(predicted, explain.grad_cam(model, x, relu, model(x).argmax(1)))
+
+
+def test_grad_cam_upsamples_and_refuses_bad_layers():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2))
+    assert explain.grad_cam(model, torch.randn(2, 1, 8, 8), conv).shape == (2, 8, 8)
+    with pytest.raises(ValueError, match="own modules"):
+        explain.grad_cam(model, torch.randn(2, 1, 8, 8), nn.Conv2d(1, 4, 3))
+    with pytest.raises(ValueError, match="feature maps"):
+        explain.grad_cam(model, torch.randn(2, 1, 8, 8), model[3])
+    with pytest.raises(ValueError, match="one target per image"):
+        explain.grad_cam(model, torch.randn(2, 1, 8, 8), conv, torch.tensor([0]))
+    with pytest.raises(ValueError, match="batch of images"):
+        explain.grad_cam(model, torch.randn(1, 8, 8), conv)
+
+
+def test_pgd_stays_in_its_box_and_is_at_least_as_strong_as_fgsm():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 3))
+    x = torch.rand(200, 1, 4, 4)
+    y = model(x).argmax(1)
+    adv = adversarial.pgd(model, x, y, 0.1, steps=5)
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert torch.equal(adv, adversarial.pgd(model, x, y, 0.1, steps=5))      # seeded
+    # one step of size epsilon from the clean input is FGSM
+    one = adversarial.pgd(model, x, y, 0.1, steps=1, step_size=0.1, random_start=False)
+    assert torch.allclose(one, adversarial.fgsm(model, x, y, 0.1))
+    loss = [F.cross_entropy(model(a), y).item()
+            for a in (x, adversarial.fgsm(model, x, y, 0.2), adversarial.pgd(model, x, y, 0.2))]
+    assert loss[0] < loss[1] <= loss[2]
+    f, p = (adversarial.accuracy_under_attack(model, x, y, 0.2, attack=a) for a in ("fgsm", "pgd"))
+    assert p <= f < 1
+    with pytest.raises(ValueError, match="at least one step"):
+        adversarial.pgd(model, x, y, 0.1, steps=0)
+    with pytest.raises(ValueError, match="epsilon"):
+        adversarial.pgd(model, x, y, -0.1)
+    with pytest.raises(ValueError, match="one label per input"):
+        adversarial.pgd(model, x, y[:3], 0.1)
+    with pytest.raises(ValueError, match="attack must be one of"):
+        adversarial.accuracy_under_attack(model, x, y, 0.1, attack="pgdd")

@@ -43,7 +43,10 @@ CHECKSUMS: dict[str, str] = {
         "ce61aceaffac57846236234ce295f28282fc41f21bb6a9d66dc7111d20948883",
     # chapter 07's degradation sweep (dlbook.degradation), rebuilt by tools/degradation_sweep.py
     "degradation_sweep.json":
-        "efdf31d6fb7f08e3287aa79e43907271a41ff6b8877e1d7c786d585818f43717",
+        "5bf0be797e85812c050e8eca84dbad8888b5ca22b3a827150e16078eb4537379",
+    # chapter 07's VGG learning rate (dlbook.digit_vgg), rebuilt by tools/vgg_sweep.py
+    "vgg_sweep.json":
+        "631133330627b9abadb281d9a44ee9a90fa8d1cbab19ed16a27c7d1093bdb5b7",
     # chapter 09's sweeps, too long for the chapter, which re-measures a sample of each
     "seq2seq_curves.json": "394d68863b65e82047960efe51fb2ecb948aa5c6516336c510bcc462c36d808a",
     "seq2seq_sizes.json": "1c077ff368f8e9f2c6fba95c5d13913c3c0ac15ab84c2a000c889271385aef3c",
@@ -69,6 +72,7 @@ REBUILT_BY = {
     "ch08_lms.safetensors": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_co2_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
     "degradation_sweep.json": "`python tools/degradation_sweep.py`",
+    "vgg_sweep.json": "`python tools/vgg_sweep.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
     "seq2seq_sizes.json": "`python tools/seq2seq_sizes.py`",
     "digit_tasks_sweep.json": "`python tools/digit_tasks_sweep.py`",

@@ -1,9 +1,12 @@
 """The degradation experiment of He et al. (2016), small enough for a CPU (chapter 07).
 
-Three networks of :class:`~dlbook.models.ResNet` shape, width 8, on 480 MNIST-5k training digits
-shrunk to 7x7 pixels: a plain net of 8 layers, a plain net of 20 and a ResNet of 20 (the plain 20
-with its shortcuts). Each is trained with the paper's optimiser, SGD with momentum 0.9 and weight
-decay 10^-4, for a fixed number of steps in batches of 32, and its training loss is recorded.
+Three networks of :class:`~dlbook.models.ResNet` shape, width 8, on the 3,200 MNIST-5k training
+digits shrunk to 7x7 pixels: a plain net of 8 layers, a plain net of 20 and a ResNet of 20 (the
+plain 20 with its shortcuts). Each is trained with the paper's optimiser, SGD with momentum 0.9
+and weight decay 10^-4, in batches of 64, with the learning rate decayed to zero along a cosine
+over a fixed number of steps, so that every run ends where its schedule lets it settle. Every
+``EVAL_EVERY`` steps it records the training loss (on a fixed sample of the training digits, in
+eval mode) and the error on the 800 held-out validation digits.
 
 :func:`training_curve` is one run; ``tools/degradation_sweep.py`` runs the grid (learning rates x
 networks x seeds) and stores it as ``data/degradation_sweep.json``, which :func:`load_sweep` reads;
@@ -12,6 +15,7 @@ the chapter re-runs a sample and checks that it agrees.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import torch
@@ -19,10 +23,9 @@ from torch import nn
 
 from .data import mnist5k_splits, verified_path
 from .models import ResNet, ResNetConfig
-from .training import fit
 
 SWEEP_FILE = "degradation_sweep.json"
-STEPS, EVAL_EVERY, BATCH_SIZE, N_DIGITS = 600, 50, 32, 480
+STEPS, EVAL_EVERY, BATCH_SIZE, N_PROBE = 600, 100, 64, 800
 
 
 def networks() -> dict[str, ResNetConfig]:
@@ -33,34 +36,83 @@ def networks() -> dict[str, ResNetConfig]:
             "ResNet, 20 layers": resnet20}
 
 
-def small_digits(n: int = N_DIGITS) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` training digits, average-pooled to 7x7 and standardised."""
-    (x, y), _, _ = mnist5k_splits(flatten=False)
-    small = nn.functional.avg_pool2d(x[:n], 4)  # (n, 1, 7, 7)
-    return (small - small.mean()) / small.std(), y[:n]
+def small_digits(n: int | None = None):
+    """Training and validation digits of MNIST-5k, average-pooled to 7x7 and standardised with
+    the training digits' mean and deviation: ``((x, y), (x_val, y_val))``, ``x`` (n, 1, 7, 7).
+    ``n`` keeps only the first ``n`` of each (for quick tests)."""
+    (x, y), (xv, yv), _ = mnist5k_splits(flatten=False)
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"n must be a positive number of digits, got {n}")
+        x, y, xv, yv = x[:n], y[:n], xv[:n], yv[:n]
+    small, small_val = (nn.functional.avg_pool2d(a, 4) for a in (x, xv))  # (n, 1, 7, 7)
+    mean, std = small.mean(), small.std()
+    return ((small - mean) / std, y), ((small_val - mean) / std, yv)
+
+
+@torch.no_grad()
+def _record(model, train, val):
+    model.eval()
+    x, y = train[0][:N_PROBE], train[1][:N_PROBE]
+    loss = nn.functional.cross_entropy(model(x), y).item()
+    error = (model(val[0]).argmax(1) != val[1]).float().mean().item()
+    model.train()
+    return loss, error
 
 
 def training_curve(config: ResNetConfig, lr: float, seed: int, data=None,
-                   steps: int = STEPS, return_model: bool = False):
-    """Training loss every ``EVAL_EVERY`` steps (the mean over those steps' batches).
-
-    With ``return_model=True`` returns ``(curve, trained model)``."""
-    if steps % EVAL_EVERY:
-        raise ValueError(f"steps must be a multiple of {EVAL_EVERY}, got {steps}")
-    data = small_digits() if data is None else data
+                   steps: int = STEPS, stop: int | None = None,
+                   return_model: bool = False):
+    """One run: ``{"train_loss": array, "val_error": array}``, one entry every ``EVAL_EVERY``
+    steps, for a cosine schedule over ``steps`` steps. ``stop`` ends the run early (at a
+    multiple of ``EVAL_EVERY``) with the same schedule, so that a prefix of a stored run can be
+    re-measured. A run whose loss stops being finite records ``nan`` from there on.
+    With ``return_model=True`` returns ``(curves, trained model)``."""
+    stop = steps if stop is None else stop
+    if steps % EVAL_EVERY or stop % EVAL_EVERY or not 0 < stop <= steps:
+        raise ValueError(f"steps and stop must be multiples of {EVAL_EVERY} with "
+                         f"0 < stop <= steps, got steps={steps}, stop={stop}")
+    if not lr > 0:
+        raise ValueError(f"the learning rate must be positive, got {lr}")
+    train, val = small_digits() if data is None else data
     torch.manual_seed(seed)
     model = ResNet(config)
-    history = fit(model, data, steps=steps, batch_size=BATCH_SIZE, seed=seed,
-                  eval_every=EVAL_EVERY,
-                  optimizer=lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9,
-                                                      weight_decay=1e-4))
-    curve = np.array(history.train_loss)
-    return (curve, model) if return_model else curve
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(train[0])
+    order, at = torch.randperm(n, generator=gen), 0
+    losses, errors, finite = [], [], True
+    model.train()
+    for step in range(stop):
+        if at + BATCH_SIZE > n:  # a fresh permutation once the digits run out
+            order, at = torch.randperm(n, generator=gen), 0
+        idx = order[at:at + BATCH_SIZE]
+        at += BATCH_SIZE
+        for group in opt.param_groups:  # cosine from lr to 0 over the whole schedule
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        if finite:
+            loss = nn.functional.cross_entropy(model(train[0][idx]), train[1][idx])
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        if (step + 1) % EVAL_EVERY == 0:
+            loss_now, error = _record(model, train, val) if finite else (math.nan, math.nan)
+            finite = finite and math.isfinite(loss_now)
+            losses.append(loss_now if finite else math.nan)
+            errors.append(error if finite else math.nan)
+    model.eval()
+    curves = {"train_loss": np.array(losses), "val_error": np.array(errors)}
+    return (curves, model) if return_model else curves
 
 
 def load_sweep() -> dict:
-    """The stored sweep: ``{"lrs", "seeds", "steps", "curves": {name: array (lr, seed, record)}}``."""
+    """The stored sweep: ``{"lrs": {name: its grid}, "seeds", "steps", "eval_every",
+    "train_loss": {name: array (lr, seed, record)}, "val_error": {same}}``; a run that diverged
+    holds ``nan`` from there on."""
     with open(verified_path(SWEEP_FILE)) as f:
         raw = json.load(f)
-    raw["curves"] = {name: np.array(c) for name, c in raw["curves"].items()}
+    for key in ("train_loss", "val_error"):  # null (a diverged run) -> nan
+        raw[key] = {name: np.array(c, dtype=float) for name, c in raw[key].items()}
     return raw

@@ -3,6 +3,9 @@
 - :func:`feature_maps`: the activations of chosen layers for one input, layer by layer.
 - :func:`saliency`: the gradient of a class score with respect to the input pixels
   (Simonyan, Vedaldi and Zisserman, 2014): which pixels would change the score fastest.
+- :func:`grad_cam`: a convolutional layer's maps weighted by the class score's mean gradient
+  with respect to each, summed and rectified (Selvaraju et al., 2017): where in the image the
+  evidence for the class sits, at that layer's resolution.
 - :func:`occlude` and :func:`occlusion_map`: slide a grey square over the image and record how
   the probability of the class falls (Zeiler and Fergus, 2014): which regions the decision needs.
 
@@ -84,6 +87,45 @@ def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = No
     finally:
         model.train(was_training)
     return grad.abs().amax(dim=1)                                    # (B, H, W)
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, layer: nn.Module,
+             target: torch.Tensor | None = None) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al., 2017) of ``model`` at ``layer`` for the images ``x``.
+
+    With ``A`` the layer's output ``(B, K, h, w)`` and ``s`` the target class's score, each map
+    ``A_k`` gets the weight ``alpha_k = mean_ij ds/dA_kij``; the map is ``relu(sum_k alpha_k
+    A_k)``, upsampled (bilinear) to the input's size. ``target``: the class per image (default:
+    the predicted one). Returns ``(B, H, W)``; the model's mode and gradients are left as found.
+    """
+    _check_images(x)
+    if not any(m is layer for m in model.modules()):
+        raise ValueError("layer must be one of the model's own modules (e.g. its last "
+                         "convolution or the ReLU after it)")
+    seen = {}
+    hook = layer.register_forward_hook(lambda m, i, out: seen.__setitem__("a", out))
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(x.detach().to(_device(model)))                # (B, classes)
+        if seen.get("a") is None or seen["a"].ndim != 4:
+            raise ValueError("the layer must output feature maps (B, K, h, w), got "
+                             f"{None if seen.get('a') is None else tuple(seen['a'].shape)}")
+        if target is None:
+            target = logits.argmax(dim=1)
+        target = torch.as_tensor(target, device=logits.device).reshape(-1)
+        if target.shape[0] != x.shape[0]:
+            raise ValueError(f"one target per image: {x.shape[0]} images, {target.shape[0]} targets")
+        acts = seen["a"]                                             # (B, K, h, w)
+        (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), acts)
+    finally:
+        hook.remove()
+        model.train(was_training)
+    alpha = grad.mean(dim=(2, 3), keepdim=True)                      # (B, K, 1, 1)
+    cam = torch.relu((alpha * acts).sum(1, keepdim=True)).detach()   # (B, 1, h, w)
+    cam = nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear",
+                                    align_corners=False)
+    return cam[:, 0].cpu()                                           # (B, H, W)
 
 
 def occlude(x: torch.Tensor, row: int, col: int, size: int, fill: float = 0.0) -> torch.Tensor:
