@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from dlbook.training import fit
-from dlbook.vae import (VAE, Autoencoder, AutoencoderConfig, VAEConfig, add_noise,
+from dlbook.vae import (VAE, Autoencoder, AutoencoderConfig, VAEConfig, add_noise, binarize,
+                        bernoulli_mixture_log_likelihood, fit_bernoulli_mixture,
+                        grid_log_likelihood, importance_weighted_bound, log_joint,
                         bernoulli_log_likelihood, gaussian_kl, gaussian_log_density, pca,
                         pca_reconstruct, principal_angles, reparameterize, squared_error)
 
@@ -200,3 +202,118 @@ def test_start_at_mean_decodes_a_zero_code_to_the_mean():
     assert torch.isfinite(edge.decoder[-1].bias).all()
     with pytest.raises(ValueError, match="16 pixels"):
         deep.start_at_mean(torch.rand(15))
+
+
+def test_add_noise_range_draws_one_level_per_image():
+    x = torch.full((400, 64), 0.5)
+    noisy = add_noise((0.0, 0.4), torch.Generator().manual_seed(0))(x)
+    levels = (noisy - x).std(1)  # (400,) each image's own level
+    assert levels.min() < 0.05 and 0.3 < levels.max() < 0.45
+    assert abs(levels.mean().item() - 0.2) < 0.03
+    assert torch.equal(add_noise((0.0, 0.0))(x), x)
+    with pytest.raises(ValueError, match="range"):
+        add_noise((0.4, 0.1))
+
+
+def test_binarize():
+    x = torch.tensor([[0.0, 0.5, 0.51, 1.0]])
+    assert torch.equal(binarize(x), torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+    with pytest.raises(ValueError, match="threshold"):
+        binarize(x, 1.0)
+
+
+def test_beta_weighs_the_kl_in_the_loss():
+    torch.manual_seed(0)
+    x = (torch.rand(8, 16) > 0.5).float()
+    model = VAE(VAEConfig.tiny())
+    losses = {}
+    for beta in (0.0, 1.0, 3.0):
+        model.config.beta = beta
+        torch.manual_seed(1)
+        losses[beta] = model(x, x)[1]
+    mu, logvar = model.encode(x)
+    kl = gaussian_kl(mu, logvar).mean()
+    assert torch.isclose(losses[3.0] - losses[1.0], 2 * kl, atol=1e-4)
+    assert torch.isclose(losses[1.0] - losses[0.0], kl, atol=1e-4)
+    with pytest.raises(ValueError, match="beta"):
+        VAE(VAEConfig.tiny(), beta=-1.0)
+
+
+def exact_log_likelihood_1d(model, x):
+    """log p(x) for a 1-D latent space by scipy's adaptive quadrature: the ground truth."""
+    from scipy.integrate import quad
+
+    def density(z, row):
+        with torch.no_grad():
+            zt = torch.tensor([[z]], dtype=torch.float64)
+            return log_joint(model, row[None], zt[None]).exp().item()
+
+    return torch.tensor([np.log(quad(density, -12, 12, args=(row,), limit=200)[0])
+                         for row in x], dtype=torch.float64)
+
+
+def test_grid_and_importance_weighted_bound_reach_the_exact_likelihood():
+    torch.manual_seed(0)
+    model = VAE(VAEConfig.tiny(), latent=1).double()
+    x = (torch.rand(6, 16, dtype=torch.float64) > 0.5).double()
+    exact = exact_log_likelihood_1d(model, x)
+    log_px, log_post, grid, cell = grid_log_likelihood(model, x, limit=10.0, points=2001)
+    assert torch.allclose(log_px, exact, atol=1e-3)
+    # The grid posterior is a density: it integrates to one.
+    assert torch.allclose((log_post.exp() * cell).sum(1), torch.ones(6, dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    bounds = {k: torch.stack([importance_weighted_bound(model, x, k, g) for _ in range(50)]).mean(0)
+              for k in (1, 10, 1000)}
+    elbo = torch.stack([model.elbo(x).detach() for _ in range(2000)]).mean(0)
+    # In expectation: ELBO <= bound_1 (MC KL has the same mean) <= bound_10 <= bound_1000 <= log p.
+    assert torch.allclose(bounds[1], elbo, atol=0.1)
+    assert (bounds[1] <= bounds[10] + 0.02).all() and (bounds[10] <= bounds[1000] + 0.01).all()
+    assert (bounds[1000] <= exact + 0.01).all()
+    assert (exact - bounds[1000]).abs().max() < 0.05
+    # The gap of the ELBO is KL(q || posterior), integrated on the grid.
+    mu, logvar = model.encode(x)
+    log_q = gaussian_log_density(grid[None], mu[:, None], logvar[:, None])  # (B, G)
+    kl_q_post = (log_q.exp() * (log_q - log_post) * cell).sum(1)
+    assert torch.allclose(elbo + kl_q_post.detach(), exact, atol=0.1)
+
+
+def test_grid_in_two_dimensions_matches_a_finer_grid():
+    torch.manual_seed(1)
+    model = VAE(VAEConfig.tiny()).double()
+    x = (torch.rand(4, 16, dtype=torch.float64) > 0.5).double()
+    coarse = grid_log_likelihood(model, x, limit=8.0, points=161)[0]
+    fine = grid_log_likelihood(model, x, limit=10.0, points=401)[0]
+    assert torch.allclose(coarse, fine, atol=1e-4)
+
+
+def test_likelihood_bad_input():
+    model = VAE(VAEConfig.tiny(), latent=3)
+    x = (torch.rand(2, 16) > 0.5).float()
+    with pytest.raises(ValueError, match="importance_weighted_bound"):
+        grid_log_likelihood(model, x)
+    with pytest.raises(ValueError, match="at least 1"):
+        importance_weighted_bound(model, x, 0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        importance_weighted_bound(model, x * 255, 5)
+
+
+def test_bernoulli_mixture_em_climbs_and_matches_torch_distributions():
+    from torch.distributions import Bernoulli, Categorical, Independent, MixtureSameFamily
+
+    g = torch.Generator().manual_seed(0)
+    prototypes = (torch.rand(3, 20, generator=g) > 0.5).float() * 0.8 + 0.1  # (3, 20)
+    labels = torch.randint(0, 3, (300,), generator=g)
+    x = (torch.rand(300, 20, generator=g) < prototypes[labels]).float()
+    log_w, probs, history = fit_bernoulli_mixture(x, 3, 40, torch.Generator().manual_seed(1),
+                                                  smoothing=0.0)
+    assert all(b >= a - 1e-4 for a, b in zip(history, history[1:]))  # EM never goes down
+    ref = MixtureSameFamily(Categorical(logits=log_w), Independent(Bernoulli(probs=probs), 1))
+    ours = bernoulli_mixture_log_likelihood(x, log_w, probs)
+    assert torch.allclose(ours, ref.log_prob(x), atol=1e-4)
+    # Three components fit three prototypes far better than one does.
+    one = bernoulli_mixture_log_likelihood(x, *fit_bernoulli_mixture(x, 1, 5)[:2]).mean()
+    assert ours.mean() > one + 3
+    with pytest.raises(ValueError, match="components"):
+        fit_bernoulli_mixture(x, 0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fit_bernoulli_mixture(x * 2, 3)

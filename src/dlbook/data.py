@@ -63,6 +63,10 @@ CHECKSUMS: dict[str, str] = {
     # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)
     "ch11_generative_sweep.json":
         "7008f3c6ab9c4f355e02664c72783f69ff3d308aff71a2fbb13189179393b7b3",
+    # chapter 10's VAEs trained to convergence, and the 2-D one's weights, by tools/vae_sweep.py
+    "ch10_vae.json": "66e84398b14dd6c144d217f832b1d7da3d24a9e430743761e2f3a97d56743a44",
+    "ch10_vae2d.safetensors":
+        "1e0b25a5651ecd027594a3316f8bad2c9da7a6482e21f42a6f440a22fb3cf962",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -81,6 +85,8 @@ REBUILT_BY = {
     "ch08_names_long.json": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_adding.json": "tools/ch08_sweeps.py (see data/README.md)",
     "ch11_generative_sweep.json": "`python tools/ch11_sweep.py`",
+    "ch10_vae.json": "`python tools/vae_sweep.py` (see data/README.md)",
+    "ch10_vae2d.safetensors": "`python tools/vae_sweep.py` (see data/README.md)",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

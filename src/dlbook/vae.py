@@ -10,6 +10,11 @@
   ``(logits, loss)`` like the book's language models, so :func:`dlbook.training.fit` trains it.
 - :func:`gaussian_kl`, :func:`reparameterize`, :func:`bernoulli_log_likelihood`: the three
   pieces of the ELBO, each a line or two, so the chapter can check them one by one.
+- :func:`binarize`: black-and-white digits, on which the ELBO bounds a real log-likelihood.
+- :func:`importance_weighted_bound` (Burda et al. 2016) and, for a latent space of one or two
+  dimensions, :func:`grid_log_likelihood`: log p(x) itself, and the true posterior, on a grid.
+- :func:`fit_bernoulli_mixture`: the simple generative baseline, a mixture of Bernoulli images
+  fitted by EM, whose log-likelihood is exact.
 
 Losses are in nats per image (summed over pixels), the unit papers report MNIST ELBOs in.
 """
@@ -139,18 +144,34 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))  # (B, input_size)
 
 
-def add_noise(sigma: float, generator: torch.Generator | None = None):
+def add_noise(sigma: float | tuple[float, float], generator: torch.Generator | None = None):
     """A ``fit(transform=...)`` for a denoising autoencoder: Gaussian noise of standard deviation
     ``sigma`` on each training image, clipped to the pixel range [0, 1]. ``fit`` corrupts only the
-    inputs, so the model learns to map a noisy digit to the clean one it was made from."""
-    if sigma < 0:
-        raise ValueError(f"sigma must be non-negative, got {sigma}")
+    inputs, so the model learns to map a noisy digit to the clean one it was made from.
+
+    ``sigma=(low, high)``: each image draws its own level uniformly from that range, so one model
+    learns every level in it, the clean digit (``low=0``) included."""
+    low, high = (sigma, sigma) if isinstance(sigma, (int, float)) else tuple(sigma)
+    if not 0 <= low <= high:
+        raise ValueError(f"sigma must be a non-negative level or a range (low, high) with "
+                         f"0 <= low <= high, got {sigma}")
 
     def corrupt(x: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + sigma * noise).clamp(0.0, 1.0)
+        shape = (len(x),) + (1,) * (x.ndim - 1)  # one level per image
+        level = low + (high - low) * torch.rand(shape, generator=generator).to(x)
+        return (x + level * noise).clamp(0.0, 1.0)
 
     return corrupt
+
+
+def binarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Black-and-white pixels, 1 where ``x > threshold``: data a Bernoulli decoder can assign a
+    probability to, so that an ELBO on them bounds a log-likelihood (on grey pixels it is only a
+    cross-entropy). A fixed threshold keeps the data the same on every run."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    return (x > threshold).to(x.dtype)
 
 
 # --- the VAE -------------------------------------------------------------------------------------
@@ -196,6 +217,7 @@ class VAEConfig:
     input_size: int = 784
     hidden: int = 256
     latent: int = 2
+    beta: float = 1.0  # the KL's weight in the loss: 1 is the ELBO, more is a beta-VAE
 
     @classmethod
     def mnist2d(cls) -> "VAEConfig":
@@ -217,7 +239,8 @@ class VAE(nn.Module):
     ``forward(x, targets)`` returns ``(logits, loss)``: the decoder's logits ``(B, input)`` for
     one reparameterized sample per image, and the negative ELBO averaged over the batch, in nats
     (``targets``: the images to reconstruct, normally ``x`` itself). The book's ``fit`` trains
-    any model with that interface.
+    any model with that interface. With ``config.beta != 1`` the loss weighs the KL by beta
+    (Higgins et al. 2017) and is no longer the negative ELBO.
     """
 
     def __init__(self, config: VAEConfig | None = None, **overrides):
@@ -225,6 +248,8 @@ class VAE(nn.Module):
         config = replace(config or VAEConfig(), **overrides)
         if min(config.input_size, config.hidden, config.latent) < 1:
             raise ValueError(f"sizes must be positive, got {config}")
+        if not config.beta >= 0:
+            raise ValueError(f"beta must be non-negative, got {config.beta}")
         self.config = config
         self.encoder = nn.Sequential(nn.Linear(config.input_size, config.hidden), nn.ReLU(),
                                      nn.Linear(config.hidden, 2 * config.latent))
@@ -259,8 +284,9 @@ class VAE(nn.Module):
         targets = _check_images(targets, self.config.input_size)
         if len(targets) != len(x):
             raise ValueError(f"{len(x)} inputs but {len(targets)} targets")
-        elbo = bernoulli_log_likelihood(logits, targets) - gaussian_kl(mu, logvar)  # (B,)
-        return logits, -elbo.mean()
+        kl = gaussian_kl(mu, logvar)  # (B,)
+        objective = bernoulli_log_likelihood(logits, targets) - self.config.beta * kl  # (B,)
+        return logits, -objective.mean()
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -310,3 +336,102 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     """log N(z; mu, diag(exp(logvar))) summed over the last axis: what a Monte-Carlo estimate of
     the KL averages, log q(z) - log p(z)."""
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+# --- the likelihood itself: importance sampling and, in two dimensions, a grid -----------------
+
+def log_joint(model: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x, z) = log p(x|z) + log p(z) for images ``x`` ``(B, input)`` and codes ``z``
+    ``(S, B, latent)``, one code set per image: ``(S, B)``."""
+    s, b, latent = z.shape
+    logits = model.decode(z.reshape(s * b, latent)).reshape(s, b, -1)  # (S, B, input)
+    log_px_z = (x * logits - F.softplus(logits)).sum(-1)  # (S, B)
+    return log_px_z - 0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+
+@torch.no_grad()
+def importance_weighted_bound(model: VAE, x: torch.Tensor, samples: int,
+                              generator: torch.Generator | None = None,
+                              chunk: int = 100) -> torch.Tensor:
+    """Burda et al.'s importance-weighted bound per image ``(B,)``, in nats:
+
+    log (1/K) sum_k p(x, z_k) / q(z_k|x),  z_k ~ q(z|x),  K = ``samples``.
+
+    Its expectation is at most log p(x), never below the ELBO (K = 1 is a one-sample ELBO), and
+    rises to log p(x) as K grows. ``chunk`` samples are decoded at a time, to bound memory."""
+    if samples < 1 or chunk < 1:
+        raise ValueError(f"samples and chunk must be at least 1, got {samples} and {chunk}")
+    x = _check_images(x, model.config.input_size)
+    mu, logvar = model.encode(x)  # (B, latent)
+    log_w = []
+    for start in range(0, samples, chunk):
+        k = min(chunk, samples - start)
+        eps = torch.randn((k, *mu.shape), generator=generator).to(mu)  # (k, B, latent)
+        z = reparameterize(mu, logvar, eps)
+        log_w.append(log_joint(model, x, z) - gaussian_log_density(z, mu, logvar))  # (k, B)
+    return torch.logsumexp(torch.cat(log_w), 0) - math.log(samples)
+
+
+@torch.no_grad()
+def grid_log_likelihood(model: VAE, x: torch.Tensor, limit: float = 5.0, points: int = 201):
+    """log p(x) per image ``(B,)`` by summing p(x, z) over a square grid of codes: exact up to
+    the grid's resolution, for a latent space of 1 or 2 dimensions, where a grid is cheap.
+
+    Returns ``(log_px, log_posterior, grid, cell)``: the log-likelihoods ``(B,)``, the log
+    density of the true posterior p(z|x) at each grid point ``(B, G)``, the grid ``(G, latent)``
+    and the area (length, in 1-D) of one cell. The grid spans [-limit, limit] in each direction;
+    a posterior narrower than a cell or outside the grid is not resolved."""
+    latent = model.config.latent
+    if latent not in (1, 2):
+        raise ValueError(f"a grid is only cheap in 1 or 2 latent dimensions, not {latent}: "
+                         "use importance_weighted_bound")
+    if limit <= 0 or points < 3:
+        raise ValueError(f"need limit > 0 and at least 3 points, got {limit} and {points}")
+    x = _check_images(x, model.config.input_size)
+    axis = torch.linspace(-limit, limit, points)
+    grid = torch.cartesian_prod(*[axis] * latent).reshape(-1, latent)  # (G, latent)
+    cell = (axis[1] - axis[0]).item() ** latent
+    logits = model.decode(grid.to(x))  # (G, input)
+    log_pz = -0.5 * (LOG_2PI + grid.to(x).pow(2)).sum(-1)  # (G,)
+    joint = x @ logits.T - F.softplus(logits).sum(-1) + log_pz  # (B, G)
+    log_px = torch.logsumexp(joint, 1) + math.log(cell)  # (B,)
+    return log_px, joint - log_px[:, None], grid, cell
+
+
+# --- the simple baseline: a mixture of Bernoulli images, fitted by EM ---------------------------
+
+def fit_bernoulli_mixture(x: torch.Tensor, components: int, iterations: int = 50,
+                          generator: torch.Generator | None = None, smoothing: float = 1.0):
+    """A mixture of ``components`` images of independent Bernoulli pixels, fitted to binary
+    ``x`` ``(N, D)`` by expectation-maximisation. Returns ``(log_weights (K,), probs (K, D),
+    train_log_likelihood)`` with the last a list, per iteration, of the mean log p(x) in nats,
+    which EM never lowers (up to the ``smoothing``: a Beta(1 + s, 1 + s) prior's pseudo-counts
+    that keep every pixel probability off 0 and 1, so that a test pixel never costs infinity)."""
+    _check_matrix(x, "x")
+    x = _check_images(x, x.shape[1])
+    if not 1 <= components <= len(x):
+        raise ValueError(f"components must lie between 1 and {len(x)}, got {components}")
+    start = torch.randperm(len(x), generator=generator)[:components]
+    probs = (x[start] * 0.5 + 0.25)  # (K, D) start near random data points
+    log_weights = torch.full((components,), -math.log(components))
+    history = []
+    for _ in range(iterations):
+        joint = _mixture_joint(x, log_weights, probs)  # (N, K)
+        log_px = torch.logsumexp(joint, 1)  # (N,)
+        history.append(log_px.mean().item())
+        resp = (joint - log_px[:, None]).exp()  # (N, K) E step
+        counts = resp.sum(0)  # (K,) M step
+        log_weights = (counts / len(x)).log()
+        probs = (resp.T @ x + smoothing) / (counts[:, None] + 2 * smoothing)
+    return log_weights, probs, history
+
+
+def bernoulli_mixture_log_likelihood(x: torch.Tensor, log_weights: torch.Tensor,
+                                     probs: torch.Tensor) -> torch.Tensor:
+    """log p(x) per row of binary ``x`` ``(N, D)`` under the mixture: ``(N,)``, exact."""
+    x = _check_images(x, probs.shape[1])
+    return torch.logsumexp(_mixture_joint(x, log_weights, probs), 1)
+
+
+def _mixture_joint(x, log_weights, probs):
+    return x @ probs.log().T + (1 - x) @ (1 - probs).log().T + log_weights  # (N, K)
