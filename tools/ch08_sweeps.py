@@ -129,7 +129,7 @@ def names_long(runs: list[str]) -> None:
         print("merged into data/", flush=True)
 
 
-ADDING = {"length": 30, "kinds": ["rnn", "lstm", "gru"], "lrs": [0.003, 0.01, 0.03],
+ADDING = {"length": 30, "kinds": ["rnn", "lstm"], "lrs": [0.003, 0.01, 0.03],
           "seeds": [0, 1, 2], "steps": 6000, "every": 500}
 
 
@@ -160,6 +160,38 @@ def adding(kinds: list[str]) -> None:
                              for k in a["kinds"]}}
         (DATA / "ch08_adding.json").write_text(json.dumps(out, indent=1) + "\n")
         print("merged into data/", flush=True)
+
+
+def adding_run(kind: str, lr: float, seed: int) -> None:
+    """One run of the adding sweep, saved as its own part (runs may go side by side)."""
+    from dlbook.rnn import adding_curve
+
+    a = ADDING
+    PARTS.mkdir(exist_ok=True)
+    c = adding_curve(kind, a["length"], seed, a["steps"], lr, a["every"])
+    c = {k: [round(v, 6) for v in vs] if k != "step" else vs for k, vs in c.items()}
+    (PARTS / f"adding_{kind}_{lr:g}_{seed}.json").write_text(json.dumps(c))
+    print(kind, lr, seed, c["val"][-1], flush=True)
+
+
+def adding_merge() -> None:
+    """Assemble the per-run parts as adding() would: seed 0 at every rate, the rate with the
+    lowest final validation MSE chosen, seeds 1 and 2 at it."""
+    a = ADDING
+
+    def part(kind, lr, seed):
+        return json.loads((PARTS / f"adding_{kind}_{lr:g}_{seed}.json").read_text())
+
+    cells = {}
+    for kind in a["kinds"]:
+        grid = {lr: part(kind, lr, a["seeds"][0]) for lr in a["lrs"]}
+        best = min(a["lrs"], key=lambda lr: grid[lr]["val"][-1])
+        seeded = [grid[best]] + [part(kind, best, s) for s in a["seeds"][1:]]
+        cells[kind] = {"lr": best, "grid": {str(lr): c for lr, c in grid.items()},
+                       "curves": seeded}
+        print(kind, best, {lr: c["val"][-1] for lr, c in grid.items()}, flush=True)
+    (DATA / "ch08_adding.json").write_text(json.dumps(a | {"cells": cells}, indent=1) + "\n")
+    print("merged into data/", flush=True)
 
 
 def co2_levels() -> torch.Tensor:
@@ -240,6 +272,10 @@ if __name__ == "__main__":
         names_long(sys.argv[2:])
     elif sys.argv[1] == "adding":  # adding [KIND ...]
         adding(sys.argv[2:])
+    elif sys.argv[1] == "adding-run":  # adding-run KIND LR SEED: one run, side by side
+        adding_run(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1] == "adding-merge":  # after every adding-run part the merge needs
+        adding_merge()
     elif sys.argv[1] == "co2-val":  # co2-val LR [LR ...]
         for lr in sys.argv[2:] or CO2["lrs"]:
             co2_val(float(lr))
