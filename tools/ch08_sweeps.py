@@ -129,7 +129,7 @@ def names_long(runs: list[str]) -> None:
         print("merged into data/", flush=True)
 
 
-ADDING = {"length": 30, "kinds": ["rnn", "lstm"], "lrs": [0.003, 0.01, 0.03],
+ADDING = {"length": 30, "kinds": ["rnn", "lstm"], "lrs": [0.001, 0.003, 0.01, 0.03, 0.1],
           "seeds": [0, 1, 2], "steps": 6000, "every": 500}
 
 
