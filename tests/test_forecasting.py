@@ -51,3 +51,28 @@ def test_train_forecaster_checks_origins_and_returns_each_checkpoint():
         train_forecaster(s, 150, 0.01, 0, [5], [140], horizon=12)
     _, fc = train_forecaster(s, 150, 0.01, 0, [5, 10], [150, 160], horizon=12)
     assert sorted(fc) == [5, 10] and all(f.shape == (12,) for f in fc[10])
+
+
+def test_ar_recovers_a_known_autoregression_and_rolls_out_like_forecast():
+    from dlbook.forecasting import ar_forecast, fit_ar
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.zeros(600, dtype=torch.float64)
+    for t in range(2, 600):  # z_t = 0.1 + 0.5 z_{t-1} - 0.3 z_{t-2} + noise
+        z[t] = 0.1 + 0.5 * z[t - 1] - 0.3 * z[t - 2] + torch.randn(1, generator=g)
+    series = {"z": z, "mu": 0.0, "sd": 1.0, "lag": 1,
+              "levels": torch.cat([torch.zeros(1), z.cumsum(0).float()])}
+    coef = fit_ar(series, 501, 2)
+    assert torch.allclose(coef, torch.tensor([0.1, 0.5, -0.3], dtype=torch.float64), atol=0.1)
+    out = ar_forecast(coef, series, 501, 3)  # levels = previous level + predicted change
+    zs = z[:500].tolist()
+    level = series["levels"][500].item()
+    for k in range(3):
+        step = (coef[0] + coef[1] * zs[-1] + coef[2] * zs[-2]).item()
+        zs.append(step)
+        level += step
+        assert out[k].item() == pytest.approx(level, abs=1e-3)
+    with pytest.raises(ValueError, match="AR order"):
+        fit_ar(series, 501, 0)
+    with pytest.raises(ValueError, match="AR order"):
+        fit_ar(series, 10, 6)

@@ -192,3 +192,18 @@ def test_adding_problem_targets_the_two_marked_values():
     assert torch.allclose(y, (x[..., 0] * markers).sum(1))
     with pytest.raises(ValueError, match="length"):
         adding_problem(4, 1)
+
+
+def test_adding_curve_records_every_checkpoint_and_refuses_bad_input():
+    from dlbook.rnn import adding_curve, train_adding
+
+    curve = adding_curve("lstm", 6, seed=0, steps=25, lr=0.01, every=10)
+    assert curve["step"] == [10, 20, 25]
+    assert len(curve["val"]) == len(curve["test"]) == 3
+    assert train_adding("lstm", 6, 0, steps=25, lr=0.01) == pytest.approx(curve["test"][-1])
+    # A prefix of a run is the same run: evaluation draws no training randomness.
+    assert adding_curve("lstm", 6, 0, steps=10, lr=0.01, every=10)["val"] == curve["val"][:1]
+    with pytest.raises(ValueError, match="kind"):
+        adding_curve("transformer", 6, 0)
+    with pytest.raises(ValueError, match="positive"):
+        adding_curve("rnn", 6, 0, steps=0)

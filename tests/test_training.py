@@ -270,6 +270,7 @@ def test_gradient_clipping_caps_the_norm_and_records_it():
                optimizer=lambda p: Watching(p, lr=1e-3), progress=False)
     assert len(seen) == 20 and max(seen) <= 1.0 + 1e-5
     assert len(hist.grad_norm) == 2 and min(hist.grad_norm) > 10, "norms before clipping"
+    assert all(m >= g for m, g in zip(hist.grad_norm_max, hist.grad_norm)), "max >= mean"
     # Clipping works in an epoch run too.
     seen.clear()
     fit(nn.Linear(4, 1), (x, target), epochs=2, batch_size=16, loss_fn=torch.nn.functional.mse_loss,

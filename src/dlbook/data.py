@@ -36,7 +36,7 @@ CHECKSUMS: dict[str, str] = {
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
     # chapter 08's sweeps (results and seed-0 models), rebuilt by tools/ch08_sweeps.py
     "ch08_names_sweep.json":
-        "05b85fd6243e792dcafcb78624089c2067dccadcbc21f6eace421b0c10f76e13",
+        "b85779cb65698ba674d5a707c104bce1ab711cc735a0d1b65030130b8c60cd99",
     "ch08_lms.safetensors":
         "16dc1da1fa11ddbb4177160d238f25cef1034fdf1c9035847997da59eab3367e",
     "ch08_co2_sweep.json":
@@ -57,9 +57,9 @@ CHECKSUMS: dict[str, str] = {
     # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
     "lenet_sweep.json": "b86ebf707558e5c5824319020f8e62a3d32cb93e47d7a6d76a6c915ae9b66476",
     "ch08_adding.json":
-        "18186fff92ef5e72407b69af3decbbec3c1403455f27607da73d72df6d9a23db",
+        "77d875f91a25f5915ad65f743f60791e6ee62f15e21e37483b141c35fe5ae83d",
     "ch08_names_long.json":
-        "674e8577d98771a0ed4dd828d2de4420b24baf3bd4237cec4853b4a0de6625c0",
+        "fe0191edc9d9a18b09268f889cb3257a3329456618ef7e456196269d48b988f7",
     # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)
     "ch11_generative_sweep.json":
         "7008f3c6ab9c4f355e02664c72783f69ff3d308aff71a2fbb13189179393b7b3",

@@ -99,3 +99,28 @@ def train_forecaster(series: dict, n_train: int, lr: float, seed: int, checkpoin
         done = steps
         forecasts[steps] = [forecast(model, series, o, horizon) for o in origins]
     return model, forecasts
+
+
+def fit_ar(series: dict, n_train: int, p: int) -> torch.Tensor:
+    """Least-squares AR(p) on the standardised differences of the first ``n_train`` months:
+    z[t] = c + a_1 z[t-1] + ... + a_p z[t-p]. Returns (c, a_1, ..., a_p) as float64."""
+    z = series["z"][: n_train - series["lag"]].double()
+    if p < 1 or len(z) <= 2 * p:
+        raise ValueError(f"AR order p must be between 1 and {(len(z) - 1) // 2}, got {p}")
+    rows = torch.stack([z[p - k: len(z) - k] for k in range(1, p + 1)], dim=1)  # (N - p, p)
+    design = torch.cat([torch.ones(len(rows), 1, dtype=z.dtype), rows], dim=1)
+    return torch.linalg.lstsq(design, z[p:, None]).solution[:, 0]  # (p + 1,)
+
+
+def ar_forecast(coef: torch.Tensor, series: dict, origin: int, horizon: int) -> torch.Tensor:
+    """Levels for the ``horizon`` months after the first ``origin`` months, rolling the AR model
+    of :func:`fit_ar` out on its own predictions, as :func:`forecast` does for the LSTM."""
+    lag, p = series["lag"], len(coef) - 1
+    z = series["z"][: origin - lag].double().tolist()
+    levels = series["levels"][:origin].tolist()
+    for _ in range(horizon):
+        recent = torch.tensor(z[-1: -p - 1: -1], dtype=torch.float64)  # z[t-1], ..., z[t-p]
+        step = (coef[0] + coef[1:] @ recent).item()
+        z.append(step)
+        levels.append(levels[-lag] + step * series["sd"] + series["mu"])
+    return torch.tensor(levels[origin:], dtype=torch.float32)

@@ -82,7 +82,7 @@ class History:
     (``fit(..., steps=N)``) has one entry per evaluation, every ``eval_every`` steps: ``step``
     counts optimizer steps, and ``train_loss`` is the mean over the steps since the previous
     entry. ``lr`` is the learning rate at the entry, ``grad_norm`` the mean gradient norm before
-    clipping (recorded when ``grad_clip`` is set).
+    clipping and ``grad_norm_max`` the largest (recorded when ``grad_clip`` is set).
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -96,6 +96,7 @@ class History:
     step: list[int] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
+    grad_norm_max: list[float] = field(default_factory=list)  # the largest norm, same interval
     best_step: int | None = None
 
     def last(self, key: str) -> float:
@@ -430,7 +431,7 @@ def fit(model: nn.Module, train: "Tensors | TokenStream", val: "Tensors | TokenS
     # loss * weight summed (weight: examples, or a language model's targets), metric summed
     # over `count` targets, pre-clipping gradient norms over `steps` steps.
     sums = {"loss": zeros(), "weight": zeros(), "metric": zeros(), "count": zeros(),
-            "grad": zeros(), "steps": 0}
+            "grad": zeros(), "grad_max": zeros(), "steps": 0}
     batch_losses: list[torch.Tensor] = []
 
     def train_step(xb, yb, where: Callable[[], str]) -> None:
@@ -449,7 +450,9 @@ def fit(model: nn.Module, train: "Tensors | TokenStream", val: "Tensors | TokenS
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
-            sums["grad"] += torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            sums["grad"] += norm
+            sums["grad_max"] = torch.maximum(sums["grad_max"], norm)
         optimizer.step()
         if steps is not None and sched is not None:
             sched.step()
@@ -489,7 +492,8 @@ def fit(model: nn.Module, train: "Tensors | TokenStream", val: "Tensors | TokenS
         history.lr.append(optimizer.param_groups[0].get("lr", float("nan")))
         if grad_clip is not None:
             history.grad_norm.append(sums["grad"].item() / max(sums["steps"], 1))
-        for key in ("loss", "weight", "metric", "count", "grad"):
+            history.grad_norm_max.append(sums["grad_max"].item())
+        for key in ("loss", "weight", "metric", "count", "grad", "grad_max"):
             sums[key] = zeros()
         sums["steps"] = 0
         stop = False
