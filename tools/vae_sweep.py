@@ -32,6 +32,7 @@ into /tmp/ch10_vae_smoke/.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -248,6 +249,9 @@ def merge(folder, out_folder):
                                               encoding="utf-8")
     shutil.copyfile(weights_path(folder, lr, 0), out_folder / "ch10_vae2d.safetensors")
     print(f"merged: {round(cpu)} s of CPU in the parts; data files in {out_folder}", flush=True)
+    for name in ("ch10_vae.json", "ch10_vae2d.safetensors"):  # for dlbook.data.CHECKSUMS
+        data = (out_folder / name).read_bytes()
+        print(f"{name}: {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
 
 
 def main() -> int:
