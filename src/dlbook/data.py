@@ -64,7 +64,7 @@ CHECKSUMS: dict[str, str] = {
     "ch11_generative_sweep.json":
         "7008f3c6ab9c4f355e02664c72783f69ff3d308aff71a2fbb13189179393b7b3",
     # chapter 10's VAEs trained to convergence, and the 2-D one's weights, by tools/vae_sweep.py
-    "ch10_vae.json": "66e84398b14dd6c144d217f832b1d7da3d24a9e430743761e2f3a97d56743a44",
+    "ch10_vae.json": "3eb98e079055f20bf2749ee7a1c1652cfd6d26f5466cd2c90fc1b44c7f468998",
     "ch10_vae2d.safetensors":
         "1e0b25a5651ecd027594a3316f8bad2c9da7a6482e21f42a6f440a22fb3cf962",
 }
