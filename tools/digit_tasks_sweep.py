@@ -1,7 +1,7 @@
 """Chapter 09's digit tasks, transformer against MLP and a linear map, every rate and seed,
 with exact-string accuracy against steps: data/digit_tasks_sweep.json.
 
-    python tools/digit_tasks_sweep.py            (about 15 minutes on one CPU thread)
+    python tools/digit_tasks_sweep.py            (about 20 minutes on one CPU thread)
 
 Two tasks on 8 random digits (dlbook.attention: 20,000 training strings, seed 10; 1,000
 validation, seed 11; 2,000 test, seed 12): reversal_lm_task, a fixed permutation, and
