@@ -5,8 +5,8 @@ with exact-string accuracy against steps: data/digit_tasks_sweep.json.
 
 Two tasks on 8 random digits (dlbook.attention: 20,000 training strings, seed 10; 1,000
 validation, seed 11; 2,000 test, seed 12): reversal_lm_task, a fixed permutation, and
-sorting_lm_task, where the input digit each answer position needs depends on the digits. Three
-contenders, each at every learning rate of its grid (GRIDS, widened by one rate, a factor of
+sorting_lm_task, where the input digit each answer position needs depends on the digits.
+Three contenders, each at every learning rate of its grid (GRIDS, widened by one rate, a factor of
 about 3, while the pick is on an edge), with dlbook.training.fit (Adam,
 batches of 64) for STEPS[task] steps: a decoder-only dlbook.attention.Transformer (2 layers of
 2 heads, 32 wide, learned positions) that writes the answer one digit at a time, and the simple
@@ -16,8 +16,8 @@ dlbook.attention.DigitsLinear, one linear map from the 80 one-hot inputs to the 
 Recorded: the validation loss and exact-string accuracy of every run, and its validation
 exact-string accuracy every RECORD_EVERY steps (a probe in fit's batch transform that decodes the
 validation strings without touching the weights, the batches or the random state, so the run is
-the same as a plain fit), to show where each run has settled. For each task and contender the learning rate with the
-lowest validation loss on seed 0 is the pick; seeds 1 and 2 run at it, and only those three runs
+the same as a plain fit), to show where each run has settled. For each task and contender
+the learning rate with the lowest validation loss on seed 0 is the pick; seeds 1 and 2 run at it, and only those three runs
 are scored on the test set, once.
 Seeded and deterministic on one CPU thread; the chapter retrains a sample and checks it.
 """
