@@ -54,7 +54,7 @@ CHECKSUMS: dict[str, str] = {
     "seq2seq_curves.json": "394d68863b65e82047960efe51fb2ecb948aa5c6516336c510bcc462c36d808a",
     "seq2seq_sizes.json": "1c077ff368f8e9f2c6fba95c5d13913c3c0ac15ab84c2a000c889271385aef3c",
     "digit_tasks_sweep.json":
-        "0e604db85a39821cf582d0c35d96f43490e327402be270d389fc1de053e04ceb",
+        "26f2c98a49710089743281ce618d6d0092494961d44b003620865629f71ef85a",
     # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
     "mnist1d_sweep.json": "005c54d273a9aee2e8b59874f966e799f23c4bb3002abcf3b12e208dd8e1a709",
     # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
