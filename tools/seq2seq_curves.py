@@ -1,6 +1,6 @@
 """Learning curves of chapter 09's seq2seq bottleneck: data/seq2seq_curves.json.
 
-    python tools/seq2seq_curves.py            (about 5 minutes on one CPU thread)
+    nice -n 5 python tools/seq2seq_curves.py   (about 75 CPU seconds on one thread)
 
 Reversing strings of 2 to 10 digits (dlbook.attention.digit_reversal: 8,000 training strings,
 seed 0; 1,000 validation, seed 1; 1,000 test, seed 2) with dlbook.attention.EncoderDecoder,
