@@ -1,17 +1,17 @@
 """Learning curves of chapter 09's seq2seq bottleneck: data/seq2seq_curves.json.
 
-    python tools/seq2seq_curves.py            (about 5 minutes on one CPU thread a model;
-                                              --models attention, fixed context in two processes)
+    nice -n 5 python tools/seq2seq_curves.py   (about 75 CPU seconds on one thread)
 
 Reversing strings of 2 to 10 digits (dlbook.attention.digit_reversal: 8,000 training strings,
 seed 0; 1,000 validation, seed 1; 1,000 test, seed 2) with dlbook.attention.EncoderDecoder,
-32 units, with and without attention: each at Adam learning rates 0.01 and 0.03, seeds
-0, 1 and 2, batches of 64, gradients clipped at norm 1, for STEPS steps. Every RECORD steps the
-validation accuracy per output digit is recorded for each source length. The learning rate of
-each model is the one with the best validation accuracy averaged over the whole curve (all
-lengths, all records, all seeds: the fastest learner, which is what the chapter compares);
-only for it is the test set scored, once, at the end. The chapter retrains a sample and checks it against this
-file. Seeded and deterministic on one CPU thread.
+32 units, with and without attention, each at its own Adam learning rate: the one
+tools/seq2seq_sizes.py picked for it on validation from a grid that brackets the pick (read
+from data/seq2seq_sizes.json, which must exist). Seeds 0, 1 and 2, batches of 64, gradients
+clipped at norm 1, STEPS steps. Every RECORD steps the accuracy per output digit is recorded
+for each source length, on the validation strings and on the first TRAIN_PROBE training
+strings (the strings the model was fitted to: memorising shows as a gap between the two).
+The test set is scored once, at the end. The chapter retrains a sample and checks it against
+this file. Seeded and deterministic on one CPU thread.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from dlbook.attention import EncoderDecoder, accuracy_by_length, digit_reversal, fit_curve
 
-STEPS, RECORD, LRS, SEEDS, MAX_LEN, VOCAB = 2000, 100, (0.01, 0.03), (0, 1, 2), 10, 12
+STEPS, RECORD, SEEDS, MAX_LEN, VOCAB, TRAIN_PROBE = 2000, 100, (0, 1, 2), 10, 12, 2000
 MODELS = {"fixed context": (False, 32), "attention": (True, 32)}  # (attention, hidden units)
 
 
@@ -37,50 +37,45 @@ def reversal_splits():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parents[1] / "data" / "seq2seq_curves.json")
-    parser.add_argument("--models", default=",".join(MODELS))
+    data = Path(__file__).resolve().parents[1] / "data"
+    parser.add_argument("--out", type=Path, default=data / "seq2seq_curves.json")
+    parser.add_argument("--sizes", type=Path, default=data / "seq2seq_sizes.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    start_all = time.process_time()
     train, val, test = reversal_splits()
+    probe = (train[0][:TRAIN_PROBE], train[1][:TRAIN_PROBE],
+             (train[0][:TRAIN_PROBE] != 0).sum(1))  # digits are ids >= 2
+    sizes = {(r["model"], r["hidden"]): r for r in json.loads(args.sizes.read_text())["runs"]}
     record_at = list(range(RECORD, STEPS + 1, RECORD))
-    result = {"steps": STEPS, "record_at": record_at, "lrs": list(LRS), "seeds": list(SEEDS),
-              "models": {}}
-    if args.out.exists():  # models run in parallel processes (--models) share one file
-        old = json.loads(args.out.read_text())
-        if all(old.get(k) == result[k] for k in ("steps", "record_at", "lrs", "seeds")):
-            result["models"] = old["models"]
-    for name in args.models.split(","):
-        attention, hidden = MODELS[name]
+    result = {"steps": STEPS, "record_at": record_at, "seeds": list(SEEDS),
+              "train_probe": TRAIN_PROBE, "models": {}}
+    for name, (attention, hidden) in MODELS.items():
+        picked = sizes[name, hidden]
+        lr, grid = picked["best_lr"], sorted(map(float, picked["val_final_by_lr"]))
+        assert grid[0] < lr < grid[-1], (name, lr, grid)  # the pick is bracketed
         runs = {}
-        for lr in LRS:
-            for seed in SEEDS:
-                start = time.time()
-                torch.manual_seed(seed)
-                model = EncoderDecoder(VOCAB, hidden=hidden, attention=attention, out_len=MAX_LEN)
-                curve = fit_curve(model, train, steps=STEPS, record_at=record_at,
-                                  evaluate=lambda m: accuracy_by_length(m, *val), lr=lr,
-                                  seed=seed, device="cpu")
-                runs[(lr, seed)] = (model, curve)
-                print(f"{name} lr {lr} seed {seed}: val {sum(curve[-1]) / 9:.3f} "
-                      f"({time.time() - start:.0f} s)", flush=True)
-        final = {lr: sum(sum(runs[lr, s][1][-1]) / 9 for s in SEEDS) / len(SEEDS) for lr in LRS}
-        area = {lr: sum(sum(sum(r) / 9 for r in runs[lr, s][1]) / len(record_at) for s in SEEDS)
-                / len(SEEDS) for lr in LRS}  # mean validation accuracy over the curve
-        best = max(LRS, key=area.get)
+        for seed in SEEDS:
+            start = time.process_time()
+            torch.manual_seed(seed)
+            model = EncoderDecoder(VOCAB, hidden=hidden, attention=attention, out_len=MAX_LEN)
+            curve = fit_curve(model, train, steps=STEPS, record_at=record_at,
+                              evaluate=lambda m: (accuracy_by_length(m, *val),
+                                                  accuracy_by_length(m, *probe)),
+                              lr=lr, seed=seed, device="cpu")
+            runs[seed] = (model, curve)
+            print(f"{name} lr {lr} seed {seed}: val {sum(curve[-1][0]) / 9:.3f} train "
+                  f"{sum(curve[-1][1]) / 9:.3f} ({time.process_time() - start:.0f} s)", flush=True)
         result["models"][name] = {
             "hidden": hidden,
-            "parameters": sum(p.numel() for p in runs[best, 0][0].parameters()),
-            "best_lr": best,
-            "val_final_by_lr": {str(lr): final[lr] for lr in LRS},
-            "val_area_by_lr": {str(lr): area[lr] for lr in LRS},
-            "val_curves": {str(lr): {str(s): runs[lr, s][1] for s in SEEDS} for lr in LRS},
-            "test_by_length": {str(s): accuracy_by_length(runs[best, s][0], *test) for s in SEEDS},
+            "parameters": sum(p.numel() for p in runs[0][0].parameters()),
+            "best_lr": lr,
+            "lr_grid": grid,  # seq2seq_sizes.json's, seed 0
+            "val_curves": {str(s): [c[0] for c in runs[s][1]] for s in SEEDS},
+            "train_curves": {str(s): [c[1] for c in runs[s][1]] for s in SEEDS},
+            "test_by_length": {str(s): accuracy_by_length(runs[s][0], *test) for s in SEEDS},
         }
-        if args.out.exists():  # another process may have written its model meanwhile
-            old = json.loads(args.out.read_text())
-            if all(old.get(k) == result[k] for k in ("steps", "record_at", "lrs", "seeds")):
-                result["models"] = {**old["models"], name: result["models"][name]}
+    result["cpu_seconds"] = round(time.process_time() - start_all)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
 

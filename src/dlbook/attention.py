@@ -59,9 +59,10 @@ def scaled_dot_product_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     mask: torch.Tensor | None = None, causal: bool = False,
 ):
-    """softmax(q k^T / sqrt(d)) v, and the weights. q (..., Tq, d), k (..., Tk, d),
-    v (..., Tk, dv); mask: booleans, True where a query may attend (as
-    torch's); causal: each query sees only keys at or before its position."""
+    """softmax(q k^T / sqrt(d)) v, and the weights. q (..., Tq, d),
+    k (..., Tk, d), v (..., Tk, dv); mask: booleans, True where a query may
+    attend (as torch's); causal: each query sees only keys at or before its
+    position."""
     allowed = _allowed_keys(q, k, v, mask, causal)  # checks the inputs too
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
     if allowed is None:
@@ -119,7 +120,8 @@ class MultiHeadAttention(nn.Module):
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        hs = C // self.n_head  # one head's width
+        return x.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
 
     def _check_inputs(self, query, key, value) -> None:
         for name, t in (("query", query), ("key", key), ("value", value)):
@@ -142,29 +144,35 @@ class MultiHeadAttention(nn.Module):
         return k, v, mask, causal
 
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None,
-                value: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                causal: bool = False, cache: KVCache | None = None):
-        """Self-attention ``mha(x)``, or cross-attention ``mha(x, memory, memory)``.
+                value: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, causal: bool = False,
+                cache: KVCache | None = None):
+        """Self-attention ``mha(x)``, or cross-attention ``mha(x, m, m)``.
 
-        query (B, Tq, C), key and value (B, Tk, C). ``mask``: booleans broadcastable to
-        (B, nh, Tq, Tk), True where attending is allowed. ``cache``: a :class:`KVCache` of the
-        earlier tokens; the new keys and values are appended to it and the queries (the newest
-        Tq tokens) attend to all of them. Returns ``(out (B, Tq, C), weights (B, nh, Tq, Tk))``.
+        query (B, Tq, C), key and value (B, Tk, C). ``mask``: booleans
+        broadcastable to (B, nh, Tq, Tk), True where attending is allowed.
+        ``cache``: a :class:`KVCache` of the earlier tokens; the new keys and
+        values are appended to it and the queries (the newest Tq tokens)
+        attend to all of them. Returns ``(out (B, Tq, C), weights
+        (B, nh, Tq, Tk))``.
         """
         key = query if key is None else key  # self-attention: x attends to x
         value = key if value is None else value
         self._check_inputs(query, key, value)
         B, Tq, C = query.shape
         w_q, w_k, w_v = self.in_proj.weight.chunk(3)  # 3 x (C, C)
-        b_q, b_k, b_v = self.in_proj.bias.chunk(3) if self.in_proj.bias is not None else (None,) * 3
+        bias = self.in_proj.bias
+        b_q, b_k, b_v = (None,) * 3 if bias is None else bias.chunk(3)
         q = self._heads(F.linear(query, w_q, b_q))  # (B, nh, Tq, hs)
         k = self._heads(F.linear(key, w_k, b_k))  # (B, nh, Tk, hs)
         v = self._heads(F.linear(value, w_v, b_v))  # (B, nh, Tk, hs)
-        if cache is not None:  # generation: the new queries also see the cached tokens
-            k, v, mask, causal = self._extend_with_cache(cache, k, v, mask, causal, Tq)
-        y, weights = scaled_dot_product_attention(q, k, v, mask, causal)  # (B, nh, Tq, hs)
-        y = y.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, C): the heads side by side
-        return self.dropout(self.out_proj(y)), weights  # (B, Tq, C), (B, nh, Tq, Tk)
+        if cache is not None:  # generation: new queries see the cached tokens
+            k, v, mask, causal = self._extend_with_cache(
+                cache, k, v, mask, causal, Tq)
+        y, weights = scaled_dot_product_attention(
+            q, k, v, mask, causal)  # (B, nh, Tq, hs), (B, nh, Tq, Tk)
+        y = y.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, C): heads side by side
+        return self.dropout(self.out_proj(y)), weights  # (B, Tq, C), weights
 
     @classmethod
     def from_torch(cls, module: nn.MultiheadAttention) -> "MultiHeadAttention":
@@ -324,14 +332,15 @@ class Transformer(nn.Module):
         x = self.tok_emb(idx) + self.pos_emb[:T]  # (B, T, C)
         maps = []
         for block in self.blocks:
-            x, weights = block(x, return_weights=True)  # (B, T, C), (B, nh, T, T)
-            maps.append(weights)
+            x, weights = block(x, return_weights=True)  # (B, T, C), weights
+            maps.append(weights)  # (B, nh, T, T)
         logits = self.head(self.ln_f(x))  # (B, T, vocab)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
-        if return_weights:
-            return logits, loss, torch.stack(maps, dim=1)  # maps: (B, n_layer, nh, T, T)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                   ignore_index=-1)
+        if return_weights:  # maps: (B, n_layer, nh, T, T)
+            return logits, loss, torch.stack(maps, dim=1)
         return logits, loss
 
 
@@ -440,7 +449,9 @@ class EncoderDecoder(nn.Module):
     testing then run the same computation, with no teacher forcing). With attention, each
     decoder state ``s_t`` is also a query: ``W_q s_t`` against keys and values that are the
     encoder states themselves, with no learned vector per source position: where to look must be
-    read from the states, which depends on the input's length (Bahdanau et al., 2015, in the dot-product form of Luong et al., 2015). Output t is
+    read from the states (Bahdanau et al., 2015, in the dot-product form of Luong et al., 2015).
+    With left padding, output t always needs padded position S - 1 - t, whatever the length;
+    right padding would make that position depend on the length. Output t is
     ``head(tanh(W [s_t; looked_up_t]))``. ``forward(idx, targets=None) -> (logits, loss)`` with
     ``targets`` (B, out_len), -1 where not scored; sources at most ``out_len`` long.
     """
@@ -463,13 +474,15 @@ class EncoderDecoder(nn.Module):
                 return_weights: bool = False):
         B, S = idx.shape
         if S > self.out_len:
-            raise ValueError(f"sources of {S} tokens, longer than out_len {self.out_len}")
-        memory, context = self.encoder(self.embed(idx))  # (B, S, H), ((1, B, H), (1, B, H))
+            raise ValueError(f"sources of {S} tokens, longer than out_len "
+                             f"{self.out_len}")
+        # memory (B, S, H); context: the final (h, c), each (1, B, H)
+        memory, context = self.encoder(self.embed(idx))
         p = self.positions.expand(B, -1, -1)  # (B, L, H)
-        states, _ = self.decoder(p, context)  # (B, L, H): starts from the encoder's h and c
+        states, _ = self.decoder(p, context)  # (B, L, H): starts from h and c
         parts, weights = [states], None
         if self.use_attention:
-            mask = (idx != self.pad)[:, None, :]  # (B, 1, S) real source tokens only
+            mask = (idx != self.pad)[:, None, :]  # (B, 1, S): real tokens only
             looked_up, weights = scaled_dot_product_attention(
                 self.query(states), memory, memory, mask)  # (B, L, H), (B, L, S)
             parts.append(looked_up)
@@ -477,7 +490,8 @@ class EncoderDecoder(nn.Module):
         logits = self.head(out)  # (B, L, vocab)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                   ignore_index=-1)
         return (logits, loss, weights) if return_weights else (logits, loss)
 
 
@@ -545,18 +559,21 @@ def fit_curve(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], *, ste
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor | None = None,
-               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
-    """Layer normalisation (Ba, Kiros and Hinton, 2016) over the last axis of ``x`` (..., C):
+               bias: torch.Tensor | None = None,
+               eps: float = 1e-5) -> torch.Tensor:
+    """Layer normalisation (Ba, Kiros and Hinton, 2016) over the last axis of
+    ``x`` (..., C):
 
         LN(x) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias
 
-    mean and (biased) variance over the C features of each token on its own, so a token's output
-    never depends on the other tokens or examples in the batch (batch normalisation averages one
-    feature over the batch instead), and training and inference compute the same function.
+    mean and (biased) variance over the C features of each token on its own,
+    so a token's output never depends on the other tokens or examples in the
+    batch (batch normalisation averages one feature over the batch instead),
+    and training and inference compute the same function.
     """
     mean = x.mean(-1, keepdim=True)  # (..., 1)
     var = x.var(-1, unbiased=False, keepdim=True)  # (..., 1)
-    y = (x - mean) / torch.sqrt(var + eps)  # (..., C): mean 0, variance 1 per token
+    y = (x - mean) / torch.sqrt(var + eps)  # (..., C): mean 0, variance 1
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -590,10 +607,12 @@ class DecoderBlock(nn.Module):
                                  nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor,
-                memory_mask: torch.Tensor | None = None, return_weights: bool = False):
+                memory_mask: torch.Tensor | None = None,
+                return_weights: bool = False):
         x = x + self.self_attn(self.ln_1(x), causal=True)[0]  # (B, T, C)
         a, weights = self.cross_attn(self.ln_2(x), memory, memory,
-                                     mask=memory_mask)  # (B, T, C), (B, nh, T, S)
+                                     mask=memory_mask)  # (B, T, C), weights
+        # weights: (B, nh, T, S), each decoder position over the source
         x = x + a
         x = x + self.mlp(self.ln_3(x))  # (B, T, C)
         return (x, weights) if return_weights else x
