@@ -170,6 +170,13 @@ def test_vae_interface_shapes_and_errors():
         model.decode(torch.zeros(5, 3))
     with pytest.raises(ValueError, match="targets"):
         model(x, x[:3])
+    # NaN < 0 and NaN > 1 are both False: a range check alone lets NaN images through.
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model(bad, bad)
+    with pytest.raises(ValueError, match="NaN"):
+        model.elbo(bad)
 
 
 def test_vae_trains_with_fit_and_its_elbo_rises():

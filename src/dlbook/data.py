@@ -71,6 +71,13 @@ CHECKSUMS: dict[str, str] = {
     "ch10_vae.json": "3eb98e079055f20bf2749ee7a1c1652cfd6d26f5466cd2c90fc1b44c7f468998",
     "ch10_vae2d.safetensors":
         "1e0b25a5651ecd027594a3316f8bad2c9da7a6482e21f42a6f440a22fb3cf962",
+    # the 16-D VAE (beta 1) of ch10_vae.json, by tools/vae_sweep.py --vae16
+    "ch10_vae16.safetensors":
+        "ef1c72db171f6474ed0fdd5434fd2d31034a3bda4fda8dbc86cd7c361b0ae971",
+    # chapter 10's deep and denoising autoencoders, by tools/ae_sweep.py
+    "ch10_ae.json": "2bd6363a9cb6f32efc5f3ce3a54f4ba1c56ec2498770cd585fd111aad1596fd6",
+    "ch10_ae.safetensors":
+        "4215e480abda416da19877953f6578705278744c54828f0f17b091368a683d5d",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -93,6 +100,9 @@ REBUILT_BY = {
     "ch11_generative_sweep.json": "`python tools/ch11_sweep.py`",
     "ch10_vae.json": "`python tools/vae_sweep.py` (see data/README.md)",
     "ch10_vae2d.safetensors": "`python tools/vae_sweep.py` (see data/README.md)",
+    "ch10_vae16.safetensors": "`python tools/vae_sweep.py --vae16` (see data/README.md)",
+    "ch10_ae.json": "`python tools/ae_sweep.py` (see data/README.md)",
+    "ch10_ae.safetensors": "`python tools/ae_sweep.py` (see data/README.md)",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

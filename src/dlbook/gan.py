@@ -177,7 +177,7 @@ class GANTrainer:
         real = real.detach().requires_grad_(bool((r1 > 0).any()))
         real_logits = gan.discriminate(real)  # (M, B)
         d_loss = discriminator_loss(real_logits, gan.discriminate(fake.detach()))  # (M,)
-        _check_losses("discriminator", d_loss)  # before any step: the weights stay finite
+        _check_losses("discriminator", d_loss, "before any step: the weights are unchanged")
         total = d_loss
         if real.requires_grad:  # R1: keep D flat on the data, so it cannot fling fakes off a mode
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
@@ -187,7 +187,8 @@ class GANTrainer:
         self.opt_d.step()
 
         g_loss = generator_loss(gan.discriminate(fake))  # (M,)
-        _check_losses("generator", g_loss)
+        _check_losses("generator", g_loss, "after the discriminator's step, before the "
+                      "generator's: the generator's weights are unchanged")
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.sum().backward()
         self.opt_g.step()
@@ -197,10 +198,10 @@ class GANTrainer:
         return (d[0], g[0]) if gan.members == 1 else (d, g)
 
 
-def _check_losses(player: str, losses: torch.Tensor) -> None:
+def _check_losses(player: str, losses: torch.Tensor, when: str) -> None:
     if not bool(torch.isfinite(losses).all()):
         raise FloatingPointError(f"the {player}'s loss is not finite ({losses.tolist()}), "
-                                 "before its step: the weights are unchanged; lower the lr")
+                                 f"{when}; lower the lr")
 
 
 @dataclass

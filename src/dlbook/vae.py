@@ -317,6 +317,8 @@ def _flat(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def _check_images(x: torch.Tensor, size: int) -> torch.Tensor:
     x = _flat(x, size)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("the images hold NaN or infinite pixels: clean the data first")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError("a Bernoulli decoder models pixels in [0, 1]; got values in "
                          f"[{x.min().item():.3g}, {x.max().item():.3g}]: divide by 255?")
