@@ -1,14 +1,21 @@
-"""Chapter 11's generative models at equal budgets, three seeds: writes
+"""Chapter 11's generative models against their budget, three seeds: writes
 data/ch11_generative_sweep.json.
 
     DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py [--out data/ch11_generative_sweep.json]
 
-Ring of 8 Gaussians: plain GAN, GAN + R1 and DDPM, each dlbook.generative_sweep.RING_STEPS
-optimiser steps on batches of RING_BATCH; 8x8 digits: GAN + R1 and DDPM, DIGIT_STEPS steps on
-batches of DIGIT_BATCH. Beside them a Gaussian mixture whose component count is chosen on a
-validation split (log-likelihood), per seed. Every contender's samples are scored by the same
-numbers (dlbook.generative_sweep.ring_scores, DigitJudge.scores). Seeded: a rerun on the same
-versions gives the same file; the chapter re-runs seed 0 and checks that it agrees.
+Ring of 8 Gaussians: plain GAN and GAN + R1 at each of dlbook.generative_sweep.RING_BUDGETS
+steps (one run per budget: their rate follows a cosine to zero over the run) and a DDPM scored
+at RING_DDPM_STEPS along one run (constant rate), batches of RING_BATCH; MMD^2 at three
+bandwidths, modes covered, share of good samples.
+
+8x8 digits: each deep model's learning rate is chosen on validation (models trained on the fit
+part, Frechet distance to the validation part, seed 0, DIGIT_TUNE_STEPS steps) from a grid;
+then, at that rate, the GAN + R1 at each of DIGIT_BUDGETS steps and the DDPM at DIGIT_DDPM_STEPS
+along one run, for each seed, scored against the held-out digits. Beside them a Gaussian
+mixture whose component count is chosen on validation (log-likelihood), per seed. Spreads: the
+Frechet distance of ten random 360-digit real subsets (the floor), and of DRAWS sample draws of
+360 from each model at the largest budget. Seeded: a rerun on the same versions gives the same
+file; the chapter re-runs seed 0 at the shortest budget and checks that it agrees.
 """
 from __future__ import annotations
 
@@ -39,63 +46,95 @@ def timed(fn):
 
 def ring_results() -> dict:
     d = gs.ring_splits()
-    out = {"second draw": rounded(gs.ring_scores(d["second"], d["test"])), "seeds": {}}
+    out = {"second draw": rounded(gs.ring_scores(d["second"], d["test"])),
+           "gan_budgets": list(gs.RING_BUDGETS), "ddpm_steps": list(gs.RING_DDPM_STEPS),
+           "by_steps": {}, "GMM": {}}
+    by = out["by_steps"]
+    for steps in gs.RING_BUDGETS:
+        histories, cpu = timed(lambda: gs.ring_gans(d["train"], steps=steps))
+        for seed in gs.SEEDS:
+            for name in ("plain", "R1"):
+                row = by.setdefault(str(steps), {}).setdefault(str(seed), {})
+                row[name] = rounded(gs.ring_scores(histories[name, seed].snapshots[steps],
+                                                   d["test"])) | {"cpu_seconds_all": cpu}
+        print("ring GANs", steps, cpu, flush=True)
     for seed in gs.SEEDS:
-        # one seed's plain and R1 GANs side by side, as the chapter re-runs seed 0
-        histories, gan_cpu = timed(lambda: gs.ring_gans(d["train"], seeds=(seed,)))
-        row = {name: rounded(gs.ring_scores(histories[name, seed].snapshots[gs.RING_STEPS],
-                                            d["test"])) | {"cpu_seconds_both": gan_cpu}
-               for name in ("plain", "R1")}
-        ddpm, cpu = timed(lambda: gs.ring_ddpm(d["train"], seed))
-        samples = ddpm.sample(gs.RING_SAMPLES, torch.Generator().manual_seed(1000 + seed))
-        row["DDPM"] = rounded(gs.ring_scores(samples, d["test"])) | {"cpu_seconds": cpu}
+        along, cpu = timed(lambda: gs.ring_ddpm_along(d["train"], seed))
+        for steps, samples in along.items():
+            by.setdefault(str(steps), {}).setdefault(str(seed), {})["DDPM"] = rounded(
+                gs.ring_scores(samples, d["test"])) | {"cpu_seconds_run": cpu}
         (gmm, grid), cpu = timed(lambda: gs.choose_mixture(d["train"], d["val"], gs.RING_GRID,
                                                            seed, gs.RING_REG))
         samples = gs.mixture_samples(gmm, gs.RING_SAMPLES, seed)
-        row["GMM"] = rounded(gs.ring_scores(samples, d["test"])) | {
+        out["GMM"][str(seed)] = rounded(gs.ring_scores(samples, d["test"])) | {
             "components": gmm.n_components, "cpu_seconds": cpu,
             "val_loglik": {str(k): round(v, 4) for k, v in grid.items()}}
-        out["seeds"][str(seed)] = row
-        print("ring", seed, row, flush=True)
+        print("ring", seed, {s: by[str(s)][str(seed)] for s in gs.RING_DDPM_STEPS},
+              out["GMM"][str(seed)], flush=True)
+    return out
+
+
+def tune(d) -> dict:
+    """Each deep model's rate on validation: fit part, seed 0, Frechet to the validation part."""
+    judge = gs.DigitJudge(d["fit"], d["y_fit"], d["val"])
+    out = {"steps": gs.DIGIT_TUNE_STEPS, "GAN": {}, "DDPM": {}}
+    for lr in gs.DIGIT_GAN_LRS:
+        samples, cpu = timed(lambda: gs.digit_gan(d["fit"], 0, gs.DIGIT_TUNE_STEPS, lr))
+        out["GAN"][str(lr)] = rounded(judge.scores(samples)) | {"cpu_seconds": cpu}
+        print("tune GAN", lr, out["GAN"][str(lr)], flush=True)
+    for lr in gs.DIGIT_DDPM_LRS:
+        along, cpu = timed(lambda: gs.digit_ddpm_along(d["fit"], 0, lr, (gs.DIGIT_TUNE_STEPS,)))
+        out["DDPM"][str(lr)] = rounded(judge.scores(along[gs.DIGIT_TUNE_STEPS])) | {
+            "cpu_seconds": cpu}
+        print("tune DDPM", lr, out["DDPM"][str(lr)], flush=True)
+    for name in ("GAN", "DDPM"):
+        out[name + " lr"] = float(min(out[name], key=lambda k: out[name][k]["frechet"]))
     return out
 
 
 def digit_results() -> dict:
     d = gs.digit_splits()
+    out = {"tuning": tune(d)}
+    lr_gan, lr_ddpm = out["tuning"]["GAN lr"], out["tuning"]["DDPM lr"]
     judge = gs.DigitJudge(d["train"], d["y_train"], d["held"])
-    real = d["train"][torch.randperm(len(d["train"]),
-                                     generator=torch.Generator().manual_seed(0))[:360]]
-    out = {"real training digits": rounded(judge.scores(real)),
-           "held-out fidelity": round(gs.nearest_neighbour_distance(d["held"], d["train"]), 6),
-           "seeds": {}}
+    n = 360 * gs.DRAWS
+    subsets = [d["train"][torch.randperm(len(d["train"]),
+                                         generator=torch.Generator().manual_seed(s))[:360]]
+               for s in range(10)]
+    out |= {"real training digits": rounded(judge.scores(subsets[0])),
+            "real subsets frechet": [round(judge.frechet(x), 4) for x in subsets],
+            "held-out fidelity": round(gs.nearest_neighbour_distance(d["held"], d["train"]), 6),
+            "gan_budgets": list(gs.DIGIT_BUDGETS), "ddpm_steps": list(gs.DIGIT_DDPM_STEPS),
+            "by_steps": {}, "GMM": {}, "draws frechet": {}}
+    by, draws = out["by_steps"], out["draws frechet"]
     for seed in gs.SEEDS:
-        gan, gan_cpu = timed(lambda: gs.digit_gan(d["train"], seed))
-        ddpm, cpu = timed(lambda: gs.digit_ddpm(d["train"], seed))
-        samples = ddpm.sample(360, torch.Generator().manual_seed(1000 + seed)).clamp(-1, 1)
+        for steps in gs.DIGIT_BUDGETS:
+            samples, cpu = timed(lambda: gs.digit_gan(d["train"], seed, steps, lr_gan, n))
+            by.setdefault(str(steps), {}).setdefault(str(seed), {})["GAN"] = rounded(
+                judge.scores(samples[:360])) | {"cpu_seconds": cpu}
+        draws.setdefault(str(seed), {})["GAN"] = [round(judge.frechet(x), 4)
+                                                 for x in samples.split(360)]
+        along, cpu = timed(lambda: gs.digit_ddpm_along(d["train"], seed, lr_ddpm, n=n))
+        for steps, samples in along.items():
+            row = by.setdefault(str(steps), {}).setdefault(str(seed), {})
+            row["DDPM"] = rounded(judge.scores(samples[:360])) | {"cpu_seconds_run": cpu}
+            if seed == 0 and steps == max(along):  # the chapter shows these
+                row["DDPM"]["first_16"] = [[round(v, 3) for v in img]
+                                           for img in samples[:16].tolist()]
+        draws[str(seed)]["DDPM"] = [round(judge.frechet(x), 4)
+                                   for x in along[max(along)].split(360)]
         (gmm, grid), gmm_cpu = timed(lambda: gs.choose_mixture(d["fit"], d["val"],
                                                                gs.DIGIT_GRID, seed,
                                                                gs.DIGIT_REG))
         gmm = gs.GaussianMixture(gmm.n_components, reg_covar=gs.DIGIT_REG,
                                  random_state=seed).fit(d["train"])  # refit on all training
-        row = {"GAN": rounded(judge.scores(gan)) | {"cpu_seconds": gan_cpu},
-               "DDPM": rounded(judge.scores(samples)) | {"cpu_seconds": cpu},
-               "GMM": rounded(judge.scores(
-                   gs.mixture_samples(gmm, 360, seed).clamp(-1, 1))) | {
-                   "components": gmm.n_components, "cpu_seconds": gmm_cpu,
-                   "val_loglik": {str(k): round(v, 4) for k, v in grid.items()}}}
-        if seed == 0:  # the chapter shows these beside its live GAN and mixture
-            row["DDPM"]["first_16"] = [[round(v, 3) for v in img]
-                                       for img in samples[:16].tolist()]
-        out["seeds"][str(seed)] = row
-        print("digits", seed, {k: v.get("frechet") for k, v in row.items()}, flush=True)
-    # Has 1,500 steps settled? Seed 0 of both deep models, four times longer.
-    gan, gan_cpu = timed(lambda: gs.digit_gan(d["train"], 0, gs.DIGIT_LONG_STEPS))
-    ddpm, cpu = timed(lambda: gs.digit_ddpm(d["train"], 0, gs.DIGIT_LONG_STEPS))
-    samples = ddpm.sample(360, torch.Generator().manual_seed(1000)).clamp(-1, 1)
-    out["long seed 0"] = {"steps": gs.DIGIT_LONG_STEPS,
-                          "GAN": rounded(judge.scores(gan)) | {"cpu_seconds": gan_cpu},
-                          "DDPM": rounded(judge.scores(samples)) | {"cpu_seconds": cpu}}
-    print("digits long", out["long seed 0"], flush=True)
+        samples = gs.mixture_samples(gmm, n, seed).clamp(-1, 1)
+        out["GMM"][str(seed)] = rounded(judge.scores(samples[:360])) | {
+            "components": gmm.n_components, "cpu_seconds": gmm_cpu,
+            "val_loglik": {str(k): round(v, 4) for k, v in grid.items()}}
+        draws[str(seed)]["GMM"] = [round(judge.frechet(x), 4) for x in samples.split(360)]
+        print("digits", seed, {s: {k: v["frechet"] for k, v in by[s][str(seed)].items()}
+                               for s in by}, out["GMM"][str(seed)]["frechet"], flush=True)
     return out
 
 
@@ -107,8 +146,8 @@ def main() -> int:
     start = time.process_time()
     out = {
         "command": "DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py",
-        "ring": {"steps": gs.RING_STEPS, "batch_size": gs.RING_BATCH} | ring_results(),
-        "digits": {"steps": gs.DIGIT_STEPS, "batch_size": gs.DIGIT_BATCH} | digit_results(),
+        "digits": {"batch_size": gs.DIGIT_BATCH} | digit_results(),
+        "ring": {"batch_size": gs.RING_BATCH} | ring_results(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
     out["cpu_seconds"] = round(time.process_time() - start)

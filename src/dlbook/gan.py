@@ -187,7 +187,8 @@ class GANTrainer:
         self.opt_d.step()
 
         g_loss = generator_loss(gan.discriminate(fake))  # (M,)
-        _check_losses("generator", g_loss)
+        _check_losses("generator", g_loss, "the discriminator has stepped this round, the "
+                      "generator's weights are unchanged")
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.sum().backward()
         self.opt_g.step()
@@ -197,10 +198,11 @@ class GANTrainer:
         return (d[0], g[0]) if gan.members == 1 else (d, g)
 
 
-def _check_losses(player: str, losses: torch.Tensor) -> None:
+def _check_losses(player: str, losses: torch.Tensor,
+                  state: str = "the weights are unchanged") -> None:
     if not bool(torch.isfinite(losses).all()):
         raise FloatingPointError(f"the {player}'s loss is not finite ({losses.tolist()}), "
-                                 "before its step: the weights are unchanged; lower the lr")
+                                 f"before its step: {state}; lower the lr")
 
 
 @dataclass

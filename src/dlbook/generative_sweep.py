@@ -44,7 +44,16 @@ DIGIT_GRID = (2, 4, 8, 16, 32)  # and on the digits
 # Added to each mixture covariance's diagonal: sklearn's default on the ring; on the digits
 # enough to keep the edge pixels, which never vary, from a zero variance.
 RING_REG, DIGIT_REG = 1e-6, 0.01
-DIGIT_LONG_STEPS = 4500  # seed 0 of the deep models again, three times longer
+# Budgets (optimiser steps) at which every deep model is scored: does the ranking settle?
+RING_BUDGETS = (2000, 6000)  # the GANs (a cosine rate schedule: one run per budget)
+RING_DDPM_STEPS = (1000, 2000, 4000, 6000)  # the DDPM (constant rate: one run, scored along it)
+DIGIT_BUDGETS = (1500, 4500, 9000)  # the GAN: one run per budget
+DIGIT_DDPM_STEPS = (1500, 3000, 4500, 6000, 9000)  # the DDPM: one run, scored along it
+DIGIT_TUNE_STEPS = 4500  # learning rates are chosen on validation at this budget
+DIGIT_GAN_LRS = (1e-3, 2e-3, 4e-3)
+DIGIT_DDPM_LRS = (3e-4, 1e-3, 3e-3)
+BANDWIDTHS = (0.05, 0.1, 0.3)  # MMD kernel widths: the mode's std, twice it, the default
+DRAWS = 5  # sample draws (of 360) per model, for the spread of its Frechet distance
 
 
 # --- the ring -----------------------------------------------------------------------------------
@@ -62,16 +71,18 @@ def ring_splits() -> dict[str, torch.Tensor]:
 
 def ring_scores(samples: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
     modes, good = modes_covered(samples, ring_centres(), radius=3 * STD)
-    return {"mmd2": mmd2(samples, test, BANDWIDTH), "modes": modes, "good": good}
+    out = {"mmd2": mmd2(samples, test, BANDWIDTH), "modes": modes, "good": good}
+    return out | {f"mmd2@{bw}": mmd2(samples, test, bw) for bw in BANDWIDTHS if bw != BANDWIDTH}
 
 
-def ring_gans(train: torch.Tensor, seeds=SEEDS, snapshot_every: int | None = None):
+def ring_gans(train: torch.Tensor, seeds=SEEDS, snapshot_every: int | None = None,
+              steps: int = RING_STEPS):
     """Plain and R1 GANs, one per seed, side by side; their final samples are the snapshot of
     the last step (fixed noise per seed). Returns ``{(name, seed): GANHistory}``."""
     configs = {name: replace(c, batch_size=RING_BATCH)
                for name, c in [("plain", GANConfig.ring()), ("R1", GANConfig.ring_r1())]}
-    _, histories = train_gans(configs, train, RING_STEPS, seeds=tuple(seeds),
-                              snapshot_every=snapshot_every or RING_STEPS,
+    _, histories = train_gans(configs, train, steps, seeds=tuple(seeds),
+                              snapshot_every=snapshot_every or steps,
                               snapshot_size=RING_SAMPLES)
     return histories
 
@@ -80,6 +91,29 @@ def ring_ddpm(train: torch.Tensor, seed: int) -> DDPM:
     torch.manual_seed(seed)  # the denoiser's initial weights
     ddpm = DDPM(Denoiser(DenoiserConfig.toy2d()), ring_schedule(), lr=1e-3)
     return ddpm.train(train, steps=RING_STEPS, batch_size=RING_BATCH, seed=seed)
+
+
+def ddpm_along(ddpm: DDPM, data: torch.Tensor, checkpoints, batch_size: int, seed: int,
+               n: int, sample_seed: int) -> dict[int, torch.Tensor]:
+    """Train ``ddpm`` as :meth:`DDPM.train` would for ``max(checkpoints)`` steps (same batches),
+    drawing ``n`` samples (sampling seed ``sample_seed``) at each checkpoint: with a constant
+    rate the model at step s of a long run is the model of a run of s steps."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for step in range(1, max(checkpoints) + 1):
+        ddpm.model.train()
+        ddpm.step(data[torch.randint(0, len(data), (batch_size,), generator=gen)], gen)
+        if step in checkpoints:
+            ddpm.model.eval()
+            out[step] = ddpm.sample(n, torch.Generator().manual_seed(sample_seed))
+    ddpm.model.eval()
+    return out
+
+
+def ring_ddpm_along(train: torch.Tensor, seed: int, checkpoints=RING_DDPM_STEPS):
+    torch.manual_seed(seed)
+    ddpm = DDPM(Denoiser(DenoiserConfig.toy2d()), ring_schedule(), lr=1e-3)
+    return ddpm_along(ddpm, train, checkpoints, RING_BATCH, seed, RING_SAMPLES, 1000 + seed)
 
 
 def ring_schedule() -> NoiseSchedule:
@@ -115,22 +149,36 @@ def digit_splits() -> dict[str, torch.Tensor]:
     pixels = torch.tensor(x / 8.0 - 1.0, dtype=torch.float32)  # (1797, 64)
     (train, y_train), (held, y_held) = validation_split(pixels, torch.tensor(y), 0.2, seed=0)
     (fit, _), (val, _) = validation_split(train, y_train, 0.2, seed=1)
+    (_, y_fit), _ = validation_split(train, y_train, 0.2, seed=1)
     return {"train": train, "y_train": y_train, "held": held, "y_held": y_held, "fit": fit,
-            "val": val}
+            "y_fit": y_fit, "val": val}
 
 
-def digit_gan(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS) -> torch.Tensor:
-    """The GAN's 360 samples (one fixed noise batch) after ``steps`` steps."""
+def digit_gan(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS, lr: float | None = None,
+              n: int = 360) -> torch.Tensor:
+    """The GAN's ``n`` samples (one fixed noise batch) after ``steps`` steps; ``lr`` replaces
+    :meth:`GANConfig.digits`' rate."""
     config = replace(GANConfig.digits(), batch_size=DIGIT_BATCH)
+    config = replace(config, lr=lr) if lr is not None else config
     _, histories = train_gans({"gan": config}, train, steps, seeds=(seed,),
-                              snapshot_every=steps, snapshot_size=360)
-    return histories["gan", seed].snapshots[steps]  # (360, 64)
+                              snapshot_every=steps, snapshot_size=n)
+    return histories["gan", seed].snapshots[steps]  # (n, 64)
 
 
-def digit_ddpm(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS) -> DDPM:
+def digit_ddpm(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS,
+               lr: float = 1e-3) -> DDPM:
     torch.manual_seed(seed)
-    ddpm = DDPM(Denoiser(DenoiserConfig.digits()), digit_schedule(), lr=1e-3, ema_decay=0.99)
+    ddpm = DDPM(Denoiser(DenoiserConfig.digits()), digit_schedule(), lr=lr, ema_decay=0.99)
     return ddpm.train(train, steps=steps, batch_size=DIGIT_BATCH, seed=seed)
+
+
+def digit_ddpm_along(train: torch.Tensor, seed: int, lr: float, checkpoints=DIGIT_DDPM_STEPS,
+                     n: int = 360) -> dict[int, torch.Tensor]:
+    """The DDPM's ``n`` samples (clamped to [-1, 1]) at each checkpoint of one run."""
+    torch.manual_seed(seed)
+    ddpm = DDPM(Denoiser(DenoiserConfig.digits()), digit_schedule(), lr=lr, ema_decay=0.99)
+    out = ddpm_along(ddpm, train, checkpoints, DIGIT_BATCH, seed, n, 1000 + seed)
+    return {k: v.clamp(-1, 1) for k, v in out.items()}
 
 
 def digit_schedule() -> NoiseSchedule:
