@@ -79,11 +79,20 @@ def tune(d) -> dict:
     judge = gs.DigitJudge(d["fit"], d["y_fit"], d["val"])
     out = {"steps": gs.DIGIT_TUNE_STEPS, "GAN": {}, "DDPM": {}}
     for lr in gs.DIGIT_GAN_LRS:
-        samples, cpu = timed(lambda: gs.digit_gan(d["fit"], 0, gs.DIGIT_TUNE_STEPS, lr))
+        try:
+            samples, cpu = timed(lambda: gs.digit_gan(d["fit"], 0, gs.DIGIT_TUNE_STEPS, lr))
+        except FloatingPointError as error:  # a rate too large diverges: it loses
+            out["GAN"][str(lr)] = {"frechet": float("inf"), "error": str(error)}
+            continue
         out["GAN"][str(lr)] = rounded(judge.scores(samples)) | {"cpu_seconds": cpu}
         print("tune GAN", lr, out["GAN"][str(lr)], flush=True)
     for lr in gs.DIGIT_DDPM_LRS:
-        along, cpu = timed(lambda: gs.digit_ddpm_along(d["fit"], 0, lr, (gs.DIGIT_TUNE_STEPS,)))
+        try:
+            along, cpu = timed(lambda: gs.digit_ddpm_along(d["fit"], 0, lr,
+                                                           (gs.DIGIT_TUNE_STEPS,)))
+        except FloatingPointError as error:
+            out["DDPM"][str(lr)] = {"frechet": float("inf"), "error": str(error)}
+            continue
         out["DDPM"][str(lr)] = rounded(judge.scores(along[gs.DIGIT_TUNE_STEPS])) | {
             "cpu_seconds": cpu}
         print("tune DDPM", lr, out["DDPM"][str(lr)], flush=True)
@@ -114,7 +123,7 @@ def digit_results() -> dict:
                 judge.scores(samples[:360])) | {"cpu_seconds": cpu}
         draws.setdefault(str(seed), {})["GAN"] = [round(judge.frechet(x), 4)
                                                  for x in samples.split(360)]
-        along, cpu = timed(lambda: gs.digit_ddpm_along(d["train"], seed, lr_ddpm, n=n))
+        along, cpu = timed(lambda: gs.digit_ddpm_along(d["train"], seed, lr_ddpm, n_last=n))
         for steps, samples in along.items():
             row = by.setdefault(str(steps), {}).setdefault(str(seed), {})
             row["DDPM"] = rounded(judge.scores(samples[:360])) | {"cpu_seconds_run": cpu}

@@ -50,7 +50,7 @@ RING_DDPM_STEPS = (1000, 2000, 4000, 6000)  # the DDPM (constant rate: one run, 
 DIGIT_BUDGETS = (1500, 4500, 9000)  # the GAN: one run per budget
 DIGIT_DDPM_STEPS = (1500, 3000, 4500, 6000, 9000)  # the DDPM: one run, scored along it
 DIGIT_TUNE_STEPS = 4500  # learning rates are chosen on validation at this budget
-DIGIT_GAN_LRS = (1e-3, 2e-3, 4e-3)
+DIGIT_GAN_LRS = (2e-3, 4e-3, 8e-3, 1.6e-2)
 DIGIT_DDPM_LRS = (3e-4, 1e-3, 3e-3)
 BANDWIDTHS = (0.05, 0.1, 0.3)  # MMD kernel widths: the mode's std, twice it, the default
 DRAWS = 5  # sample draws (of 360) per model, for the spread of its Frechet distance
@@ -94,10 +94,11 @@ def ring_ddpm(train: torch.Tensor, seed: int) -> DDPM:
 
 
 def ddpm_along(ddpm: DDPM, data: torch.Tensor, checkpoints, batch_size: int, seed: int,
-               n: int, sample_seed: int) -> dict[int, torch.Tensor]:
+               n: int, sample_seed: int, n_last: int | None = None) -> dict[int, torch.Tensor]:
     """Train ``ddpm`` as :meth:`DDPM.train` would for ``max(checkpoints)`` steps (same batches),
     drawing ``n`` samples (sampling seed ``sample_seed``) at each checkpoint: with a constant
-    rate the model at step s of a long run is the model of a run of s steps."""
+    rate the model at step s of a long run is the model of a run of s steps. ``n_last``, if
+    given, replaces ``n`` at the last checkpoint."""
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for step in range(1, max(checkpoints) + 1):
@@ -105,7 +106,8 @@ def ddpm_along(ddpm: DDPM, data: torch.Tensor, checkpoints, batch_size: int, see
         ddpm.step(data[torch.randint(0, len(data), (batch_size,), generator=gen)], gen)
         if step in checkpoints:
             ddpm.model.eval()
-            out[step] = ddpm.sample(n, torch.Generator().manual_seed(sample_seed))
+            size = n_last if n_last and step == max(checkpoints) else n
+            out[step] = ddpm.sample(size, torch.Generator().manual_seed(sample_seed))
     ddpm.model.eval()
     return out
 
@@ -173,11 +175,12 @@ def digit_ddpm(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS,
 
 
 def digit_ddpm_along(train: torch.Tensor, seed: int, lr: float, checkpoints=DIGIT_DDPM_STEPS,
-                     n: int = 360) -> dict[int, torch.Tensor]:
-    """The DDPM's ``n`` samples (clamped to [-1, 1]) at each checkpoint of one run."""
+                     n: int = 360, n_last: int | None = None) -> dict[int, torch.Tensor]:
+    """The DDPM's ``n`` samples (``n_last`` at the last checkpoint; clamped to [-1, 1]) at
+    each checkpoint of one run."""
     torch.manual_seed(seed)
     ddpm = DDPM(Denoiser(DenoiserConfig.digits()), digit_schedule(), lr=lr, ema_decay=0.99)
-    out = ddpm_along(ddpm, train, checkpoints, DIGIT_BATCH, seed, n, 1000 + seed)
+    out = ddpm_along(ddpm, train, checkpoints, DIGIT_BATCH, seed, n, 1000 + seed, n_last)
     return {k: v.clamp(-1, 1) for k, v in out.items()}
 
 
