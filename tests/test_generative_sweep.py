@@ -48,6 +48,6 @@ def test_scoring_along_one_run_equals_separate_runs_of_each_length():
 
 def test_ring_scores_report_every_bandwidth():
     data = gs.ring(300, torch.Generator().manual_seed(0))
-    scores = gs.ring_scores(data, gs.ring(300, torch.Generator().manual_seed(1)))
+    scores = gs.ring_scores(data, gs.ring(300, torch.Generator().manual_seed(1)), gs.BANDWIDTHS)
     assert {f"mmd2@{bw}" for bw in gs.BANDWIDTHS if bw != gs.BANDWIDTH} <= set(scores)
     assert scores["modes"] == 8 and scores["good"] > 0.95

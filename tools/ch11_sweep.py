@@ -3,19 +3,18 @@ data/ch11_generative_sweep.json.
 
     DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py [--out data/ch11_generative_sweep.json]
 
-Ring of 8 Gaussians: plain GAN and GAN + R1 at each of dlbook.generative_sweep.RING_BUDGETS
-steps (one run per budget: their rate follows a cosine to zero over the run) and a DDPM scored
-at RING_DDPM_STEPS along one run (constant rate), batches of RING_BATCH; MMD^2 at three
-bandwidths, modes covered, share of good samples.
+Ring of 8 Gaussians: plain GAN, GAN + R1 and DDPM, each dlbook.generative_sweep.RING_STEPS
+optimiser steps on batches of RING_BATCH drawn from one fixed training draw; MMD^2 (bandwidth
+BANDWIDTH), modes covered, share of good samples; beside them the Gaussian mixture.
 
 8x8 digits: each deep model's learning rate is chosen on validation (models trained on the fit
 part, Frechet distance to the validation part, seed 0, DIGIT_TUNE_STEPS steps) from a grid;
-then, at that rate, the GAN + R1 at each of DIGIT_BUDGETS steps and the DDPM at DIGIT_DDPM_STEPS
-along one run, for each seed, scored against the held-out digits. Beside them a Gaussian
-mixture whose component count is chosen on validation (log-likelihood), per seed. Spreads: the
+then, at that rate, the GAN + R1 at each of DIGIT_BUDGETS steps (the three seeds side by side)
+and the DDPM at DIGIT_DDPM_STEPS along one run, for each seed, scored against the held-out
+digits. Beside them a Gaussian mixture whose component count is chosen on validation (log-likelihood), per seed. Spreads: the
 Frechet distance of ten random 360-digit real subsets (the floor), and of DRAWS sample draws of
 360 from each model at the largest budget. Seeded: a rerun on the same versions gives the same
-file; the chapter re-runs seed 0 at the shortest budget and checks that it agrees.
+file; the chapter re-runs seed 0 (the digits: at the shortest budget) and checks that it agrees.
 """
 from __future__ import annotations
 
@@ -46,31 +45,24 @@ def timed(fn):
 
 def ring_results() -> dict:
     d = gs.ring_splits()
-    out = {"second draw": rounded(gs.ring_scores(d["second"], d["test"])),
-           "gan_budgets": list(gs.RING_BUDGETS), "ddpm_steps": list(gs.RING_DDPM_STEPS),
-           "by_steps": {}, "GMM": {}}
-    by = out["by_steps"]
-    for steps in gs.RING_BUDGETS:
-        histories, cpu = timed(lambda: gs.ring_gans(d["train"], steps=steps))
-        for seed in gs.SEEDS:
-            for name in ("plain", "R1"):
-                row = by.setdefault(str(steps), {}).setdefault(str(seed), {})
-                row[name] = rounded(gs.ring_scores(histories[name, seed].snapshots[steps],
-                                                   d["test"])) | {"cpu_seconds_all": cpu}
-        print("ring GANs", steps, cpu, flush=True)
+    out = {"second draw": rounded(gs.ring_scores(d["second"], d["test"])), "seeds": {}}
     for seed in gs.SEEDS:
-        along, cpu = timed(lambda: gs.ring_ddpm_along(d["train"], seed))
-        for steps, samples in along.items():
-            by.setdefault(str(steps), {}).setdefault(str(seed), {})["DDPM"] = rounded(
-                gs.ring_scores(samples, d["test"])) | {"cpu_seconds_run": cpu}
+        # one seed's plain and R1 GANs side by side, as the chapter re-runs seed 0
+        histories, gan_cpu = timed(lambda: gs.ring_gans(d["train"], seeds=(seed,)))
+        row = {name: rounded(gs.ring_scores(histories[name, seed].snapshots[gs.RING_STEPS],
+                                            d["test"])) | {"cpu_seconds_both": gan_cpu}
+               for name in ("plain", "R1")}
+        ddpm, cpu = timed(lambda: gs.ring_ddpm(d["train"], seed))
+        samples = ddpm.sample(gs.RING_SAMPLES, torch.Generator().manual_seed(1000 + seed))
+        row["DDPM"] = rounded(gs.ring_scores(samples, d["test"])) | {"cpu_seconds": cpu}
         (gmm, grid), cpu = timed(lambda: gs.choose_mixture(d["train"], d["val"], gs.RING_GRID,
                                                            seed, gs.RING_REG))
         samples = gs.mixture_samples(gmm, gs.RING_SAMPLES, seed)
-        out["GMM"][str(seed)] = rounded(gs.ring_scores(samples, d["test"])) | {
+        row["GMM"] = rounded(gs.ring_scores(samples, d["test"])) | {
             "components": gmm.n_components, "cpu_seconds": cpu,
             "val_loglik": {str(k): round(v, 4) for k, v in grid.items()}}
-        print("ring", seed, {s: by[str(s)][str(seed)] for s in gs.RING_DDPM_STEPS},
-              out["GMM"][str(seed)], flush=True)
+        out["seeds"][str(seed)] = row
+        print("ring", seed, row, flush=True)
     return out
 
 
@@ -116,13 +108,15 @@ def digit_results() -> dict:
             "gan_budgets": list(gs.DIGIT_BUDGETS), "ddpm_steps": list(gs.DIGIT_DDPM_STEPS),
             "by_steps": {}, "GMM": {}, "draws frechet": {}}
     by, draws = out["by_steps"], out["draws frechet"]
-    for seed in gs.SEEDS:
-        for steps in gs.DIGIT_BUDGETS:
-            samples, cpu = timed(lambda: gs.digit_gan(d["train"], seed, steps, lr_gan, n))
+    for steps in gs.DIGIT_BUDGETS:  # the three seeds' GANs side by side
+        samples, cpu = timed(lambda: gs.digit_gans(d["train"], gs.SEEDS, steps, lr_gan, n))
+        for seed in gs.SEEDS:
             by.setdefault(str(steps), {}).setdefault(str(seed), {})["GAN"] = rounded(
-                judge.scores(samples[:360])) | {"cpu_seconds": cpu}
-        draws.setdefault(str(seed), {})["GAN"] = [round(judge.frechet(x), 4)
-                                                 for x in samples.split(360)]
+                judge.scores(samples[seed][:360])) | {"cpu_seconds_all_seeds": cpu}
+            draws.setdefault(str(seed), {})["GAN"] = [round(judge.frechet(x), 4)
+                                                     for x in samples[seed].split(360)]
+        print("digit GANs", steps, cpu, flush=True)
+    for seed in gs.SEEDS:
         along, cpu = timed(lambda: gs.digit_ddpm_along(d["train"], seed, lr_ddpm, n_last=n))
         for steps, samples in along.items():
             row = by.setdefault(str(steps), {}).setdefault(str(seed), {})
@@ -155,8 +149,8 @@ def main() -> int:
     start = time.process_time()
     out = {
         "command": "DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py",
+        "ring": {"steps": gs.RING_STEPS, "batch_size": gs.RING_BATCH} | ring_results(),
         "digits": {"batch_size": gs.DIGIT_BATCH} | digit_results(),
-        "ring": {"batch_size": gs.RING_BATCH} | ring_results(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
     out["cpu_seconds"] = round(time.process_time() - start)
