@@ -62,7 +62,7 @@ CHECKSUMS: dict[str, str] = {
         "fe0191edc9d9a18b09268f889cb3257a3329456618ef7e456196269d48b988f7",
     # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)
     "ch11_generative_sweep.json":
-        "9e8ebb4a40c76e1dc646ccc17b45c20c7de65f4adc45bfc94bb334aa9dd4ee2d",
+        "fc294d0c77446b84701b129f91ce4d9b4fde8b5addd8c64647dc8e6498637d04",
     # chapter 10's VAEs trained to convergence, and the 2-D one's weights, by tools/vae_sweep.py
     "ch10_vae.json": "66e84398b14dd6c144d217f832b1d7da3d24a9e430743761e2f3a97d56743a44",
     "ch10_vae2d.safetensors":
