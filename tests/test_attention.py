@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbook.attention import (DecoderBlock, DigitsMLP, EncoderDecoder, MultiHeadAttention,
+from dlbook.attention import (DecoderBlock, DigitsLinear, DigitsMLP, EncoderDecoder, MultiHeadAttention,
                               Seq2SeqTransformer, Transformer, TransformerBlock,
                               TransformerConfig, TransformerEncoderDecoder, accuracy_by_length,
                               causal_mask, digit_reversal, exact_answer_accuracy, fit_curve, gelu,
@@ -336,6 +336,23 @@ def test_digits_mlp_learns_reversal_and_checks_its_input():
     assert exact_answer_accuracy(mlp, val) > 0.95
     with pytest.raises(ValueError, match="8 digits"):
         mlp(torch.full((2, 16), 10))
+
+
+def test_digits_linear_is_one_map_that_reverses_at_once():
+    linear = DigitsLinear()
+    assert sum(p.numel() for p in linear.parameters()) == 80 * 80 + 80
+    results = {}
+    for name, task in [("reverse", reversal_lm_task), ("sort", sorting_lm_task)]:
+        train, val = task(4000, seed=0), task(200, seed=1)
+        torch.manual_seed(0)
+        model = DigitsLinear()
+        fit(model, train[:2], steps=300, batch_size=64, lr=1e-2, metric=None, seed=0,
+            device="cpu")
+        results[name] = exact_answer_accuracy(model, val)
+    # a permutation is one linear map: reversal is learnt at once, sorting is not
+    assert results["reverse"] == 1.0 and results["sort"] < 0.5, results
+    with pytest.raises(ValueError, match="8 digits"):
+        linear(torch.full((2, 16), 10))
 
 
 def test_seq2seq_transformer_masks_padding_and_learns():

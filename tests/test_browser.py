@@ -244,6 +244,10 @@ def test_a_deck_slider_changes_its_figure_and_keeps_the_arrow_keys(server, brows
 
 
 CODE_LINES, WORDS, NOTES_SHARE = 15, 120, 0.5
+# Decks known to be short of the notes share, listed so a gap is explicit; the check fails once
+# a listed deck meets it, so that the entry is removed. (Chapter 00 met it when code the page
+# shows but a slide has no room for went to the notes.)
+SHORT_OF_NOTES: set[str] = set()
 
 
 def test_every_deck_fits_the_frame_and_presents_from_the_keyboard(server, browser):
@@ -273,8 +277,10 @@ def test_every_deck_fits_the_frame_and_presents_from_the_keyboard(server, browse
                 problems.append(f"{where}: {s['words']} words")
         if reached < total:
             problems.append(f"{name}: ArrowRight reaches {reached} of {total} slides")
-        if noted < NOTES_SHARE:
-            problems.append(f"{name}: speaker notes on {noted:.0%} of the slides")
+        if (noted < NOTES_SHARE) != (name in SHORT_OF_NOTES):
+            problems.append(f"{name}: speaker notes on {noted:.0%} of the slides"
+                            + (" (listed in SHORT_OF_NOTES: remove it)" if noted >= NOTES_SHARE
+                               else ""))
         if page.errors or page.blocked:
             problems.append(f"{name}: errors {page.errors[:3]}, off the machine {page.blocked[:3]}")
         page.close()

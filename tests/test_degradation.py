@@ -65,3 +65,14 @@ def test_training_curve_can_return_its_trained_model():
     fresh = type(model)(config)
     assert any(not torch.equal(a, b) for a, b in
                zip(model.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_the_long_runs_have_every_seed_and_the_plain_20_is_slower():
+    long = degradation.load_long()
+    names = list(degradation.networks())
+    assert list(long["train_loss"]) == list(long["val_error"]) == names
+    records = long["steps"] // long["eval_every"]
+    for name in names:
+        assert long["train_loss"][name].shape == (len(long["seeds"]), records)
+    final = {n: long["train_loss"][n][:, -1] for n in names}
+    assert final["plain, 20 layers"].min() > final["plain, 8 layers"].max()

@@ -83,9 +83,8 @@ def test_bad_input_fails_up_front():
                       torch.tensor([], dtype=torch.long))
 
 
-def test_gcn_layer_matches_pyg_gcnconv_outputs_and_gradients(karate):
-    pyg = pytest.importorskip("torch_geometric.nn")
-    _, edge_index = karate
+def paired_gcn_layers(pyg):
+    """Our GCN layer and PyG's GCNConv with the same weights (a random bias, so it counts)."""
     torch.manual_seed(0)
     ours = gnn.GCNLayer(5, 3).double()
     ref = pyg.GCNConv(5, 3).double()
@@ -93,6 +92,13 @@ def test_gcn_layer_matches_pyg_gcnconv_outputs_and_gradients(karate):
         ours.bias.normal_()
         ref.lin.weight.copy_(ours.lin.weight)
         ref.bias.copy_(ours.bias)
+    return ours, ref
+
+
+def test_gcn_layer_matches_pyg_gcnconv_outputs_and_gradients(karate):
+    pyg = pytest.importorskip("torch_geometric.nn")
+    _, edge_index = karate
+    ours, ref = paired_gcn_layers(pyg)
     x = torch.randn(34, 5, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
     out, out_ref = ours(x, edge_index), ref(x_ref, edge_index)
@@ -214,13 +220,7 @@ def test_gcn_layer_keeps_one_self_loop_on_graphs_that_have_some(karate):
     _, edge_index = karate
     loops = torch.tensor([[0, 5, 5, 17], [0, 5, 5, 17]])  # node 5 twice
     with_loops = torch.cat([edge_index, loops], dim=1)
-    torch.manual_seed(0)
-    ours = gnn.GCNLayer(5, 3).double()
-    ref = pyg.GCNConv(5, 3).double()
-    with torch.no_grad():
-        ours.bias.normal_()
-        ref.lin.weight.copy_(ours.lin.weight)
-        ref.bias.copy_(ours.bias)
+    ours, ref = paired_gcn_layers(pyg)
     x = torch.randn(34, 5, dtype=torch.float64)
     torch.testing.assert_close(ours(x, with_loops), ref(x, with_loops))
     torch.testing.assert_close(ours(x, with_loops), ours(x, edge_index))

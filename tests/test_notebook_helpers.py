@@ -100,7 +100,7 @@ def test_threads_come_from_the_environment_and_default_to_all_cores(monkeypatch)
 @pytest.mark.parametrize("x, digits, text", [
     (0.016, 2, "0.016"), (0.0163, 2, "0.016"), (2.5, 2, "2.5"), (13308.4, 2, "13,308"),
     (6e-8, 1, "6 × 10⁻⁸"), (2.37e-16, 2, "2.4 × 10⁻¹⁶"), (1e9, 1, "10⁹"), (1.02e9, 2, "10⁹"),
-    (0, 2, "0"), (-3.2e-5, 2, "-3.2 × 10⁻⁵"), (-1e-7, 1, "-10⁻⁷"), (1.5e-7, 2, "1.5 × 10⁻⁷"),
+    (423.7, 2, "424"), (99.97, 2, "100"), (42.37, 1, "42"), (0, 2, "0"), (-3.2e-5, 2, "-3.2 × 10⁻⁵"), (-1e-7, 1, "-10⁻⁷"), (1.5e-7, 2, "1.5 × 10⁻⁷"),
 ])
 def test_numbers_read_as_a_person_writes_them(x, digits, text):
     from dlbook.notebook import readable

@@ -120,6 +120,9 @@ def test_a_deck_has_a_title_slide_one_idea_a_slide_and_notes():
     shown = re.sub(r"<[^>]+>", "", " ".join(s.code + "".join(s.body) for s in slides))
     assert "w = 2" in shown and "import torch" not in shown and "x19" not in shown
     assert "# draw" not in shown and "assert True" not in shown and "Colab" not in shown
+    notes = " ".join("".join(s.notes) for s in slides)
+    assert "x19 = 19" in notes, "code too long for a slide is in the speaker's notes"
+    assert "# draw" not in notes and "import torch" not in notes
     idea = [s for s in slides if s.heading == "The idea"]
     assert any("Long prose goes on." * 1 in "".join(s.notes) for s in idea)
     assert any("y = w x + b" in "".join(s.body) for s in idea), "the key equation stays"

@@ -15,7 +15,8 @@ hold for any chapter (no chapter is tuned by hand):
   (``show_source``), cut to 15 lines; never imports, set-up, drawing code (hide-input), hidden
   checks, ``say()`` cells' code or solutions;
 - every paragraph too long for a slide goes, whole and with its maths typeset, into the slide's
-  speaker notes (``S``); a section too long for one slide continues on the next.
+  speaker notes (``S``), as does visible code too long for a slide (the speaker sees what ran);
+  a section too long for one slide continues on the next.
 
 Where the slides break is decided per cell by :func:`slide_arc`, which ``make format``
 (tools/nbformat_chapters.py) also writes into the notebooks as RISE metadata, so presenting live
@@ -670,7 +671,12 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
                 elif output_markdown(output):
                     deck.add_notes(render(output_markdown(output)))
             continue
-        # visual or hidden: the outputs without the code
+        # visual or hidden: the outputs without the code. Code the page shows but a slide has
+        # no room for (over CODE_LINES) goes to the notes, so the speaker knows what ran.
+        if kind == "hidden" and not tags(cell) & HIDDEN_INPUT_TAGS and \
+                not is_setup_code(source(cell)):
+            deck.add_notes("<p class='dl-code-note'><em>On the page, not on the slide:</em></p>"
+                           f"<pre>{html.escape(source(cell).rstrip())}</pre>")
         for output in outputs:
             if is_visual(output):
                 deck.add_visual(output_html(output), starts)

@@ -29,6 +29,12 @@ STEPS, RECORD, LRS, SEEDS, MAX_LEN, VOCAB = 2000, 100, (0.01, 0.03), (0, 1, 2), 
 MODELS = {"fixed context": (False, 32), "attention": (True, 32)}  # (attention, hidden units)
 
 
+def reversal_splits():
+    """The digit-reversal splits both seq2seq sweeps train, choose and score on."""
+    return (digit_reversal(8000, seed=0)[:2], digit_reversal(1000, seed=1),
+            digit_reversal(1000, seed=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
@@ -36,9 +42,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    train = digit_reversal(8000, seed=0)[:2]
-    val = digit_reversal(1000, seed=1)
-    test = digit_reversal(1000, seed=2)
+    train, val, test = reversal_splits()
     record_at = list(range(RECORD, STEPS + 1, RECORD))
     result = {"steps": STEPS, "record_at": record_at, "lrs": list(LRS), "seeds": list(SEEDS),
               "models": {}}

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from dlbook.attention import EncoderDecoder, accuracy_by_length, digit_reversal, fit_curve
+from dlbook.attention import EncoderDecoder, accuracy_by_length, fit_curve
+from seq2seq_curves import reversal_splits  # the same splits as the curves (tools/ is on the path)
 
 STEPS, RECORD, LRS, SEEDS, MAX_LEN, VOCAB = 2000, 250, (0.001, 0.003, 0.01, 0.03), (0, 1, 2), 10, 12
 HIDDEN, ATTENTION_HIDDEN = (16, 32, 64), (32,)
@@ -52,9 +53,7 @@ def main() -> None:
                         default=Path(__file__).resolve().parents[1] / "data" / "seq2seq_sizes.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    train = digit_reversal(8000, seed=0)[:2]
-    val = digit_reversal(1000, seed=1)
-    test = digit_reversal(1000, seed=2)
+    train, val, test = reversal_splits()
     record_at = list(range(RECORD, STEPS + 1, RECORD))
     result = {"steps": STEPS, "record_at": record_at, "lrs": list(LRS), "seeds": list(SEEDS),
               "runs": []}

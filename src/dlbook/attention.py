@@ -121,6 +121,26 @@ class MultiHeadAttention(nn.Module):
         B, T, C = x.shape
         return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
 
+    def _check_inputs(self, query, key, value) -> None:
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t.ndim != 3 or t.shape[-1] != self.n_embd:
+                one = " (one sequence: pass x[None])" if t.ndim == 2 else ""
+                raise ValueError(f"{name} must be (B, T, {self.n_embd}), got "
+                                 f"{tuple(t.shape)}{one}")
+        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
+            raise ValueError(f"query {tuple(query.shape)}, key {tuple(key.shape)} and value "
+                             f"{tuple(value.shape)} disagree on B (or key and value on T)")
+
+    @staticmethod
+    def _extend_with_cache(cache, k, v, mask, causal, Tq):
+        k, v = cache.append(k, v)  # (B, nh, T_past + Tk, hs)
+        if causal:  # query i is token T_past + i: it sees keys 0 .. T_past + i
+            Tk = k.shape[-2]
+            past = causal_mask(Tk, k.device)[Tk - Tq:]  # (Tq, Tk)
+            mask = past if mask is None else mask & past
+            causal = False
+        return k, v, mask, causal
+
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None,
                 value: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 causal: bool = False, cache: KVCache | None = None):
@@ -131,29 +151,17 @@ class MultiHeadAttention(nn.Module):
         earlier tokens; the new keys and values are appended to it and the queries (the newest
         Tq tokens) attend to all of them. Returns ``(out (B, Tq, C), weights (B, nh, Tq, Tk))``.
         """
-        key = query if key is None else key
+        key = query if key is None else key  # self-attention: x attends to x
         value = key if value is None else value
-        for name, t in (("query", query), ("key", key), ("value", value)):
-            if t.ndim != 3 or t.shape[-1] != self.n_embd:
-                one = " (one sequence: pass x[None])" if t.ndim == 2 else ""
-                raise ValueError(f"{name} must be (B, T, {self.n_embd}), got "
-                                 f"{tuple(t.shape)}{one}")
-        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
-            raise ValueError(f"query {tuple(query.shape)}, key {tuple(key.shape)} and value "
-                             f"{tuple(value.shape)} disagree on B (or key and value on T)")
+        self._check_inputs(query, key, value)
         B, Tq, C = query.shape
         w_q, w_k, w_v = self.in_proj.weight.chunk(3)  # 3 x (C, C)
         b_q, b_k, b_v = self.in_proj.bias.chunk(3) if self.in_proj.bias is not None else (None,) * 3
         q = self._heads(F.linear(query, w_q, b_q))  # (B, nh, Tq, hs)
         k = self._heads(F.linear(key, w_k, b_k))  # (B, nh, Tk, hs)
         v = self._heads(F.linear(value, w_v, b_v))  # (B, nh, Tk, hs)
-        if cache is not None:
-            k, v = cache.append(k, v)  # (B, nh, T_past + Tk, hs)
-            if causal:  # query i is token T_past + i: it sees keys 0 .. T_past + i
-                Tk = k.shape[-2]
-                past = causal_mask(Tk, query.device)[Tk - Tq:]  # (Tq, Tk)
-                mask = past if mask is None else mask & past
-                causal = False
+        if cache is not None:  # generation: the new queries also see the cached tokens
+            k, v, mask, causal = self._extend_with_cache(cache, k, v, mask, causal, Tq)
         y, weights = scaled_dot_product_attention(q, k, v, mask, causal)  # (B, nh, Tq, hs)
         y = y.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, C): the heads side by side
         return self.dropout(self.out_proj(y)), weights  # (B, Tq, C), (B, nh, Tq, Tk)
@@ -407,6 +415,16 @@ class DigitsMLP(nn.Module):
             logits = torch.cat([logits.new_zeros(len(idx), idx.shape[1] - 1, 10),
                                 logits[:, written:written + 1]], 1)
         return logits, loss
+
+
+class DigitsLinear(DigitsMLP):
+    """The simplest baseline for the digit tasks: one linear map from the ``n_digits`` one-hot
+    input digits to the ``n_digits`` answer distributions (a softmax per answer digit), no hidden
+    layer. A fixed permutation such as reversal is exactly such a map; sorting is not."""
+
+    def __init__(self, n_digits: int = 8):
+        super().__init__(n_digits, hidden=1)
+        self.net = nn.Linear(10 * n_digits, 10 * n_digits)
 
 
 class EncoderDecoder(nn.Module):

@@ -44,6 +44,9 @@ CHECKSUMS: dict[str, str] = {
     # chapter 07's degradation sweep (dlbook.degradation), rebuilt by tools/degradation_sweep.py
     "degradation_sweep.json":
         "5bf0be797e85812c050e8eca84dbad8888b5ca22b3a827150e16078eb4537379",
+    # its 3,000-step runs at one rate, rebuilt by tools/degradation_sweep.py --long
+    "degradation_long.json":
+        "1009f7b13aa4c28c93251faed429e56c5386c91ef739681933b4d41d84c1fd81",
     # chapter 07's VGG learning rate (dlbook.digit_vgg), rebuilt by tools/vgg_sweep.py
     "vgg_sweep.json":
         "631133330627b9abadb281d9a44ee9a90fa8d1cbab19ed16a27c7d1093bdb5b7",
@@ -51,7 +54,7 @@ CHECKSUMS: dict[str, str] = {
     "seq2seq_curves.json": "394d68863b65e82047960efe51fb2ecb948aa5c6516336c510bcc462c36d808a",
     "seq2seq_sizes.json": "1c077ff368f8e9f2c6fba95c5d13913c3c0ac15ab84c2a000c889271385aef3c",
     "digit_tasks_sweep.json":
-        "0e604db85a39821cf582d0c35d96f43490e327402be270d389fc1de053e04ceb",
+        "26f2c98a49710089743281ce618d6d0092494961d44b003620865629f71ef85a",
     # chapter 06's MNIST-1D comparison (dlbook.mnist1d.load_sweep), by tools/mnist1d_sweep.py
     "mnist1d_sweep.json": "005c54d273a9aee2e8b59874f966e799f23c4bb3002abcf3b12e208dd8e1a709",
     # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
@@ -64,7 +67,7 @@ CHECKSUMS: dict[str, str] = {
     "ch11_generative_sweep.json":
         "fc294d0c77446b84701b129f91ce4d9b4fde8b5addd8c64647dc8e6498637d04",
     # chapter 10's VAEs trained to convergence, and the 2-D one's weights, by tools/vae_sweep.py
-    "ch10_vae.json": "66e84398b14dd6c144d217f832b1d7da3d24a9e430743761e2f3a97d56743a44",
+    "ch10_vae.json": "3eb98e079055f20bf2749ee7a1c1652cfd6d26f5466cd2c90fc1b44c7f468998",
     "ch10_vae2d.safetensors":
         "1e0b25a5651ecd027594a3316f8bad2c9da7a6482e21f42a6f440a22fb3cf962",
 }
@@ -76,6 +79,7 @@ REBUILT_BY = {
     "ch08_lms.safetensors": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_co2_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
     "degradation_sweep.json": "`python tools/degradation_sweep.py`",
+    "degradation_long.json": "`python tools/degradation_sweep.py --long`",
     "vgg_sweep.json": "`python tools/vgg_sweep.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
     "seq2seq_sizes.json": "`python tools/seq2seq_sizes.py`",

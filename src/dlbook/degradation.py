@@ -9,7 +9,9 @@ over a fixed number of steps, so that every run ends where its schedule lets it 
 eval mode) and the error on the 800 held-out validation digits.
 
 :func:`training_curve` is one run; ``tools/degradation_sweep.py`` runs the grid (learning rates x
-networks x seeds) and stores it as ``data/degradation_sweep.json``, which :func:`load_sweep` reads;
+networks x seeds) and stores it as ``data/degradation_sweep.json``, which :func:`load_sweep` reads
+(its ``--long`` runs, 3,000 steps at one rate, are ``data/degradation_long.json``, read by
+:func:`load_long`);
 the chapter re-runs a sample and checks that it agrees.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import nn
 from .data import mnist5k_splits, verified_path
 from .models import ResNet, ResNetConfig
 
-SWEEP_FILE = "degradation_sweep.json"
+SWEEP_FILE, LONG_FILE = "degradation_sweep.json", "degradation_long.json"
 STEPS, EVAL_EVERY, BATCH_SIZE, N_PROBE = 600, 100, 64, 800
 
 
@@ -114,5 +116,15 @@ def load_sweep() -> dict:
     with open(verified_path(SWEEP_FILE)) as f:
         raw = json.load(f)
     for key in ("train_loss", "val_error"):  # null (a diverged run) -> nan
+        raw[key] = {name: np.array(c, dtype=float) for name, c in raw[key].items()}
+    return raw
+
+
+def load_long() -> dict:
+    """The 3,000-step runs: ``{"lr", "seeds", "steps", "eval_every", "train_loss": {name:
+    array (seed, record)}, "val_error": {same}}``."""
+    with open(verified_path(LONG_FILE)) as f:
+        raw = json.load(f)
+    for key in ("train_loss", "val_error"):
         raw[key] = {name: np.array(c, dtype=float) for name, c in raw[key].items()}
     return raw

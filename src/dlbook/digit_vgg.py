@@ -3,9 +3,9 @@
 0-4 network its transfer section starts from.
 
 It is trained with Adam on batches of 32, the learning rate decayed along a cosine over the run,
-keeping the weights of the epoch with the lowest validation loss. The learning rate and the
-number of epochs were chosen on the validation digits by ``tools/vgg_sweep.py`` (every grid value,
-3 seeds), which commits ``data/vgg_sweep.json``; :func:`load_sweep` reads it, and the chapter
+keeping the weights of the epoch with the lowest validation loss. The learning rate was
+chosen on the validation digits by ``tools/vgg_sweep.py`` (three rates, 3 seeds each; the number
+of epochs is fixed at its grid's one value, 8), which commits ``data/vgg_sweep.json``; :func:`load_sweep` reads it, and the chapter
 trains the chosen setting and checks that it reproduces the stored run.
 
     >>> old, new, (mean, std) = digit_tasks()

@@ -152,7 +152,9 @@ def readable(x: float, digits: int = 2, latex: bool = False) -> str:
     large (``latex=True``: ``$6 \\times 10^{-8}$``, for Markdown). ``digits``: significant digits."""
     x = float(x)  # a 0-d tensor or numpy scalar too
     if x == 0 or 1e-3 <= abs(x) < 1e6:
-        return f"{x:,.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
+        # %g writes 424 as 4.2e+02 at two digits: a whole number is written whole instead
+        text = f"{x:,.{digits}g}"
+        return f"{x:,.0f}" if abs(x) >= 1000 or "e" in text else text
     mantissa, exponent = f"{x:.{max(digits - 1, 0)}e}".split("e")
     sign, mantissa = ("-", mantissa[1:]) if mantissa.startswith("-") else ("", mantissa)
     if latex:

@@ -278,12 +278,27 @@ def token_heatmap_painter(tokens: Sequence[str], *, figsize=(4.2, 4.2), dpi: int
         raise ValueError("token_heatmap_painter needs at least one token")
     fig = Figure(figsize=figsize, dpi=dpi, layout="none")  # axes placed by hand
     FigureCanvasAgg(fig)
-    ax = fig.add_axes([0.26, 0.02, 0.72, 0.72])
+    ax = fig.add_axes([0.26, 0.02, 0.6, 0.6])
+    bar = fig.add_axes([0.9, 0.02, 0.03, 0.6])
     ax.imshow(np.zeros((n, n)), cmap="Greys", vmin=0, vmax=1)
     ax.set_xticks(range(n), tokens, rotation=90, fontsize=fontsize)
     ax.set_yticks(range(n), tokens, fontsize=fontsize)
     ax.xaxis.tick_top()
     ax.grid(False)
+    fig.colorbar(matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(vmin, vmax), cmap),
+                 cax=bar)
+    bar.tick_params(labelsize=fontsize)
+    # Grow the square map into the room its labels leave: the tick labels just below the
+    # title line, on the left edge, and clear of the colour bar.
+    fig.canvas.draw()
+    width, height = fig.bbox.width, fig.bbox.height
+    title_room = 1.6 * (fontsize + 2) * dpi / 72  # pixels
+    box, labelled = ax.get_window_extent(), ax.get_tightbbox()
+    above, beside = labelled.y1 - box.y1, box.x0 - labelled.x0  # label extents
+    side = min(height - title_room - above - 0.02 * height,
+               0.86 * width - beside - 0.02 * width)  # pixels
+    ax.set_position([(beside + 0.02 * width) / width, 0.02, side / width, side / height])
+    bar.set_position([((beside + 0.04 * width) + side) / width, 0.02, 0.03, side / height])
     fig.canvas.draw()
     template = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
     box = ax.get_window_extent()  # pixels, origin at the bottom left
