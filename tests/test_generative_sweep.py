@@ -51,3 +51,12 @@ def test_ring_scores_report_every_bandwidth():
     scores = gs.ring_scores(data, gs.ring(300, torch.Generator().manual_seed(1)), gs.BANDWIDTHS)
     assert {f"mmd2@{bw}" for bw in gs.BANDWIDTHS if bw != gs.BANDWIDTH} <= set(scores)
     assert scores["modes"] == 8 and scores["good"] > 0.95
+
+
+def test_a_shorter_collapse_run_is_the_start_of_a_longer_one():
+    """The chapter re-runs the constant-rate GAN only up to its collapse: at a constant rate the
+    modes along a shorter run must be the first entries of a longer run's."""
+    data = gs.ring(2000, torch.Generator().manual_seed(0))
+    short = gs.ring_collapse(data, seed=1, steps=2 * gs.COLLAPSE_EVERY)
+    long = gs.ring_collapse(data, seed=1, steps=3 * gs.COLLAPSE_EVERY)
+    assert len(short) == 2 and len(long) == 3 and long[:2] == short

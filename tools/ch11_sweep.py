@@ -2,6 +2,7 @@
 data/ch11_generative_sweep.json.
 
     DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py [--out data/ch11_generative_sweep.json]
+                                                    [--only-collapse]
 
 Ring of 8 Gaussians: plain GAN, GAN + R1 and DDPM, each dlbook.generative_sweep.RING_STEPS
 optimiser steps on batches of RING_BATCH drawn from one fixed training draw; MMD^2 (bandwidth
@@ -13,7 +14,9 @@ then, at that rate, the GAN + R1 at each of DIGIT_BUDGETS steps (the three seeds
 and the DDPM at DIGIT_DDPM_STEPS along one run, for each seed, scored against the held-out
 digits. Beside them a Gaussian mixture whose component count is chosen on validation (log-likelihood), per seed. Spreads: the
 Frechet distance of ten random 360-digit real subsets (the floor), and of DRAWS sample draws of
-360 from each model at the largest budget. Seeded: a rerun on the same versions gives the same
+360 from each model at the largest budget. The plain ring GAN at a constant large rate, each seed alone: the modes it covers
+every 250 steps (mode collapse; ``--only-collapse`` re-runs just this part into the file).
+Seeded: a rerun on the same versions gives the same
 file; the chapter re-runs seed 0 (the digits: at the shortest budget) and checks that it agrees.
 """
 from __future__ import annotations
@@ -63,6 +66,17 @@ def ring_results() -> dict:
             "val_loglik": {str(k): round(v, 4) for k, v in grid.items()}}
         out["seeds"][str(seed)] = row
         print("ring", seed, row, flush=True)
+    return out
+
+
+def collapse_results() -> dict:
+    """The plain GAN at a constant large rate, each seed alone: modes covered along the run."""
+    d = gs.ring_splits()
+    out = {"lr": gs.COLLAPSE_LR, "every": gs.COLLAPSE_EVERY, "modes": {}}
+    for seed in gs.SEEDS:
+        modes, cpu = timed(lambda: gs.ring_collapse(d["train"], seed))
+        out["modes"][str(seed)] = modes
+        print("collapse", seed, modes, cpu, flush=True)
     return out
 
 
@@ -144,16 +158,26 @@ def digit_results() -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "data" / gs.SWEEP_FILE))
+    parser.add_argument("--only-collapse", action="store_true",
+                        help="re-run only the constant-rate collapse runs, into the existing file "
+                             "(every part is seeded and independent of the others)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.process_time()
-    out = {
-        "command": "DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py",
-        "ring": {"steps": gs.RING_STEPS, "batch_size": gs.RING_BATCH} | ring_results(),
-        "digits": {"batch_size": gs.DIGIT_BATCH} | digit_results(),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
-    }
-    out["cpu_seconds"] = round(time.process_time() - start)
+    if args.only_collapse:
+        out = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        earlier = out["cpu_seconds"] - out.get("collapse", {}).get("cpu_seconds", 0)
+    else:
+        out = {
+            "command": "DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py",
+            "ring": {"steps": gs.RING_STEPS, "batch_size": gs.RING_BATCH} | ring_results(),
+            "digits": {"batch_size": gs.DIGIT_BATCH} | digit_results(),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        }
+        earlier = round(time.process_time() - start)
+    collapse, cpu = timed(collapse_results)
+    out["collapse"] = collapse | {"cpu_seconds": round(cpu)}
+    out["cpu_seconds"] = earlier + out["collapse"]["cpu_seconds"]
     text = json.dumps(out, indent=1) + "\n"
     Path(args.out).write_text(text, encoding="utf-8")
     print(f"wrote {args.out} ({out['cpu_seconds']} CPU s), sha256 "

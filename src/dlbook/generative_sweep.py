@@ -88,6 +88,21 @@ def ring_gans(train: torch.Tensor, seeds=SEEDS, snapshot_every: int | None = Non
     return histories
 
 
+COLLAPSE_LR, COLLAPSE_EVERY = 1e-2, 250  # the plain GAN with its rate held large
+
+
+def ring_collapse(train: torch.Tensor, seed: int, steps: int = RING_STEPS) -> list[int]:
+    """The plain GAN at a constant rate of COLLAPSE_LR (no decay), one seed: the modes it
+    covers every COLLAPSE_EVERY steps. The rate is constant, so a shorter run is the start of
+    a longer one (the chapter re-runs a prefix)."""
+    hot = replace(GANConfig.ring(), lr=COLLAPSE_LR, lr_schedule="constant",
+                  batch_size=RING_BATCH)
+    _, histories = train_gans({"plain": hot}, train, steps, seeds=(seed,),
+                              snapshot_every=COLLAPSE_EVERY, snapshot_size=RING_SAMPLES)
+    return [modes_covered(x, ring_centres(), radius=3 * STD)[0]
+            for step, x in histories["plain", seed].snapshots.items() if step]
+
+
 def ring_ddpm(train: torch.Tensor, seed: int) -> DDPM:
     torch.manual_seed(seed)  # the denoiser's initial weights
     ddpm = DDPM(Denoiser(DenoiserConfig.toy2d()), ring_schedule(), lr=1e-3)
