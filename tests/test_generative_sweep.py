@@ -28,3 +28,35 @@ def test_frechet_distance_is_near_zero_for_one_set_and_grows_with_a_shift():
     assert 0 < real < shifted
     scores = judge.scores(d["train"][:360])
     assert scores["fidelity"] == 0.0 and sum(scores["classes"]) == 360
+
+
+def test_scoring_along_one_run_equals_separate_runs_of_each_length():
+    from dlbook.diffusion import DDPM, Denoiser, DenoiserConfig, NoiseSchedule
+
+    data = gs.ring(64, torch.Generator().manual_seed(0))
+
+    def fresh():
+        torch.manual_seed(0)
+        return DDPM(Denoiser(DenoiserConfig.toy2d()), NoiseSchedule.linear(T=10), lr=1e-3)
+
+    along = gs.ddpm_along(fresh(), data, (3, 5), batch_size=8, seed=2, n=6, sample_seed=9)
+    for steps in (3, 5):
+        alone = fresh().train(data, steps=steps, batch_size=8, seed=2)
+        assert torch.allclose(along[steps], alone.sample(6, torch.Generator().manual_seed(9)))
+    assert not torch.allclose(along[3], along[5])  # the control: the model moved
+
+
+def test_ring_scores_report_every_bandwidth():
+    data = gs.ring(300, torch.Generator().manual_seed(0))
+    scores = gs.ring_scores(data, gs.ring(300, torch.Generator().manual_seed(1)), gs.BANDWIDTHS)
+    assert {f"mmd2@{bw}" for bw in gs.BANDWIDTHS if bw != gs.BANDWIDTH} <= set(scores)
+    assert scores["modes"] == 8 and scores["good"] > 0.95
+
+
+def test_a_shorter_collapse_run_is_the_start_of_a_longer_one():
+    """The chapter re-runs the constant-rate GAN only up to its collapse: at a constant rate the
+    modes along a shorter run must be the first entries of a longer run's."""
+    data = gs.ring(2000, torch.Generator().manual_seed(0))
+    short = gs.ring_collapse(data, seed=1, steps=2 * gs.COLLAPSE_EVERY)
+    long = gs.ring_collapse(data, seed=1, steps=3 * gs.COLLAPSE_EVERY)
+    assert len(short) == 2 and len(long) == 3 and long[:2] == short

@@ -66,7 +66,7 @@ CHECKSUMS: dict[str, str] = {
         "fe0191edc9d9a18b09268f889cb3257a3329456618ef7e456196269d48b988f7",
     # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)
     "ch11_generative_sweep.json":
-        "7008f3c6ab9c4f355e02664c72783f69ff3d308aff71a2fbb13189179393b7b3",
+        "3b151ab80b5d49a1b4e763472c238584377bfcd1ba8795be442df0d66cae9ab3",
     # chapter 10's VAEs trained to convergence, and the 2-D one's weights, by tools/vae_sweep.py
     "ch10_vae.json": "3eb98e079055f20bf2749ee7a1c1652cfd6d26f5466cd2c90fc1b44c7f468998",
     "ch10_vae2d.safetensors":

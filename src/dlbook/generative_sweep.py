@@ -44,7 +44,14 @@ DIGIT_GRID = (2, 4, 8, 16, 32)  # and on the digits
 # Added to each mixture covariance's diagonal: sklearn's default on the ring; on the digits
 # enough to keep the edge pixels, which never vary, from a zero variance.
 RING_REG, DIGIT_REG = 1e-6, 0.01
-DIGIT_LONG_STEPS = 4500  # seed 0 of the deep models again, three times longer
+# Budgets (optimiser steps) at which the digits' deep models are scored: does the ranking settle?
+DIGIT_BUDGETS = (1500, 6000)  # the GAN: one run per budget
+DIGIT_DDPM_STEPS = (1500, 3000, 4500, 6000)  # the DDPM: one run, scored along it
+DIGIT_TUNE_STEPS = 3000  # learning rates are chosen on validation at this budget
+DIGIT_GAN_LRS = (2e-3, 4e-3, 8e-3, 1.6e-2)
+DIGIT_DDPM_LRS = (3e-4, 1e-3, 3e-3)
+BANDWIDTHS = (0.05, 0.1, 0.3)  # MMD kernel widths: the mode's std, twice it, the default
+DRAWS = 5  # sample draws (of 360) per model, for the spread of its Frechet distance
 
 
 # --- the ring -----------------------------------------------------------------------------------
@@ -60,26 +67,65 @@ def ring_splits() -> dict[str, torch.Tensor]:
                                   ("test", RING_SAMPLES, 321), ("second", RING_SAMPLES, 123)]}
 
 
-def ring_scores(samples: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
+def ring_scores(samples: torch.Tensor, test: torch.Tensor,
+                bandwidths=(BANDWIDTH,)) -> dict[str, float]:
+    """MMD^2 at :data:`BANDWIDTH` (``"mmd2"``) and at any other of ``bandwidths``
+    (``"mmd2@0.1"``), modes covered and the share of good samples."""
     modes, good = modes_covered(samples, ring_centres(), radius=3 * STD)
-    return {"mmd2": mmd2(samples, test, BANDWIDTH), "modes": modes, "good": good}
+    out = {"mmd2": mmd2(samples, test, BANDWIDTH), "modes": modes, "good": good}
+    return out | {f"mmd2@{bw}": mmd2(samples, test, bw) for bw in bandwidths if bw != BANDWIDTH}
 
 
-def ring_gans(train: torch.Tensor, seeds=SEEDS, snapshot_every: int | None = None):
+def ring_gans(train: torch.Tensor, seeds=SEEDS, snapshot_every: int | None = None,
+              steps: int = RING_STEPS):
     """Plain and R1 GANs, one per seed, side by side; their final samples are the snapshot of
     the last step (fixed noise per seed). Returns ``{(name, seed): GANHistory}``."""
     configs = {name: replace(c, batch_size=RING_BATCH)
                for name, c in [("plain", GANConfig.ring()), ("R1", GANConfig.ring_r1())]}
-    _, histories = train_gans(configs, train, RING_STEPS, seeds=tuple(seeds),
-                              snapshot_every=snapshot_every or RING_STEPS,
+    _, histories = train_gans(configs, train, steps, seeds=tuple(seeds),
+                              snapshot_every=snapshot_every or steps,
                               snapshot_size=RING_SAMPLES)
     return histories
+
+
+COLLAPSE_LR, COLLAPSE_EVERY = 1e-2, 250  # the plain GAN with its rate held large
+
+
+def ring_collapse(train: torch.Tensor, seed: int, steps: int = RING_STEPS) -> list[int]:
+    """The plain GAN at a constant rate of COLLAPSE_LR (no decay), one seed: the modes it
+    covers every COLLAPSE_EVERY steps. The rate is constant, so a shorter run is the start of
+    a longer one (the chapter re-runs a prefix)."""
+    hot = replace(GANConfig.ring(), lr=COLLAPSE_LR, lr_schedule="constant",
+                  batch_size=RING_BATCH)
+    _, histories = train_gans({"plain": hot}, train, steps, seeds=(seed,),
+                              snapshot_every=COLLAPSE_EVERY, snapshot_size=RING_SAMPLES)
+    return [modes_covered(x, ring_centres(), radius=3 * STD)[0]
+            for step, x in histories["plain", seed].snapshots.items() if step]
 
 
 def ring_ddpm(train: torch.Tensor, seed: int) -> DDPM:
     torch.manual_seed(seed)  # the denoiser's initial weights
     ddpm = DDPM(Denoiser(DenoiserConfig.toy2d()), ring_schedule(), lr=1e-3)
     return ddpm.train(train, steps=RING_STEPS, batch_size=RING_BATCH, seed=seed)
+
+
+def ddpm_along(ddpm: DDPM, data: torch.Tensor, checkpoints, batch_size: int, seed: int,
+               n: int, sample_seed: int, n_last: int | None = None) -> dict[int, torch.Tensor]:
+    """Train ``ddpm`` as :meth:`DDPM.train` would for ``max(checkpoints)`` steps (same batches),
+    drawing ``n`` samples (sampling seed ``sample_seed``) at each checkpoint: with a constant
+    rate the model at step s of a long run is the model of a run of s steps. ``n_last``, if
+    given, replaces ``n`` at the last checkpoint."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for step in range(1, max(checkpoints) + 1):
+        ddpm.model.train()
+        ddpm.step(data[torch.randint(0, len(data), (batch_size,), generator=gen)], gen)
+        if step in checkpoints:
+            ddpm.model.eval()
+            size = n_last if n_last and step == max(checkpoints) else n
+            out[step] = ddpm.sample(size, torch.Generator().manual_seed(sample_seed))
+    ddpm.model.eval()
+    return out
 
 
 def ring_schedule() -> NoiseSchedule:
@@ -115,22 +161,45 @@ def digit_splits() -> dict[str, torch.Tensor]:
     pixels = torch.tensor(x / 8.0 - 1.0, dtype=torch.float32)  # (1797, 64)
     (train, y_train), (held, y_held) = validation_split(pixels, torch.tensor(y), 0.2, seed=0)
     (fit, _), (val, _) = validation_split(train, y_train, 0.2, seed=1)
+    (_, y_fit), _ = validation_split(train, y_train, 0.2, seed=1)
     return {"train": train, "y_train": y_train, "held": held, "y_held": y_held, "fit": fit,
-            "val": val}
+            "y_fit": y_fit, "val": val}
 
 
-def digit_gan(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS) -> torch.Tensor:
-    """The GAN's 360 samples (one fixed noise batch) after ``steps`` steps."""
+def digit_gan(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS, lr: float | None = None,
+              n: int = 360) -> torch.Tensor:
+    """The GAN's ``n`` samples (one fixed noise batch) after ``steps`` steps; ``lr`` replaces
+    :meth:`GANConfig.digits`' rate."""
     config = replace(GANConfig.digits(), batch_size=DIGIT_BATCH)
+    config = replace(config, lr=lr) if lr is not None else config
     _, histories = train_gans({"gan": config}, train, steps, seeds=(seed,),
-                              snapshot_every=steps, snapshot_size=360)
-    return histories["gan", seed].snapshots[steps]  # (360, 64)
+                              snapshot_every=steps, snapshot_size=n)
+    return histories["gan", seed].snapshots[steps]  # (n, 64)
 
 
-def digit_ddpm(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS) -> DDPM:
+def digit_gans(train: torch.Tensor, seeds, steps: int, lr: float, n: int = 360):
+    """:func:`digit_gan` for several seeds side by side (one ensemble): ``{seed: (n, 64)}``."""
+    config = replace(GANConfig.digits(), batch_size=DIGIT_BATCH, lr=lr)
+    _, histories = train_gans({"gan": config}, train, steps, seeds=tuple(seeds),
+                              snapshot_every=steps, snapshot_size=n)
+    return {seed: histories["gan", seed].snapshots[steps] for seed in seeds}
+
+
+def digit_ddpm(train: torch.Tensor, seed: int, steps: int = DIGIT_STEPS,
+               lr: float = 1e-3) -> DDPM:
     torch.manual_seed(seed)
-    ddpm = DDPM(Denoiser(DenoiserConfig.digits()), digit_schedule(), lr=1e-3, ema_decay=0.99)
+    ddpm = DDPM(Denoiser(DenoiserConfig.digits()), digit_schedule(), lr=lr, ema_decay=0.99)
     return ddpm.train(train, steps=steps, batch_size=DIGIT_BATCH, seed=seed)
+
+
+def digit_ddpm_along(train: torch.Tensor, seed: int, lr: float, checkpoints=DIGIT_DDPM_STEPS,
+                     n: int = 360, n_last: int | None = None) -> dict[int, torch.Tensor]:
+    """The DDPM's ``n`` samples (``n_last`` at the last checkpoint; clamped to [-1, 1]) at
+    each checkpoint of one run."""
+    torch.manual_seed(seed)
+    ddpm = DDPM(Denoiser(DenoiserConfig.digits()), digit_schedule(), lr=lr, ema_decay=0.99)
+    out = ddpm_along(ddpm, train, checkpoints, DIGIT_BATCH, seed, n, 1000 + seed, n_last)
+    return {k: v.clamp(-1, 1) for k, v in out.items()}
 
 
 def digit_schedule() -> NoiseSchedule:
