@@ -73,6 +73,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "data" / scaling.SWEEP_FILE))
     parser.add_argument("--parts", default="/tmp/ch14_parts")
+    parser.add_argument("--only", choices=("scaling", "bpe"), default=None,
+                        help="run one of the two experiments (the file then holds only it)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     parts = Path(args.parts)
@@ -83,13 +85,20 @@ def main() -> int:
                           "steps": scaling.STEPS, "eval_windows": scaling.EVAL_WINDOWS,
                           "start_grid": list(START_GRID)},
                "scaling": {}, "bpe": {}}
-    for width in scaling.WIDTHS:
+    results["provenance"] = {"script": "tools/ch14_scaling_sweep.py", "seeds": list(SEEDS),
+                             "threads": 1, "python": platform.python_version(),
+                             "torch": torch.__version__}
+    for width in scaling.WIDTHS if args.only != "bpe" else ():
         r = tune_and_repeat(parts, "char", chars, width, scaling.STEPS)
         model = scaling.make_model(chars.vocab_size, width, 0)
         r["n_params"] = model.num_params(non_embedding=True)
         r["n_params_total"] = model.num_params()
         results["scaling"][str(width)] = r
 
+    if args.only == "scaling":
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.out} (scaling only)")
+        return 0
     start = time.process_time()
     bpe = scaling.bpe_streams()
     bpe_seconds = round(time.process_time() - start, 1)
@@ -108,9 +117,6 @@ def main() -> int:
                  test_bpc=[scaling.bits_per_char(v, cpt["test"]) for v in r["test"]])
         results["bpe"][name] = r
     results["bpe_tokenizer_cpu_seconds"] = bpe_seconds
-    results["provenance"] = {"script": "tools/ch14_scaling_sweep.py", "seeds": list(SEEDS),
-                             "threads": 1, "python": platform.python_version(),
-                             "torch": torch.__version__}
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
