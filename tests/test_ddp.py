@@ -56,3 +56,21 @@ def test_auto_start_method_forks_on_linux_only():
     expected = "fork" if sys.platform.startswith("linux") else "spawn"
     assert resolved_start_method(DDPConfig()) == expected
     assert resolved_start_method(DDPConfig(start_method="spawn")) == "spawn"
+
+
+def test_the_task_is_learnt_and_ranks_average_to_the_full_batch_loss(config_and_result):
+    config, result = config_and_result
+    single_losses = []
+    train_single(config, losses=single_losses)
+    assert len(result.rank_losses) == 2
+    mean_of_ranks = torch.tensor(result.rank_losses).mean(0)  # equal halves: the full-batch loss
+    assert torch.allclose(mean_of_ranks, torch.tensor(single_losses), atol=1e-6)
+    assert single_losses[-1] < 0.1 * single_losses[0]  # the student learns the teacher
+
+
+def test_gradient_accumulation_is_the_same_sum():
+    config = DDPConfig(steps=20)
+    full, accumulated = train_single(config), train_single(config, micro_batches=4)
+    assert max_difference(full, accumulated) < 1e-6
+    with pytest.raises(ValueError, match="micro_batches"):
+        train_single(config, micro_batches=5)

@@ -226,6 +226,17 @@ def test_filter_logits_against_a_direct_computation():
     assert torch.equal(probs > 0, filter_logits(logits / 0.7, 5, 0.8) > -math.inf)
 
 
+def test_top_p_of_one_keeps_every_token_in_float32():
+    # a float32 running sum of 400,000 probabilities reaches 1 before the last tokens are
+    # counted: top_p=1 must still keep all of them (it is the unfiltered distribution)
+    torch.manual_seed(0)
+    logits = 4 * torch.randn(3, 400_000)
+    assert (filter_logits(logits, top_p=1.0) > -math.inf).all()
+    assert torch.equal(next_token_probs(logits, 1.0, top_p=1.0), logits.softmax(-1))
+    kept = (filter_logits(logits, top_p=0.999999) > -math.inf).sum(-1)
+    assert (kept > 100_000).all()  # the long tail still counts towards p
+
+
 def test_temperature_goes_to_greedy():
     torch.manual_seed(0)
     logits = torch.randn(4, 9)

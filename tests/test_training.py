@@ -131,6 +131,16 @@ def test_empty_or_mismatched_data_fails_up_front():
         fit(torch.nn.Linear(4, 2), (x, y), epochs=1, patience=2)
 
 
+def test_evaluate_on_an_empty_set_says_so():
+    x, y = _toy()
+    model = torch.nn.Linear(4, 2).train()
+    with pytest.raises(ValueError, match="non-empty data set.*got 0 inputs"):
+        evaluate(model, (x[:0], y[:0]))
+    with pytest.raises(ValueError, match="got 64 inputs and 63 targets"):
+        evaluate(model, (x, y[:-1]))
+    assert model.training  # the failed call left the model's mode alone
+
+
 def test_accuracy_refuses_one_hot_targets():
     logits = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0]])
     assert accuracy(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)

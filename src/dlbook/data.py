@@ -78,6 +78,9 @@ CHECKSUMS: dict[str, str] = {
     "ch10_ae.json": "2bd6363a9cb6f32efc5f3ce3a54f4ba1c56ec2498770cd585fd111aad1596fd6",
     "ch10_ae.safetensors":
         "4215e480abda416da19877953f6578705278744c54828f0f17b091368a683d5d",
+    # chapter 14's scaling sweep and BPE comparison (dlbook.scaling), by tools/ch14_scaling_sweep.py
+    "ch14_scaling_sweep.json":
+        "955cc2190d6e87e70d2a8fd5d3759ba68b16e20cadac434cb0ff3a6e2a24b24d",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -103,6 +106,7 @@ REBUILT_BY = {
     "ch10_vae16.safetensors": "`python tools/vae_sweep.py --vae16` (see data/README.md)",
     "ch10_ae.json": "`python tools/ae_sweep.py` (see data/README.md)",
     "ch10_ae.safetensors": "`python tools/ae_sweep.py` (see data/README.md)",
+    "ch14_scaling_sweep.json": "`python tools/ch14_scaling_sweep.py` (see data/README.md)",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

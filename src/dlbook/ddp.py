@@ -22,6 +22,13 @@ thread pool.
     >>> result = run_ddp(DDPConfig(steps=50))       # 2 processes, gloo, 127.0.0.1
     >>> result.weights[0], result.weights[1]         # each rank's final state_dict
     >>> single = train_single(DDPConfig(steps=50))   # one process, the full batch
+    >>> accumulated = train_single(DDPConfig(steps=50), micro_batches=2)  # one process, halves
+
+The task is one the network can learn exactly: the targets are the outputs of a *teacher*, a
+network of the student's own shape with other random weights, so the loss falls by orders of
+magnitude and a wrong gradient shows. Gradient accumulation is the one-device version of the
+same sum: ``micro_batches`` backward passes on slices, each loss divided by their number, add up
+the same full-batch gradient before a single step.
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ class DDPConfig:
     batch_size: int = 64  # the global batch; each rank takes batch_size / world_size
     n_in: int = 8
     hidden: int = 32
-    lr: float = 0.05
+    lr: float = 0.2
     seed: int = 0
     start_method: str = "auto"  # "fork", "spawn", or "auto": fork on Linux, spawn elsewhere
 
@@ -70,6 +77,7 @@ PRESETS = {"tiny": DDPConfig(steps=10), "chapter": DDPConfig(steps=50)}
 class DDPResult:
     weights: list[dict]  # one state_dict per rank, on the CPU
     losses: list[float]  # rank 0's loss per step (on its half of the batch)
+    rank_losses: list[list[float]] | None = None  # every rank's loss per step, rank order
 
 
 def make_model(config: DDPConfig) -> nn.Module:
@@ -79,11 +87,14 @@ def make_model(config: DDPConfig) -> nn.Module:
 
 
 def make_batches(config: DDPConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(steps, B, n_in)`` inputs and ``(steps, B, 1)`` targets of a fixed regression task."""
+    """``(steps, B, n_in)`` inputs and ``(steps, B, 1)`` targets: a teacher network's outputs,
+    which a student of the same shape can learn exactly."""
     g = torch.Generator().manual_seed(config.seed + 1)
     x = torch.randn(config.steps, config.batch_size, config.n_in, generator=g)
-    y = torch.sin(x.sum(-1, keepdim=True)) + 0.1 * torch.randn(
-        config.steps, config.batch_size, 1, generator=g)
+    teacher = make_model(DDPConfig(n_in=config.n_in, hidden=config.hidden,
+                                   seed=config.seed + 1000))
+    with torch.no_grad():
+        y = 3 * teacher(x)  # (steps, B, 1), scaled up: targets of spread about 1
     return x, y
 
 
@@ -94,20 +105,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> list[float]:
+def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float,
+           micro_batches: int = 1) -> list[float]:
     # Plain SGD written out: torch.optim's first step imports torch._dynamo (about 2.5 s), which
     # every freshly spawned worker would pay again.
     params = [p for p in model.parameters() if p.requires_grad]
     losses = []
     for xb, yb in zip(x, y):  # (B, n_in), (B, 1)
-        loss = nn.functional.mse_loss(model(xb), yb)
         for p in params:
             p.grad = None
-        loss.backward()  # under DDP: the gradients are all-reduced (averaged) here
+        total = 0.0
+        for xm, ym in zip(xb.chunk(micro_batches), yb.chunk(micro_batches)):
+            loss = nn.functional.mse_loss(model(xm), ym) / micro_batches
+            loss.backward()  # adds into .grad; under DDP also all-reduced (averaged) here
+            total += loss.item()
         with torch.no_grad():
             for p in params:
                 p -= lr * p.grad
-        losses.append(loss.item())
+        losses.append(total)
     return losses
 
 
@@ -153,14 +168,25 @@ def run_ddp(config: DDPConfig = DDPConfig()) -> DDPResult:
                        join=True, start_method=method)
     results = sorted((queue.get() for _ in range(config.world_size)), key=lambda r: r[0])
     weights = [{k: torch.from_numpy(v) for k, v in r[1].items()} for r in results]
-    return DDPResult(weights=weights, losses=results[0][2])
+    return DDPResult(weights=weights, losses=results[0][2], rank_losses=[r[2] for r in results])
 
 
-def train_single(config: DDPConfig = DDPConfig()) -> dict:
-    """The same training in one process on the full batch: its final state_dict."""
+def train_single(config: DDPConfig = DDPConfig(), micro_batches: int = 1,
+                 losses: list | None = None) -> dict:
+    """The same training in one process on the full batch: its final state_dict.
+
+    ``micro_batches > 1``: gradient accumulation, each batch's gradient summed over that many
+    slices before the step. ``losses``: a list that receives the full-batch loss of each step.
+    """
+    if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) \
+            or micro_batches < 1 or config.batch_size % micro_batches:
+        raise ValueError(f"micro_batches must be a whole number >= 1 that divides the batch of "
+                         f"{config.batch_size}, got {micro_batches!r}")
     model = make_model(config)
     x, y = make_batches(config)
-    _train(model, x, y, config.lr)
+    curve = _train(model, x, y, config.lr, micro_batches)
+    if losses is not None:
+        losses.extend(curve)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

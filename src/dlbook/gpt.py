@@ -94,8 +94,11 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
     if top_p is not None:
         if isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if top_p == 1:  # the nucleus is the whole vocabulary: keep every token
+            return logits
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V)
-        probs = torch.softmax(sorted_logits, dim=-1)
+        # in float64: a float32 running sum can reach p = 0.99... before the tail is counted
+        probs = torch.softmax(sorted_logits.double(), dim=-1)
         before = probs.cumsum(-1) - probs  # (..., V) mass of the more likely tokens
         drop_sorted = before >= top_p  # the nucleus already holds p without this token
         drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order

@@ -215,9 +215,13 @@ def evaluate(model: nn.Module, data: "Tensors | TokenStream", loss_fn: Callable 
     targets; ``metric`` then sees one batch at a time and is averaged the same way
     (:func:`accuracy` is next-token accuracy).
     """
+    x, y = data.windows() if isinstance(data, TokenStream) else data
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"evaluate needs a non-empty data set with one target per input, got "
+                         f"{len(x)} inputs and {len(y)} targets: check the split or slice "
+                         "that made it")
     was_training = model.training
     model.eval()
-    x, y = data.windows() if isinstance(data, TokenStream) else data
     device = next(model.parameters()).device
     if not is_language_model(model):
         outputs = []
