@@ -11,6 +11,9 @@ contender's learning rate chosen on its own grid by the final validation loss of
 seeds 1 and 2 at that rate; the test loss of every final model measured once. A constant rate
 makes the first steps of a run those of any shorter run with the same seed, which is what the
 chapter re-measures. Seeded: a rerun on the same versions gives the same numbers.
+
+To use two cores: run ``--only NAME --out part.json`` once per contender, in parallel, then
+``--merge part1.json part2.json --out data/ch14_block_sweep.json``.
 """
 from __future__ import annotations
 
@@ -29,17 +32,26 @@ from dlbook.tuning import tune_then_repeat
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, BATCH, EVAL_EVERY = 600, 32, 50
-GRID = (1e-3, 2e-3, 4e-3, 8e-3)
+GRID = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "data" / BLOCK_SWEEP_FILE))
+    parser.add_argument("--only", help="one contender's name")
+    parser.add_argument("--merge", nargs="+", help="part files written with --only")
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        out = {**parts[0], "results": {k: v for p in parts for k, v in p["results"].items()}}
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        return 0
     torch.set_num_threads(1)
     tokenizer, train, val, test = comparison_streams()
     results = {}
     for name, make in comparison_models(tokenizer.vocab_size).items():
+        if args.only and name != args.only:
+            continue
         start = time.process_time()
 
         def train_one(lr, seed, make=make):
