@@ -70,6 +70,9 @@ CHECKSUMS: dict[str, str] = {
     "ch10_vae.json": "3eb98e079055f20bf2749ee7a1c1652cfd6d26f5466cd2c90fc1b44c7f468998",
     "ch10_vae2d.safetensors":
         "1e0b25a5651ecd027594a3316f8bad2c9da7a6482e21f42a6f440a22fb3cf962",
+    # chapter 14's GPT-2 block against today's (dlbook.llama.load_block_sweep)
+    "ch14_block_sweep.json":
+        "ca0884a63e404aab3b8acb28ef56ba460175f6e5cec51ee78066ab580dc334d4",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -91,6 +94,7 @@ REBUILT_BY = {
     "ch11_generative_sweep.json": "`python tools/ch11_sweep.py`",
     "ch10_vae.json": "`python tools/vae_sweep.py` (see data/README.md)",
     "ch10_vae2d.safetensors": "`python tools/vae_sweep.py` (see data/README.md)",
+    "ch14_block_sweep.json": "tools/llama_block_sweep.py (see data/README.md)",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
