@@ -10,9 +10,20 @@ import pytest
 import torch
 
 from dlbook.attention import KVCache
-from dlbook.llama import (GroupedQueryAttention, Llama, LlamaBlock, LlamaConfig, RMSNorm,
-                          SwiGLU, apply_rope, config_from_hf, from_hf, kv_cache_bytes,
-                          rope_angles, swiglu_width)
+from dlbook.llama import (
+    GroupedQueryAttention,
+    Llama,
+    LlamaBlock,
+    LlamaConfig,
+    RMSNorm,
+    SwiGLU,
+    apply_rope,
+    config_from_hf,
+    from_hf,
+    kv_cache_bytes,
+    rope_angles,
+    swiglu_width,
+)
 
 transformers = pytest.importorskip("transformers")
 llama_hf = pytest.importorskip("transformers.models.llama.modeling_llama")
@@ -99,7 +110,7 @@ def test_rope_matches_transformers_and_sees_only_relative_position():
     # A rotation keeps lengths; the score of (query at m, key at n) depends on m - n only.
     cos, sin = rope_angles(torch.arange(40), hs)
     a, b = torch.randn(hs), torch.randn(hs)
-    rot = lambda v, p: apply_rope(v[None, None, None], cos[p], sin[p])[0, 0, 0]  # noqa: E731
+    rot = lambda v, p: apply_rope(v[None, None, None], cos[p], sin[p])[0, 0, 0]
     assert torch.allclose(rot(a, 7).norm(), a.norm(), atol=ATOL)
     scores = [rot(a, m) @ rot(b, m - 3) for m in (3, 10, 39)]
     assert all(torch.allclose(s, scores[0], atol=1e-4) for s in scores)

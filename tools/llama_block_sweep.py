@@ -26,7 +26,11 @@ from pathlib import Path
 
 import torch
 
-from dlbook.llama import BLOCK_SWEEP_FILE, comparison_models, comparison_streams
+from dlbook.llama import (
+    BLOCK_SWEEP_FILE,
+    comparison_models,
+    comparison_streams,
+)
 from dlbook.training import evaluate, fit
 from dlbook.tuning import tune_then_repeat
 

@@ -80,12 +80,12 @@ class LlamaConfig:
         return self.n_embd // self.n_head
 
     @classmethod
-    def tiny(cls, vocab_size: int = 65) -> "LlamaConfig":
+    def tiny(cls, vocab_size: int = 65) -> LlamaConfig:
         """For tests: 2 layers, 4 query and 2 key/value heads, 32 wide, block 16."""
         return cls(vocab_size, block_size=16, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
 
     @classmethod
-    def smollm2_135m(cls) -> "LlamaConfig":
+    def smollm2_135m(cls) -> LlamaConfig:
         """SmolLM2-135M's shapes (its config.json): 30 layers, 9 query and 3 key/value heads of
         64, 576 wide, SwiGLU 1536, 49,152 tokens, 8,192 positions, RoPE base 100,000."""
         return cls(49152, block_size=8192, n_layer=30, n_head=9, n_kv_head=3, n_embd=576,
@@ -270,7 +270,7 @@ class Llama(nn.Module):
                              f"of shape {tuple(idx.shape)}")
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(f"need one KVCache per layer ({len(self.blocks)}), got {len(caches)}")
-        B, T = idx.shape
+        T = idx.shape[1]
         past = len(caches[0]) if caches else 0
         if past + T > self.config.block_size:
             raise ValueError(f"a sequence of {past + T} tokens is longer than block_size "
@@ -311,7 +311,7 @@ def kv_cache_bytes(config: LlamaConfig, n_tokens: int, bytes_per_value: int = 2,
 def config_from_hf(hf_config) -> LlamaConfig:
     """The :class:`LlamaConfig` of a transformers ``LlamaConfig``, refusing what this module
     does not implement (biases, another activation, scaled RoPE, a head size of its own)."""
-    get = lambda name, default=None: getattr(hf_config, name, default)  # noqa: E731
+    get = lambda name, default=None: getattr(hf_config, name, default)
     if get("model_type") != "llama":
         raise ValueError(f"config_from_hf reads a Llama config, got model_type "
                          f"{get('model_type')!r}")
