@@ -81,6 +81,9 @@ CHECKSUMS: dict[str, str] = {
     # chapter 14's scaling sweep and BPE comparison (dlbook.scaling), by tools/ch14_scaling_sweep.py
     "ch14_scaling_sweep.json":
         "955cc2190d6e87e70d2a8fd5d3759ba68b16e20cadac434cb0ff3a6e2a24b24d",
+    # chapter 14's GPT-2 block against today's (dlbook.llama.load_block_sweep)
+    "ch14_block_sweep.json":
+        "ca0884a63e404aab3b8acb28ef56ba460175f6e5cec51ee78066ab580dc334d4",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -107,6 +110,7 @@ REBUILT_BY = {
     "ch10_ae.json": "`python tools/ae_sweep.py` (see data/README.md)",
     "ch10_ae.safetensors": "`python tools/ae_sweep.py` (see data/README.md)",
     "ch14_scaling_sweep.json": "`python tools/ch14_scaling_sweep.py` (see data/README.md)",
+    "ch14_block_sweep.json": "tools/llama_block_sweep.py (see data/README.md)",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

@@ -1,0 +1,89 @@
+"""Chapter 14's comparison of GPT-2's block with today's (Llama's), too long for the chapter:
+writes data/ch14_block_sweep.json.
+
+    DLBOOK_CPU_THREADS=1 python tools/llama_block_sweep.py [--out data/ch14_block_sweep.json]
+
+The two contenders of dlbook.llama.comparison_models (equal depth, width, heads and parameters)
+train on Moby-Dick's characters (dlbook.llama.comparison_streams: the first half of the
+held-out tenth validates, the second half tests) with Adam at a constant learning rate, batch
+32 of 32 characters, for STEPS steps. The book's rule (dlbook.tuning.tune_then_repeat): each
+contender's learning rate chosen on its own grid by the final validation loss of seed 0, then
+seeds 1 and 2 at that rate; the test loss of every final model measured once. A constant rate
+makes the first steps of a run those of any shorter run with the same seed, which is what the
+chapter re-measures. Seeded: a rerun on the same versions gives the same numbers.
+
+To use two cores: run ``--only NAME --out part.json`` once per contender, in parallel, then
+``--merge part1.json part2.json --out data/ch14_block_sweep.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dlbook.llama import (
+    BLOCK_SWEEP_FILE,
+    comparison_models,
+    comparison_streams,
+)
+from dlbook.training import evaluate, fit
+from dlbook.tuning import tune_then_repeat
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS, BATCH, EVAL_EVERY = 600, 32, 50
+GRID = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "data" / BLOCK_SWEEP_FILE))
+    parser.add_argument("--only", help="one contender's name")
+    parser.add_argument("--merge", nargs="+", help="part files written with --only")
+    args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        out = {**parts[0], "results": {k: v for p in parts for k, v in p["results"].items()}}
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        return 0
+    torch.set_num_threads(1)
+    tokenizer, train, val, test = comparison_streams()
+    results = {}
+    for name, make in comparison_models(tokenizer.vocab_size).items():
+        if args.only and name != args.only:
+            continue
+        start = time.process_time()
+
+        def train_one(lr, seed, make=make):
+            torch.manual_seed(seed)
+            model = make()
+            history = fit(model, train, val, steps=STEPS, batch_size=BATCH, lr=lr, seed=seed,
+                          eval_every=EVAL_EVERY, progress=False)
+            return model, history
+
+        r = tune_then_repeat(train_one, GRID, score=lambda h: -h.val_loss[-1])
+        results[name] = {
+            "params": r.models[0].num_params(),
+            "grid": {f"{lr:g}": round(-s, 5) for lr, s in r.grid_scores.items()},
+            "lr": r.choice, "seeds": r.seeds,
+            "val": [round(-s, 5) for s in r.scores],
+            "test": [round(evaluate(m, test, metric=None)[0], 5) for m in r.models],
+            "steps": r.histories[0].step,
+            "val_curves": [[round(v, 5) for v in h.val_loss] for h in r.histories],
+            "cpu_seconds": round(time.process_time() - start),
+        }
+        print(name, {k: v for k, v in results[name].items() if k != "val_curves"}, flush=True)
+    out = {"command": "DLBOOK_CPU_THREADS=1 python tools/llama_block_sweep.py",
+           "steps": STEPS, "batch_size": BATCH, "grid": list(GRID),
+           "versions": {"torch": torch.__version__, "python": platform.python_version()},
+           "results": results}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
