@@ -40,7 +40,7 @@ CHECKSUMS: dict[str, str] = {
     "ch08_lms.safetensors":
         "16dc1da1fa11ddbb4177160d238f25cef1034fdf1c9035847997da59eab3367e",
     "ch08_co2_sweep.json":
-        "ce61aceaffac57846236234ce295f28282fc41f21bb6a9d66dc7111d20948883",
+        "05e99a72d38915fad473f184b828baece4868d44cc9b23ebfa3543e11e016d90",
     # chapter 07's degradation sweep (dlbook.degradation), rebuilt by tools/degradation_sweep.py
     "degradation_sweep.json":
         "5bf0be797e85812c050e8eca84dbad8888b5ca22b3a827150e16078eb4537379",
