@@ -163,6 +163,24 @@ def test_wrongly_shaped_initial_state_is_refused(kind, shape):
     ours(x, (good, good) if kind == "lstm" else good)  # the right shape still works
 
 
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_initial_state_or_input_of_another_dtype_is_refused_up_front(kind):
+    # float64 into a float32 layer: torch fails deep inside the matmul ("expected m1 and m2 to
+    # have the same dtype"); we say which tensor is wrong before any arithmetic.
+    ours = OURS[kind](2, 4)
+    x, good = torch.randn(3, 5, 2), torch.zeros(1, 3, 4)
+    bad = good.double()
+    with pytest.raises(TypeError, match=r"h0 of torch.float64"):
+        ours(x, (bad, good) if kind == "lstm" else bad)
+    if kind == "lstm":
+        with pytest.raises(TypeError, match=r"c0 of torch.float64"):
+            ours(x, (good, bad))
+    with pytest.raises(TypeError, match=r"x of torch.float64"):
+        ours(x.double())
+    assert ours.double()(x.double(), tuple(s.double() for s in (good, good))
+                         if kind == "lstm" else bad)[0].dtype == torch.float64
+
+
 @pytest.mark.parametrize("cell_cls", [RNNCell, LSTMCell, GRUCell])
 def test_cells_refuse_a_state_that_would_broadcast(cell_cls):
     cell = cell_cls(2, 4)
@@ -207,3 +225,18 @@ def test_adding_curve_records_every_checkpoint_and_refuses_bad_input():
         adding_curve("transformer", 6, 0)
     with pytest.raises(ValueError, match="positive"):
         adding_curve("rnn", 6, 0, steps=0)
+
+
+def test_adding_curve_at_listed_steps_is_the_same_run():
+    from dlbook.rnn import adding_curve
+
+    every = adding_curve("gru", 6, seed=0, steps=20, lr=0.01, every=5)
+    listed, layer = adding_curve("gru", 6, seed=0, steps=20, lr=0.01, at=[5, 15],
+                                 return_layer=True)
+    assert listed["step"] == [5, 15, 20]  # the last step always
+    assert listed["val"] == [every["val"][i] for i in (0, 2, 3)]
+    assert isinstance(layer, torch.nn.GRU)
+    with pytest.raises(ValueError, match="at must list"):
+        adding_curve("gru", 6, 0, steps=20, at=[0, 5])
+    with pytest.raises(ValueError, match="at must list"):
+        adding_curve("gru", 6, 0, steps=20, at=[25])

@@ -40,7 +40,7 @@ CHECKSUMS: dict[str, str] = {
     "ch08_lms.safetensors":
         "16dc1da1fa11ddbb4177160d238f25cef1034fdf1c9035847997da59eab3367e",
     "ch08_co2_sweep.json":
-        "ce61aceaffac57846236234ce295f28282fc41f21bb6a9d66dc7111d20948883",
+        "05e99a72d38915fad473f184b828baece4868d44cc9b23ebfa3543e11e016d90",
     # chapter 07's degradation sweep (dlbook.degradation), rebuilt by tools/degradation_sweep.py
     "degradation_sweep.json":
         "5bf0be797e85812c050e8eca84dbad8888b5ca22b3a827150e16078eb4537379",
@@ -61,7 +61,7 @@ CHECKSUMS: dict[str, str] = {
     # chapter 06's LeNet-5 comparison (dlbook.lenet_sweep.load_sweep), by tools/lenet_sweep.py
     "lenet_sweep.json": "b86ebf707558e5c5824319020f8e62a3d32cb93e47d7a6d76a6c915ae9b66476",
     "ch08_adding.json":
-        "77d875f91a25f5915ad65f743f60791e6ee62f15e21e37483b141c35fe5ae83d",
+        "cc2c5f5b8a89ddaabb42ab4974b5f257defa5992e2fe04e729321f77654949ce",
     "ch08_names_long.json":
         "fe0191edc9d9a18b09268f889cb3257a3329456618ef7e456196269d48b988f7",
     # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)

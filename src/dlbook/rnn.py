@@ -16,6 +16,7 @@ torch's fused kernels. Those kernels are faster; these are the equations, readab
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -154,6 +155,10 @@ class RecurrentLayer(nn.Module):
             raise ValueError(f"{type(self).__name__} takes x of shape (B, T, {self.input_size}) "
                              f"(batch first), got {tuple(x.shape)}")
         B, T, _ = x.shape
+        dtype = self.cells[0].weight_ih.dtype
+        if x.dtype != dtype:
+            raise TypeError(f"{type(self).__name__} has {dtype} weights and got x of {x.dtype}: "
+                            f"convert one, e.g. x.to({dtype}) or layer.to({x.dtype})")
         if T == 0:
             raise ValueError(f"{type(self).__name__} got an empty sequence (T = 0) of shape "
                              f"{tuple(x.shape)}: give it at least one step")
@@ -196,6 +201,10 @@ class RecurrentLayer(nn.Module):
             if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
                 raise ValueError(f"{type(self).__name__} takes {name} of shape (L, B, H) = "
                                  f"{want} (L layers, a batch of {batch_size}), got {got}")
+            dtype = self.cells[0].weight_ih.dtype
+            if s.dtype != dtype:
+                raise TypeError(f"{type(self).__name__} has {dtype} weights and got {name} of "
+                                f"{s.dtype}: convert it, e.g. {name}.to({dtype})")
 
     @classmethod
     def from_torch(cls, module: nn.Module) -> "RecurrentLayer":
@@ -286,15 +295,21 @@ def adding_problem(batch_size: int, length: int, generator: torch.Generator | No
 
 
 def adding_curve(kind: str, length: int, seed: int, steps: int = 6000, lr: float = 3e-3,
-                 every: int = 500, hidden: int = 32, batch_size: int = 64) -> dict:
+                 every: int = 500, hidden: int = 32, batch_size: int = 64,
+                 at: Sequence[int] | None = None, return_layer: bool = False):
     """Train torch's ``kind`` ("rnn", "lstm" or "gru") layer with a linear readout on the adding
-    problem (Adam, gradients clipped at 1); every ``every`` steps, its MSE on 1,000 validation
-    sequences (fixed seed 998) and 1,000 test sequences (seed 999).
-    Returns ``{"step": [...], "val": [...], "test": [...]}``."""
+    problem (Adam, gradients clipped at 1); every ``every`` steps (or at the steps listed in
+    ``at``, e.g. log-spaced), its MSE on 1,000 validation sequences (fixed seed 998) and 1,000
+    test sequences (seed 999), and always after the last step.
+    Returns ``{"step": [...], "val": [...], "test": [...]}``, and the trained layer too,
+    ``(curve, layer)``, when ``return_layer``."""
     if kind not in ("rnn", "lstm", "gru"):
         raise ValueError(f"kind must be 'rnn', 'lstm' or 'gru', got {kind!r}")
     if steps < 1 or every < 1:
         raise ValueError(f"steps and every must be positive, got {steps} and {every}")
+    if at is not None and (not at or min(at) < 1 or max(at) > steps):
+        raise ValueError(f"at must list steps between 1 and steps = {steps}, got {at}")
+    record = set(at) if at is not None else set(range(every, steps + 1, every))
     torch.manual_seed(seed)
     layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind](2, hidden, batch_first=True)
     head = nn.Linear(hidden, 1)
@@ -315,12 +330,12 @@ def adding_curve(kind: str, length: int, seed: int, steps: int = 6000, lr: float
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        if step % every == 0 or step == steps:
+        if step in record or step == steps:
             curve["step"].append(step)
             with torch.no_grad():
                 for split, (xh, yh) in held_out.items():
                     curve[split].append(((predict(xh) - yh) ** 2).mean().item())
-    return curve
+    return (curve, layer) if return_layer else curve
 
 
 def train_adding(kind: str, length: int, seed: int, steps: int = 1500, lr: float = 3e-3,
