@@ -10,7 +10,7 @@ eval mode) and the error on the 800 held-out validation digits.
 
 :func:`training_curve` is one run; ``tools/degradation_sweep.py`` runs the grid (learning rates x
 networks x seeds) and stores it as ``data/degradation_sweep.json``, which :func:`load_sweep` reads
-(its ``--long`` runs, 3,000 steps at one rate, are ``data/degradation_long.json``, read by
+(its ``--long`` runs, 3,000 steps at one or two rates, are ``data/degradation_long.json``, read by
 :func:`load_long`);
 the chapter re-runs a sample and checks that it agrees. :func:`shortcut_survival` measures how
 much of the shortcut-only gradient path the ReLU after each residual sum leaves open.

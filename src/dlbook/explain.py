@@ -234,7 +234,8 @@ def randomized_from_top(model: nn.Module, n_layers: int, seed: int = 0,
 
 def randomisation_check(model: nn.Module, method, x: torch.Tensor, target: torch.Tensor,
                         draws: Iterable[int] = range(5), only: tuple[type, ...] | None = None,
-                        cascade: bool = True, mask: torch.Tensor | None = None):
+                        cascade: bool = True, mask: torch.Tensor | None = None,
+                        with_floor: bool = True):
     """Adebayo et al.'s (2018) sanity check of an explanation ``method(model, x, target) -> (B,
     H, W)``, one seed per draw of the random weights. Returns ``(agreement, floor)``:
 
@@ -244,7 +245,8 @@ def randomisation_check(model: nn.Module, method, x: torch.Tensor, target: torch
     - ``floor``: the same between every pair of fully random copies, ``(pairs,)``: how well two
       random networks agree, the level to compare with.
 
-    ``mask`` as in :func:`rank_correlation`."""
+    ``mask`` as in :func:`rank_correlation`; ``with_floor=False`` skips the floor (an empty
+    array)."""
     draws = list(draws)
     if len(draws) < 2:
         raise ValueError(f"need at least 2 draws for the random-vs-random floor, got {draws}")
@@ -265,7 +267,7 @@ def randomisation_check(model: nn.Module, method, x: torch.Tensor, target: torch
         random_maps[d] = maps  # the last: every layer random
         rows.append(row)
     floor = [agree(random_maps[a], random_maps[b])
-             for i, a in enumerate(draws) for b in draws[i + 1:]]
+             for i, a in enumerate(draws) for b in draws[i + 1:]] if with_floor else []
     agreement = np.array(rows) if cascade else np.array(rows)[:, 0]
     return agreement, np.array(floor)
 
