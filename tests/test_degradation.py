@@ -73,6 +73,31 @@ def test_the_long_runs_have_every_seed_and_the_plain_20_is_slower():
     assert list(long["train_loss"]) == list(long["val_error"]) == names
     records = long["steps"] // long["eval_every"]
     for name in names:
-        assert long["train_loss"][name].shape == (len(long["seeds"]), records)
-    final = {n: long["train_loss"][n][:, -1] for n in names}
-    assert final["plain, 20 layers"].min() > final["plain, 8 layers"].max()
+        assert long["train_loss"][name].shape == (len(long["lrs"]), len(long["seeds"]), records)
+    final = {n: long["train_loss"][n][:, :, -1] for n in names}  # (lr, seed)
+    assert (final["plain, 20 layers"].min(1) > final["plain, 8 layers"].max(1)).all()
+
+
+def test_shortcut_survival_counts_the_entries_every_identity_block_keeps():
+    from dlbook.models import ResNet
+    torch.manual_seed(0)
+    config = degradation.networks()["ResNet, 20 layers"]
+    model = ResNet(config)
+    x = torch.randn(16, 1, 7, 7)
+    shares = degradation.shortcut_survival(model, x)
+    assert shares.shape == (3,) and ((0 <= shares) & (shares <= 1)).all()
+    # by hand for stage 1: its three blocks are identity blocks
+    h = model.stem(x)
+    live, kept = h > 0, torch.ones_like(h, dtype=torch.bool)
+    with torch.no_grad():
+        for block in model.stages[0]:
+            h = block(h)
+            kept &= h > 0
+    assert shares[0] == pytest.approx(((live & kept).sum() / live.sum()).item())
+    with torch.no_grad():  # a huge bias after every sum keeps every entry live
+        for b in model.modules():
+            if hasattr(b, "bn2"):
+                b.bn2.bias.fill_(1e3)
+    assert np.allclose(degradation.shortcut_survival(model, x), 1.0)
+    with pytest.raises(ValueError, match="shortcuts"):
+        degradation.shortcut_survival(ResNet(config.plain()), x)

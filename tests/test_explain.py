@@ -1,4 +1,5 @@
 """dlbook.explain (saliency, occlusion, feature maps), dlbook.adversarial (FGSM), dlbook.tuning."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -162,6 +163,53 @@ def test_rank_correlation_matches_scipy_and_orders():
         assert rho[i].item() == pytest.approx(spearmanr(a[i].flatten(), b[i].flatten())[0])
     with pytest.raises(ValueError, match="one shape"):
         explain.rank_correlation(a, b[:2])
+
+
+def test_rank_correlation_on_a_mask_ignores_the_shared_zeros():
+    from scipy.stats import spearmanr
+    torch.manual_seed(0)
+    ink = torch.rand(20, 28, 28) > 0.8                      # 80% blank, as a digit
+    a, b = torch.rand(20, 28, 28) * ink, torch.rand(20, 28, 28) * ink  # unrelated maps
+    assert explain.rank_correlation(a, b).mean() > 0.9      # the ties alone
+    on_ink = explain.rank_correlation(a, b, mask=ink)
+    assert abs(on_ink.mean()) < 0.05
+    i = 3
+    assert on_ink[i].item() == pytest.approx(spearmanr(a[i][ink[i]], b[i][ink[i]])[0])
+    assert explain.rank_correlation(a, a ** 2, mask=ink).min() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="mask"):
+        explain.rank_correlation(a, b, mask=ink.float())
+    with pytest.raises(ValueError, match="2 pixels"):
+        explain.rank_correlation(a, b, mask=torch.zeros_like(ink))
+
+
+def test_randomisation_check_cascades_and_gives_a_floor():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 6 * 6, 4)).eval()
+    x, y = torch.rand(5, 1, 6, 6), torch.tensor([0, 1, 2, 3, 0])
+    cascade, floor = explain.randomisation_check(model, explain.saliency, x, y, draws=range(3))
+    assert cascade.shape == (3, 2) and floor.shape == (3,)
+    full, floor2 = explain.randomisation_check(model, explain.saliency, x, y, draws=range(3),
+                                               cascade=False)
+    assert np.allclose(full, cascade[:, -1]) and np.allclose(floor, floor2)
+    # a method that ignores the weights passes nothing: agreement 1 everywhere
+    same, _ = explain.randomisation_check(model, lambda m, x, y: x[:, 0] + 1, x, y,
+                                          draws=range(2))
+    assert np.allclose(same, 1.0)
+    with pytest.raises(ValueError, match="2 draws"):
+        explain.randomisation_check(model, explain.saliency, x, y, draws=[0])
+
+
+def test_occlusion_agreement_scores_saliency_and_ink_against_the_cost():
+    w = torch.zeros(2, 1, 12, 12)
+    w[1, 0, 2:6, 2:6] = 1.0        # class 1 reads the top-left corner only
+    model = Linear(w)
+    torch.manual_seed(0)
+    images = torch.rand(3, 1, 12, 12)
+    out = explain.occlusion_agreement(model, images, torch.tensor([1, 1, 1]), size=4, stride=2)
+    assert out["cost"].shape == (3, 5, 5) and out["saliency"].shape == out["ink"].shape == (3,)
+    assert (out["saliency"] > 0.7).all()   # saliency is where covering costs
+    assert (out["ink"] < out["saliency"]).all()
 
 
 def test_randomized_from_top_resets_only_the_top_layers():

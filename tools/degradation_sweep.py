@@ -15,10 +15,12 @@ same file (every run is seeded and uses one thread):
     python tools/degradation_sweep.py --merge /tmp/deg0.json /tmp/deg1.json /tmp/deg2.json
 
 Does the gap stay when the budget grows? ``--long`` trains the three networks for 3,000 steps
-(five times as long) at the rate the three grids share in the middle, 0.03, seeds 0, 1 and 2,
-and writes data/degradation_long.json (~6 CPU minutes):
+(five times as long) at two of the rates the three grids share, 0.01 and 0.03, seeds 0, 1 and
+2, and writes data/degradation_long.json (~11 CPU minutes). One rate at a time, merged:
 
     python tools/degradation_sweep.py --long
+    python tools/degradation_sweep.py --long --rate 0.01 --part /tmp/long001.json  # and 0.03
+    python tools/degradation_sweep.py --merge-long /tmp/long001.json /tmp/long003.json
 """
 import argparse
 import json
@@ -37,7 +39,7 @@ LRS = {"plain, 8 layers": [0.01, 0.03, 0.1, 0.3],
        "ResNet, 20 layers": [0.01, 0.03, 0.1, 0.3]}
 SEEDS = [0, 1, 2]
 OUT = Path(__file__).resolve().parents[1] / "data" / "degradation_sweep.json"
-LONG_OUT, LONG_STEPS, LONG_LR = OUT.with_name("degradation_long.json"), 3000, 0.03
+LONG_OUT, LONG_STEPS, LONG_LRS = OUT.with_name("degradation_long.json"), 3000, [0.01, 0.03]
 
 
 def rounded(a):
@@ -77,20 +79,32 @@ def write(parts):
     print(f"wrote {OUT} (sha256 {sha256_of(OUT)})", file=sys.stderr)
 
 
-def run_long():
+def run_long(lr):
+    """The 3,000-step runs of the three networks at one rate: a part for :func:`write_long`."""
     torch.set_num_threads(1)
     start, data = time.process_time(), small_digits()
-    out = {"command": "python tools/degradation_sweep.py --long", "seeds": SEEDS,
-           "steps": LONG_STEPS, "lr": LONG_LR, "eval_every": EVAL_EVERY,
-           "batch_size": BATCH_SIZE, "torch": torch.__version__,
-           "train_loss": {}, "val_error": {}}
+    out = {"lr": lr, "train_loss": {}, "val_error": {}}
     for name, config in networks().items():
-        runs = [training_curve(config, LONG_LR, seed, data, steps=LONG_STEPS) for seed in SEEDS]
+        runs = [training_curve(config, lr, seed, data, steps=LONG_STEPS) for seed in SEEDS]
         out["train_loss"][name] = [rounded(r["train_loss"]) for r in runs]
         out["val_error"][name] = [rounded(r["val_error"]) for r in runs]
-        print(name, [round(float(r["train_loss"][-1]), 5) for r in runs],
+        print(lr, name, [round(float(r["train_loss"][-1]), 5) for r in runs],
               f"{time.process_time() - start:.0f} s", flush=True)
-    out["cpu_seconds"] = round(time.process_time() - start)
+    out["cpu_seconds"] = time.process_time() - start
+    return out
+
+
+def write_long(parts):
+    """Merge one part per rate into data/degradation_long.json: curves indexed (lr, seed, record)."""
+    parts = sorted(parts, key=lambda p: p["lr"])
+    if [p["lr"] for p in parts] != LONG_LRS:
+        raise SystemExit(f"need one part per rate {LONG_LRS}, got {[p['lr'] for p in parts]}")
+    out = {"command": "python tools/degradation_sweep.py --long", "seeds": SEEDS,
+           "steps": LONG_STEPS, "lrs": LONG_LRS, "eval_every": EVAL_EVERY,
+           "batch_size": BATCH_SIZE, "torch": torch.__version__,
+           "cpu_seconds": round(sum(p["cpu_seconds"] for p in parts))}
+    for key in ("train_loss", "val_error"):
+        out[key] = {name: [p[key][name] for p in parts] for name in networks()}
     LONG_OUT.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {LONG_OUT} (sha256 {sha256_of(LONG_OUT)})", file=sys.stderr)
 
@@ -101,10 +115,19 @@ def main():
     parser.add_argument("--part", help="with --net: where to write its part")
     parser.add_argument("--merge", nargs="+", help="merge the parts into the data file")
     parser.add_argument("--long", action="store_true",
-                        help="the 3,000-step runs at rate 0.03 (data/degradation_long.json)")
+                        help="the 3,000-step runs at rates 0.01 and 0.03 "
+                             "(data/degradation_long.json)")
+    parser.add_argument("--rate", type=float, help="with --long and --part: only this rate")
+    parser.add_argument("--merge-long", nargs="+", help="merge --long parts into the data file")
     args = parser.parse_args()
-    if args.long:
-        run_long()
+    if args.long and args.rate is not None:
+        if not args.part or args.rate not in LONG_LRS:
+            parser.error(f"--rate needs --part and one of {LONG_LRS}")
+        Path(args.part).write_text(json.dumps(run_long(args.rate)))
+    elif args.long:
+        write_long([run_long(lr) for lr in LONG_LRS])
+    elif args.merge_long:
+        write_long([json.loads(Path(p).read_text()) for p in args.merge_long])
     elif args.merge:
         write([json.loads(Path(p).read_text()) for p in args.merge])
     elif args.net is not None:

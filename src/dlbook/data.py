@@ -44,7 +44,8 @@ CHECKSUMS: dict[str, str] = {
     # chapter 07's degradation sweep (dlbook.degradation), rebuilt by tools/degradation_sweep.py
     "degradation_sweep.json":
         "5bf0be797e85812c050e8eca84dbad8888b5ca22b3a827150e16078eb4537379",
-    # its 3,000-step runs at one rate, rebuilt by tools/degradation_sweep.py --long
+    # its 3,000-step runs at rate 0.03, made by tools/degradation_sweep.py --long before it
+    # gained the rate 0.01 (data/README.md says how to add it)
     "degradation_long.json":
         "1009f7b13aa4c28c93251faed429e56c5386c91ef739681933b4d41d84c1fd81",
     # chapter 07's VGG learning rate (dlbook.digit_vgg), rebuilt by tools/vgg_sweep.py
@@ -93,7 +94,8 @@ REBUILT_BY = {
     "ch08_lms.safetensors": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_co2_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
     "degradation_sweep.json": "`python tools/degradation_sweep.py`",
-    "degradation_long.json": "`python tools/degradation_sweep.py --long`",
+    "degradation_long.json": "`python tools/degradation_sweep.py --long` (this copy: "
+                             "its rate-0.03 runs only; see data/README.md)",
     "vgg_sweep.json": "`python tools/vgg_sweep.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
     "seq2seq_sizes.json": "`python tools/seq2seq_sizes.py`",

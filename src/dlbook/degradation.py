@@ -10,9 +10,10 @@ eval mode) and the error on the 800 held-out validation digits.
 
 :func:`training_curve` is one run; ``tools/degradation_sweep.py`` runs the grid (learning rates x
 networks x seeds) and stores it as ``data/degradation_sweep.json``, which :func:`load_sweep` reads
-(its ``--long`` runs, 3,000 steps at one rate, are ``data/degradation_long.json``, read by
+(its ``--long`` runs, 3,000 steps at one or two rates, are ``data/degradation_long.json``, read by
 :func:`load_long`);
-the chapter re-runs a sample and checks that it agrees.
+the chapter re-runs a sample and checks that it agrees. :func:`shortcut_survival` measures how
+much of the shortcut-only gradient path the ReLU after each residual sum leaves open.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from .data import mnist5k_splits, verified_path
-from .models import ResNet, ResNetConfig
+from .models import BasicBlock, ResNet, ResNetConfig
 
 SWEEP_FILE, LONG_FILE = "degradation_sweep.json", "degradation_long.json"
 STEPS, EVAL_EVERY, BATCH_SIZE, N_PROBE = 600, 100, 64, 800
@@ -121,10 +122,43 @@ def load_sweep() -> dict:
 
 
 def load_long() -> dict:
-    """The 3,000-step runs: ``{"lr", "seeds", "steps", "eval_every", "train_loss": {name:
-    array (seed, record)}, "val_error": {same}}``."""
+    """The 3,000-step runs: ``{"lrs", "seeds", "steps", "eval_every", "train_loss": {name:
+    array (lr, seed, record)}, "val_error": {same}}``. A file of one rate (``"lr"``, curves
+    (seed, record), as the first ``--long`` runs were stored) is read as ``lrs = [lr]``."""
     with open(verified_path(LONG_FILE)) as f:
         raw = json.load(f)
+    one_rate = "lr" in raw
+    if one_rate:
+        raw["lrs"] = [raw.pop("lr")]
     for key in ("train_loss", "val_error"):
-        raw[key] = {name: np.array(c, dtype=float) for name, c in raw[key].items()}
+        raw[key] = {name: np.array([c] if one_rate else c, dtype=float)
+                    for name, c in raw[key].items()}
     return raw
+
+
+@torch.no_grad()
+def shortcut_survival(model: ResNet, images: torch.Tensor) -> np.ndarray:
+    """Per stage of a :class:`~dlbook.models.ResNet`: of the entries live (``x > 0``) where its
+    identity blocks begin, the share with ``s = F(x) + x > 0`` in every one of them, where a
+    gradient crosses the whole stage along the shortcuts alone (the ReLU after each sum zeroes
+    it elsewhere). Blocks whose shortcut is a 1x1 convolution are not on that path. Returns
+    ``(stage,)``; the model is left in eval mode."""
+    if not isinstance(model, ResNet) or not model.config.skip:
+        raise ValueError("a ResNet with shortcuts is needed (its plain twin has none)")
+    seen = {}
+    hooks = [b.register_forward_hook(lambda m, i, y: seen.__setitem__(m, (i[0] > 0, y > 0)))
+             for b in model.modules() if isinstance(b, BasicBlock)]
+    try:
+        model.eval()(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    shares = []
+    for stage in model.stages:
+        ids = [b for b in stage if isinstance(b.shortcut, nn.Identity)]
+        if not ids:
+            raise ValueError("a stage has no identity block: nothing to measure")
+        live = seen[ids[0]][0]                                   # (B, C, H, W)
+        through = live & torch.stack([seen[b][1] for b in ids]).all(0)
+        shares.append(through.sum().item() / max(live.sum().item(), 1))
+    return np.array(shares)

@@ -7,7 +7,10 @@
   with respect to each, summed and rectified (Selvaraju et al., 2017): where in the image the
   evidence for the class sits, at that layer's resolution.
 - :func:`occlude` and :func:`occlusion_map`: slide a grey square over the image and record how
-  the probability of the class falls (Zeiler and Fergus, 2014): which regions the decision needs.
+  the probability of the class falls (Zeiler and Fergus, 2014): which regions the decision needs;
+  :func:`occlusion_agreement` asks whether saliency ranks the squares as occlusion does.
+- :func:`randomisation_check`: Adebayo et al.'s (2018) sanity check, an explanation compared
+  with itself after the learned weights are re-initialised (:func:`randomized_from_top`).
 
 The gradient answers a local question (an infinitesimal change of each pixel), occlusion a
 global one (removing a whole patch); the two often disagree, which is why both are shown.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import copy
 from typing import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -169,15 +173,29 @@ def occlusion_map(model: nn.Module, image: torch.Tensor, target: int, size: int 
 
 
 # --- sanity checks for saliency maps (Adebayo et al., 2018) ------------------------------------
-def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def rank_correlation(a: torch.Tensor, b: torch.Tensor,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
     """Spearman rank correlation between maps ``a[i]`` and ``b[i]`` (``(B, H, W)`` each; ties
     get their average rank): 1 when the two order the pixels alike, near 0 when unrelated.
-    Returns ``(B,)``."""
+    Returns ``(B,)``.
+
+    ``mask`` (``(B, H, W)`` booleans): rank only the pixels where it is true. Maps that share
+    many exact zeros (any map multiplied by an image with a blank background) tie there, and
+    the ties alone push the correlation of two unrelated maps towards 1; scoring them on the
+    pixels that can differ (the ink) removes that."""
     if a.shape != b.shape or a.ndim < 2:
         raise ValueError(f"two batches of maps of one shape needed, got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")
     from scipy.stats import rankdata
 
+    if mask is not None:
+        if mask.shape != a.shape or mask.dtype != torch.bool:
+            raise ValueError(f"mask must be booleans of the maps' shape {tuple(a.shape)}, got "
+                             f"{mask.dtype} {tuple(mask.shape)}")
+        if (mask.reshape(len(mask), -1).sum(1) < 2).any():
+            raise ValueError("every map needs at least 2 pixels in the mask to rank")
+        return torch.cat([rank_correlation(x[m][None], y[m][None])
+                          for x, y, m in zip(a, b, mask)])
     ranks = [torch.as_tensor(rankdata(m.detach().cpu().reshape(len(m), -1).numpy(), axis=1))
              for m in (a, b)]
     ra, rb = (r - r.mean(dim=1, keepdim=True) for r in ranks)
@@ -212,3 +230,70 @@ def randomized_from_top(model: nn.Module, n_layers: int, seed: int = 0,
         for m in top:
             m.reset_parameters()  # a BatchNorm's running statistics too, unless ``only``
     return copy_
+
+
+def randomisation_check(model: nn.Module, method, x: torch.Tensor, target: torch.Tensor,
+                        draws: Iterable[int] = range(5), only: tuple[type, ...] | None = None,
+                        cascade: bool = True, mask: torch.Tensor | None = None,
+                        with_floor: bool = True):
+    """Adebayo et al.'s (2018) sanity check of an explanation ``method(model, x, target) -> (B,
+    H, W)``, one seed per draw of the random weights. Returns ``(agreement, floor)``:
+
+    - ``agreement``: the mean rank correlation (over the images) of the trained model's maps
+      with those of :func:`randomized_from_top` copies: ``(draw, layers randomised)``, the top
+      1, 2, ... layers random (``cascade=True``), or ``(draw,)`` with every layer random;
+    - ``floor``: the same between every pair of fully random copies, ``(pairs,)``: how well two
+      random networks agree, the level to compare with.
+
+    ``mask`` as in :func:`rank_correlation`; ``with_floor=False`` skips the floor (an empty
+    array)."""
+    draws = list(draws)
+    if len(draws) < 2:
+        raise ValueError(f"need at least 2 draws for the random-vs-random floor, got {draws}")
+    n = len(weight_layers(model, only))
+    ks = range(1, n + 1) if cascade else [n]
+
+    def agree(m1, m2):
+        return rank_correlation(m1, m2, mask).mean().item()
+
+    trained = method(model, x, target)
+    random_maps = {}
+    rows = []
+    for d in draws:
+        row = []
+        for k in ks:
+            maps = method(randomized_from_top(model, k, seed=d, only=only), x, target)
+            row.append(agree(trained, maps))
+        random_maps[d] = maps  # the last: every layer random
+        rows.append(row)
+    floor = [agree(random_maps[a], random_maps[b])
+             for i, a in enumerate(draws) for b in draws[i + 1:]] if with_floor else []
+    agreement = np.array(rows) if cascade else np.array(rows)[:, 0]
+    return agreement, np.array(floor)
+
+
+def occlusion_agreement(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        size: int = 8, stride: int = 2) -> dict[str, torch.Tensor]:
+    """Do saliency and occlusion point at the same places? Per image, the occluder's positions
+    ranked by what covering each costs the right class's probability, against the mean
+    saliency under the square, and against the mean ink under it (a control that needs no
+    network): ``{"saliency": (B,), "ink": (B,), "cost": (B, n, n)}`` rank correlations and the
+    costs. ``images`` (B, 1, H, W)."""
+    _check_images(images)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            p = model(images.to(_device(model))).softmax(1).cpu()
+    finally:
+        model.train(was_training)
+    p_clean = p[torch.arange(len(labels)), labels]                 # (B,)
+    cost = p_clean[:, None, None] - torch.stack(
+        [occlusion_map(model, x, int(y), size=size, stride=stride)
+         for x, y in zip(images, labels)])                          # (B, n, n)
+
+    def under_square(m):  # (B, H, W) -> mean under each square, (B, n, n)
+        return nn.functional.avg_pool2d(m[:, None], size, stride)[:, 0]
+
+    return {"saliency": rank_correlation(under_square(saliency(model, images, labels)), cost),
+            "ink": rank_correlation(under_square(images[:, 0]), cost), "cost": cost}
