@@ -70,6 +70,9 @@ CHECKSUMS: dict[str, str] = {
     "ch10_vae.json": "3eb98e079055f20bf2749ee7a1c1652cfd6d26f5466cd2c90fc1b44c7f468998",
     "ch10_vae2d.safetensors":
         "1e0b25a5651ecd027594a3316f8bad2c9da7a6482e21f42a6f440a22fb3cf962",
+    # chapter 12's depth study over 10 seeds (dlbook.gnn_depth.load_sweep)
+    "ch12_depth_sweep.json":
+        "e0da7f2d6188614f6cdb344ba30961f9eb5f8756ed2a9236f09e9226569acb0a",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -91,6 +94,7 @@ REBUILT_BY = {
     "ch11_generative_sweep.json": "`python tools/ch11_sweep.py`",
     "ch10_vae.json": "`python tools/vae_sweep.py` (see data/README.md)",
     "ch10_vae2d.safetensors": "`python tools/vae_sweep.py` (see data/README.md)",
+    "ch12_depth_sweep.json": "`python tools/gnn_depth_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
