@@ -62,18 +62,20 @@ def probe_accuracy(h: torch.Tensor, y: torch.Tensor) -> float:
     return float(probe.score(h.numpy(), y.numpy()))
 
 
-def layer_profile(model, x, edge_index, y) -> dict:
+def layer_profile(model, x, edge_index, y, probe: bool = True) -> dict:
     """Energy, spread and probe of every hidden layer's output (the last graph layer excluded:
-    it is the 2-D embedding the classifier reads)."""
+    it is the 2-D embedding the classifier reads). ``probe=False`` skips the probes (the
+    costly part), leaving an empty list."""
     outs = model.layer_outputs(x, edge_index)[:-1]
     energy = [(dirichlet_energy(h, edge_index) / h.pow(2).sum().clamp(min=1e-30)).item()
               for h in outs]
     return {"energy": energy, "spread": [centred_spread(h) for h in outs],
-            "probe": [probe_accuracy(h, y) for h in outs]}
+            "probe": [probe_accuracy(h, y) for h in outs] if probe else []}
 
 
-def run(name: str, seed: int, epochs: int = 200) -> dict:
-    """Train variant ``name`` with ``seed``; everything the chapter plots, as plain numbers."""
+def run(name: str, seed: int, epochs: int = 200, probe: bool = True) -> dict:
+    """Train variant ``name`` with ``seed``; everything the chapter plots, as plain numbers
+    (``probe=False``: without the linear probes, for a quicker re-run)."""
     depth, residual, decay, decoupled = VARIANTS[name]
     x, edge_index, y, labelled, others = karate_task()
     torch.manual_seed(seed)
@@ -82,7 +84,7 @@ def run(name: str, seed: int, epochs: int = 200) -> dict:
     loss = F.cross_entropy(model(x, edge_index)[labelled], y[labelled])
     (grad,) = torch.autograd.grad(loss, w1)
     start = {"w1": w1.norm().item(), "grad_w1": grad.norm().item(),
-             "decay_w1": decay * w1.norm().item(), **layer_profile(model, x, edge_index, y)}
+             "decay_w1": decay * w1.norm().item(), **layer_profile(model, x, edge_index, y, probe)}
     # fit_nodes's loop, written out to watch W1: the loss gradient on it against the L2 term
     make = torch.optim.AdamW if decoupled else torch.optim.Adam
     optimizer = make(model.parameters(), lr=0.01, weight_decay=decay)
@@ -104,7 +106,7 @@ def run(name: str, seed: int, epochs: int = 200) -> dict:
             "accuracy": (predicted[others] == y[others]).float().mean().item(),
             "loss": losses[-1], "w1": w1.norm().item(),
             "curve": {"loss": losses[::5], "grad_w1": grad_w1[::5], "w1": w1_norm[::5]},
-            **layer_profile(model, x, edge_index, y)}
+            **layer_profile(model, x, edge_index, y, probe)}
 
 
 def load_sweep() -> dict:
