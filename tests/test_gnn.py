@@ -286,3 +286,55 @@ def test_pair_norm_matches_pyg_and_residual_layers_add_to_their_input(karate):
         torch.testing.assert_close(h.mean(0), torch.zeros(h.shape[1]), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="norm must be"):
         gnn.GCN(norm="batch")
+
+
+def test_out_of_range_ids_fail_up_front_with_clear_messages(karate):
+    _, edge_index = karate
+    x = torch.ones(6, 1)
+    batch = torch.tensor([0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="num_graphs is 2"):
+        gnn.readout(x, batch, 2)
+    with pytest.raises(TypeError, match="torch.long"):
+        gnn.readout(x, batch.float(), 3)
+    edges, batch = gnn.batch_graphs([gnn.edge_index_from_networkx(nx.cycle_graph(3))] * 2, [3, 3])
+    model = gnn.GIN(gnn.GINConfig(in_features=1, hidden=4, layers=2))
+    with pytest.raises(ValueError, match="num_graphs is 1"):
+        model(torch.ones(6, 1), edges, batch, 1)
+    gcn = gnn.GCN(gnn.GCNConfig.karate())
+    y = torch.zeros(34, dtype=torch.long)
+    with pytest.raises(ValueError, match="node ids in 0..33"):
+        gnn.fit_nodes(gcn, torch.eye(34), edge_index, y, torch.tensor([0, 34]), epochs=1)
+    with pytest.raises(TypeError, match="integer node ids"):
+        gnn.fit_nodes(gcn, torch.eye(34), edge_index, y, torch.tensor([True, False]), epochs=1)
+    z = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="node ids in 0..4"):
+        gnn.edge_scores(z, torch.tensor([[0, 1], [2, 5]]))
+    with pytest.raises(ValueError, match=r"\(P, 2\)"):
+        gnn.edge_scores(z, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="empty set"):
+        gnn.roc_auc(torch.tensor([]), torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="empty set"):
+        gnn.roc_auc(torch.tensor([0.5]), torch.tensor([]))
+
+
+def test_decoupled_decay_is_adamw(karate):
+    _, edge_index = karate
+    y = torch.tensor([0] * 17 + [1] * 17)
+    states = []
+    for decoupled in (False, True):
+        torch.manual_seed(0)
+        model = gnn.GCN(gnn.GCNConfig.karate())
+        gnn.fit_nodes(model, torch.eye(34), edge_index, y, torch.tensor([0, 33]), epochs=5,
+                      weight_decay=0.1, decoupled_decay=decoupled)
+        states.append(model.layers[0].lin.weight.detach().clone())
+    torch.manual_seed(0)
+    model = gnn.GCN(gnn.GCNConfig.karate())
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    for _ in range(5):
+        loss = torch.nn.functional.cross_entropy(model(torch.eye(34), edge_index)[[0, 33]],
+                                                 y[[0, 33]])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.testing.assert_close(states[1], model.layers[0].lin.weight.detach())
+    assert (states[0] - states[1]).abs().max() > 1e-4

@@ -85,6 +85,9 @@ CHECKSUMS: dict[str, str] = {
     # chapter 14's GPT-2 block against today's (dlbook.llama.load_block_sweep)
     "ch14_block_sweep.json":
         "ca0884a63e404aab3b8acb28ef56ba460175f6e5cec51ee78066ab580dc334d4",
+    # chapter 12's depth study over 10 seeds (dlbook.gnn_depth.load_sweep)
+    "ch12_depth_sweep.json":
+        "e0da7f2d6188614f6cdb344ba30961f9eb5f8756ed2a9236f09e9226569acb0a",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -113,6 +116,7 @@ REBUILT_BY = {
     "ch10_ae.safetensors": "`python tools/ae_sweep.py` (see data/README.md)",
     "ch14_scaling_sweep.json": "`python tools/ch14_scaling_sweep.py` (see data/README.md)",
     "ch14_block_sweep.json": "tools/llama_block_sweep.py (see data/README.md)",
+    "ch12_depth_sweep.json": "`python tools/gnn_depth_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

@@ -358,19 +358,31 @@ class NodeHistory:
 
 def fit_nodes(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, y: torch.Tensor,
               train_nodes: torch.Tensor, *, epochs: int = 200, lr: float = 0.01,
-              weight_decay: float = 5e-4, record_every: int = 0, seed: int = 0) -> NodeHistory:
+              weight_decay: float = 5e-4, decoupled_decay: bool = False, record_every: int = 0,
+              seed: int = 0) -> NodeHistory:
     """Semi-supervised node classification on one graph (transductive, full batch).
 
     Every epoch runs the model on the *whole* graph, but the loss counts only the labelled
     ``train_nodes``: the other nodes' labels are never seen; they take part only as neighbours,
-    through their features and edges. Adam with weight decay, as in Kipf & Welling.
+    through their features and edges. Adam with weight decay, as in Kipf & Welling: the decay
+    is added to the gradient (L2), so Adam rescales it with the loss gradient. With
+    ``decoupled_decay=True`` it is AdamW's instead (Loshchilov & Hutter 2019): the weights shrink
+    by ``lr * weight_decay`` per step whatever the gradient's size.
     """
+    train_nodes = torch.as_tensor(train_nodes)
+    n = x.shape[0]
     if len(train_nodes) == 0:
         raise ValueError("train_nodes is empty: label at least one node")
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"y needs one label per node ({x.shape[0]}), got {y.shape[0]}")
+    if train_nodes.dtype in (torch.bool,) or train_nodes.is_floating_point():
+        raise TypeError(f"train_nodes must be integer node ids, got dtype {train_nodes.dtype}")
+    if train_nodes.min() < 0 or train_nodes.max() >= n:
+        raise ValueError(f"train_nodes must be node ids in 0..{n - 1}, got ids from "
+                         f"{train_nodes.min().item()} to {train_nodes.max().item()}")
+    if y.shape[0] != n:
+        raise ValueError(f"y needs one label per node ({n}), got {y.shape[0]}")
     torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    make = torch.optim.AdamW if decoupled_decay else torch.optim.Adam
+    optimizer = make(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = NodeHistory(loss=[], epochs=[], embeddings=[])
 
     def record(epoch):
@@ -400,12 +412,22 @@ def fit_nodes(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, y: to
 def edge_scores(z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     """The graph autoencoder's decoder: the logit of an edge between ``pairs[:, 0]`` and
     ``pairs[:, 1]`` is the dot product of their embeddings ``z`` ``(n, d)``."""
+    pairs = torch.as_tensor(pairs)
+    if pairs.dim() != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"pairs must be (P, 2) node pairs, got {tuple(pairs.shape)}")
+    if pairs.numel() and (pairs.min() < 0 or pairs.max() >= z.shape[0]):
+        raise ValueError(f"pairs must hold node ids in 0..{z.shape[0] - 1} (z has {z.shape[0]} "
+                         f"rows), got ids from {pairs.min().item()} to {pairs.max().item()}")
     return (z[pairs[:, 0]] * z[pairs[:, 1]]).sum(-1)  # (P,)
 
 
 def roc_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     """The probability that a random true edge scores above a random non-edge (ties count half):
     the area under the ROC curve, computed directly from its definition."""
+    if positive.numel() == 0 or negative.numel() == 0:
+        raise ValueError(f"roc_auc needs at least one positive and one negative score, got "
+                         f"{positive.numel()} and {negative.numel()}: the AUC of an empty set is "
+                         "undefined")
     diff = positive.reshape(-1, 1) - negative.reshape(1, -1)  # (P, N)
     return ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item()
 
@@ -484,11 +506,23 @@ def batch_graphs(graphs: Sequence[torch.Tensor], sizes: Sequence[int]):
     return edge_index, batch
 
 
+def check_batch(batch: torch.Tensor, num_nodes: int, num_graphs: int) -> None:
+    """Raise a clear error unless ``batch`` gives each of ``num_nodes`` nodes a graph id in
+    ``0..num_graphs - 1`` (the ids :func:`batch_graphs` returns)."""
+    if not isinstance(batch, torch.Tensor) or batch.dtype != torch.long:
+        raise TypeError("batch must be a torch.long tensor of graph ids, got "
+                        f"{getattr(batch, 'dtype', type(batch).__name__)}")
+    if batch.shape != (num_nodes,):
+        raise ValueError(f"batch needs one graph id per node ({num_nodes}), got {tuple(batch.shape)}")
+    if batch.numel() and (batch.min() < 0 or batch.max() >= num_graphs):
+        raise ValueError(f"batch holds graph ids from {batch.min().item()} to {batch.max().item()}"
+                         f", but num_graphs is {num_graphs}: ids must lie in 0..{num_graphs - 1}")
+
+
 def readout(x: torch.Tensor, batch: torch.Tensor, num_graphs: int, how: str = "sum") -> torch.Tensor:
     """One vector per graph from its nodes' vectors ``x`` ``(N, F)``: the aggregation of message
     passing, with the graph as the only receiver. Sum keeps the graph's size; mean forgets it."""
-    if batch.shape != x.shape[:1]:
-        raise ValueError(f"batch needs one graph id per node ({x.shape[0]}), got {tuple(batch.shape)}")
+    check_batch(batch, x.shape[0], num_graphs)
     return aggregate(x, batch, num_graphs, how)  # (G, F)
 
 
@@ -548,6 +582,7 @@ class GIN(nn.Module):
         self.classifier = nn.Linear(config.hidden * config.layers, config.classes)
 
     def embed_graphs(self, x, edge_index, batch, num_graphs) -> torch.Tensor:
+        check_batch(batch, x.shape[0], num_graphs)  # before any layer runs
         pooled = []
         for layer in self.layers:
             x = torch.relu(layer(x, edge_index))  # (N, hidden)
