@@ -36,7 +36,7 @@ CHECKSUMS: dict[str, str] = {
         "405f27082b70fb612a6e08810333a6a40fc31481f74ae69b8e285efb62242ece",
     # chapter 08's sweeps (results and seed-0 models), rebuilt by tools/ch08_sweeps.py
     "ch08_names_sweep.json":
-        "b85779cb65698ba674d5a707c104bce1ab711cc735a0d1b65030130b8c60cd99",
+        "56778a055847c9367a9800b0ab94947995f9ddce24006ece0e66fd604e21939b",
     "ch08_lms.safetensors":
         "16dc1da1fa11ddbb4177160d238f25cef1034fdf1c9035847997da59eab3367e",
     "ch08_co2_sweep.json":
