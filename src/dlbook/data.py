@@ -47,7 +47,7 @@ CHECKSUMS: dict[str, str] = {
     # its 3,000-step runs at rate 0.03, made by tools/degradation_sweep.py --long before it
     # gained the rate 0.01 (data/README.md says how to add it)
     "degradation_long.json":
-        "1009f7b13aa4c28c93251faed429e56c5386c91ef739681933b4d41d84c1fd81",
+        "0d055be3d6d925b587432ebf3570e59430034613ecad9aaed92b9c7d98087d24",
     # chapter 07's VGG learning rate (dlbook.digit_vgg), rebuilt by tools/vgg_sweep.py
     "vgg_sweep.json":
         "631133330627b9abadb281d9a44ee9a90fa8d1cbab19ed16a27c7d1093bdb5b7",
@@ -97,8 +97,7 @@ REBUILT_BY = {
     "ch08_lms.safetensors": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_co2_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
     "degradation_sweep.json": "`python tools/degradation_sweep.py`",
-    "degradation_long.json": "`python tools/degradation_sweep.py --long` (this copy: "
-                             "its rate-0.03 runs only; see data/README.md)",
+    "degradation_long.json": "`python tools/degradation_sweep.py --long`",
     "vgg_sweep.json": "`python tools/vgg_sweep.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
     "seq2seq_sizes.json": "`python tools/seq2seq_sizes.py`",
