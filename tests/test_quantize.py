@@ -12,6 +12,7 @@ from dlbook.quantize import (
     QMAX,
     Int8Linear,
     dequantize,
+    fake_quantize,
     model_bytes,
     quantize_model,
     quantize_weight,
@@ -80,6 +81,21 @@ def test_bad_input_fails_clearly():
         dequantize(torch.zeros(3, 2, dtype=torch.int8), torch.ones(2))
     with pytest.raises(ValueError, match="no nn.Linear"):
         quantize_model(nn.Sequential(nn.ReLU()))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_not_quantized(bad):
+    # Unchecked, a NaN row got scale 1 and all-zero codes (finite and wrong), an inf row NaN.
+    w = torch.randn(4, 6)
+    w[2, 3] = bad
+    for quantize in (quantize_weight, fake_quantize):
+        with pytest.raises(ValueError, match=r"non-finite .* rows \[2\]"):
+            quantize(w)
+    linear = nn.Linear(6, 4)
+    with torch.no_grad():
+        linear.weight.copy_(w)
+    with pytest.raises(ValueError, match="non-finite"):
+        Int8Linear.from_linear(linear)
 
 
 def test_agrees_with_torch_quantize_dynamic():

@@ -32,6 +32,17 @@ from torch import nn
 QMAX = 127  # symmetric int8: -127..127 (-128 is never used, so +-x map to +-q)
 
 
+def _check_finite(w: torch.Tensor, caller: str) -> None:
+    """A NaN or infinite weight has no absmax grid: it would quantize to a finite, wrong row
+    (NaN: scale 1, all-zero codes) or dequantize to NaN (inf). Refuse it up front."""
+    bad = ~torch.isfinite(w)
+    if bad.any():
+        rows = bad.any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"{caller}: the weight has {int(bad.sum())} non-finite entries (NaN or "
+                         f"inf) in rows {rows[:5]}{'...' if len(rows) > 5 else ''}; quantize a "
+                         "trained, finite weight (check the model for a diverged layer)")
+
+
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(q, scale)``: int8 ``q`` of ``weight``'s shape ``(out, in)`` and one float scale per
     row, ``scale = max|row| / 127`` (a row of zeros gets scale 1, not a division by zero)."""
@@ -41,6 +52,7 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not weight.is_floating_point():
         raise TypeError(f"quantize_weight takes a floating-point weight, got {weight.dtype}")
     w = weight.detach().float()
+    _check_finite(w, "quantize_weight")
     absmax = w.abs().amax(dim=1)  # (out,)
     scale = torch.where(absmax > 0, absmax / QMAX, torch.ones_like(absmax))  # (out,)
     q = torch.round(w / scale[:, None]).clamp(-QMAX, QMAX).to(torch.int8)  # (out, in)
@@ -66,6 +78,7 @@ def fake_quantize(weight: torch.Tensor, bits: int = 8, per_channel: bool = True)
                          f"{weight.dtype} of shape {tuple(weight.shape)}")
     qmax = 2 ** (bits - 1) - 1
     w = weight.detach().float()
+    _check_finite(w, "fake_quantize")
     absmax = w.abs().amax(dim=1, keepdim=True) if per_channel else w.abs().amax().reshape(1, 1)
     scale = torch.where(absmax > 0, absmax / qmax, torch.ones_like(absmax))  # (out, 1) or (1, 1)
     return (torch.round(w / scale).clamp(-qmax, qmax) * scale).to(weight.dtype)  # (out, in)
