@@ -53,6 +53,10 @@ CHECKSUMS: dict[str, str] = {
     # chapter 07's transfer learning rates (dlbook.transfer), by tools/transfer_tuning.py
     "transfer_tuning.json":
         "f21c781adad79bd2ad5dd9450304c18bcd722298dfdbde0b7645b4c6ee6b0270",
+    # its ResNet-20's shortcut survival after 100, 600 and 3,000 steps, by
+    # tools/shortcut_survival.py
+    "shortcut_survival.json":
+        "3f104647a1773c6890674152dc946093d1ac0626e720224bceec7c2490120d64",
     # chapter 09's sweeps, too long for the chapter, which re-measures a sample of each
     "seq2seq_curves.json": "56413db3d0229b33a463f9415e702903480490b41ad6b47df9e790ce44ea2b80",
     "seq2seq_fresh.json": "d6bbac8bad1144642b08beaba8a359c4d3cf6c3643973f99cd89c50592e8b5de",
@@ -102,6 +106,7 @@ REBUILT_BY = {
     "degradation_long.json": "`python tools/degradation_sweep.py --long`",
     "vgg_sweep.json": "`python tools/vgg_sweep.py`",
     "transfer_tuning.json": "`python tools/transfer_tuning.py`",
+    "shortcut_survival.json": "`python tools/shortcut_survival.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
     "seq2seq_sizes.json": "`python tools/seq2seq_sizes.py`",
     "seq2seq_fresh.json": "tools/seq2seq_fresh.py (see data/README.md)",
