@@ -101,3 +101,10 @@ def test_shortcut_survival_counts_the_entries_every_identity_block_keeps():
     assert np.allclose(degradation.shortcut_survival(model, x), 1.0)
     with pytest.raises(ValueError, match="shortcuts"):
         degradation.shortcut_survival(ResNet(config.plain()), x)
+
+
+def test_the_stored_survival_has_three_stages_per_run():
+    stored = degradation.load_survival()
+    assert list(stored["survival"]) == ["100 of 600", "600 of 600", "3000 of 3000"]
+    for share in stored["survival"].values():
+        assert share.shape == (3,) and ((0 <= share) & (share <= 1)).all()

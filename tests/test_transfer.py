@@ -54,3 +54,34 @@ def test_tune_and_test_picks_on_validation_and_scores_every_seed(tasks):
     assert ((0 <= out["test_acc"]) & (out["test_acc"] <= 1)).all()
     with pytest.raises(ValueError, match="at least one"):
         transfer.tune_and_test("linear probe", base, small, [], [0], [1], mean, std)
+
+
+def test_stored_losses_pick_the_same_rate_and_the_probe_cache_changes_nothing(tasks):
+    _, new, (mean, std) = tasks
+    torch.manual_seed(0)
+    base = digit_vgg.make_vgg(mean, std).eval()
+    small = [new[0], new[1], (new[2][0][:50], new[2][1][:50])]
+    lrs = [1e-3, 1e-2]
+    val = transfer.validation_losses("linear probe", base, small, lrs, [0, 1], mean, std)
+    assert val.shape == (2, 2) and np.isfinite(val).all()
+    live = transfer.tune_and_test("linear probe", base, small, lrs, [0, 1], [5], mean, std)
+    stored = transfer.tune_and_test("linear probe", base, small, lrs, [0, 1], [5], mean, std,
+                                    val_loss=val)
+    assert live["lr"] == stored["lr"] and np.allclose(live["val_loss"], stored["val_loss"])
+    # the probe's cached test features give what computing them per seed gives
+    model, prepare = transfer.train_new_task("linear probe", base, transfer.few_labels(
+        small[0], 5), live["lr"], 5, mean, std)
+    per_seed = (model(prepare(small[2][0])).argmax(1) == small[2][1]).float().mean().item()
+    assert live["test_acc"][0] == pytest.approx(per_seed)
+    with pytest.raises(ValueError, match="val_loss must be"):
+        transfer.tune_and_test("linear probe", base, small, lrs, [0], [5], mean, std,
+                               val_loss=val)
+    with pytest.raises(ValueError, match="at least one"):
+        transfer.validation_losses("linear probe", base, small, lrs, [], mean, std)
+
+
+def test_stored_tuning_file_has_one_loss_per_contender_rate_and_seed():
+    t = transfer.load_tuning()
+    assert set(t["val_loss"]) == set(transfer.CONTENDERS)
+    for v in t["val_loss"].values():
+        assert np.array(v).shape == (len(t["lrs"]), len(t["tune_seeds"]))

@@ -44,13 +44,19 @@ CHECKSUMS: dict[str, str] = {
     # chapter 07's degradation sweep (dlbook.degradation), rebuilt by tools/degradation_sweep.py
     "degradation_sweep.json":
         "5bf0be797e85812c050e8eca84dbad8888b5ca22b3a827150e16078eb4537379",
-    # its 3,000-step runs at rate 0.03, made by tools/degradation_sweep.py --long before it
-    # gained the rate 0.01 (data/README.md says how to add it)
+    # its 3,000-step runs at rates 0.01 and 0.03, by tools/degradation_sweep.py --long
     "degradation_long.json":
         "0d055be3d6d925b587432ebf3570e59430034613ecad9aaed92b9c7d98087d24",
     # chapter 07's VGG learning rate (dlbook.digit_vgg), rebuilt by tools/vgg_sweep.py
     "vgg_sweep.json":
         "631133330627b9abadb281d9a44ee9a90fa8d1cbab19ed16a27c7d1093bdb5b7",
+    # chapter 07's transfer learning rates (dlbook.transfer), by tools/transfer_tuning.py
+    "transfer_tuning.json":
+        "f21c781adad79bd2ad5dd9450304c18bcd722298dfdbde0b7645b4c6ee6b0270",
+    # its ResNet-20's shortcut survival after 100, 600 and 3,000 steps, by
+    # tools/shortcut_survival.py
+    "shortcut_survival.json":
+        "3f104647a1773c6890674152dc946093d1ac0626e720224bceec7c2490120d64",
     # chapter 09's sweeps, too long for the chapter, which re-measures a sample of each
     "seq2seq_curves.json": "56413db3d0229b33a463f9415e702903480490b41ad6b47df9e790ce44ea2b80",
     "seq2seq_fresh.json": "d6bbac8bad1144642b08beaba8a359c4d3cf6c3643973f99cd89c50592e8b5de",
@@ -99,6 +105,8 @@ REBUILT_BY = {
     "degradation_sweep.json": "`python tools/degradation_sweep.py`",
     "degradation_long.json": "`python tools/degradation_sweep.py --long`",
     "vgg_sweep.json": "`python tools/vgg_sweep.py`",
+    "transfer_tuning.json": "`python tools/transfer_tuning.py`",
+    "shortcut_survival.json": "`python tools/shortcut_survival.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
     "seq2seq_sizes.json": "`python tools/seq2seq_sizes.py`",
     "seq2seq_fresh.json": "tools/seq2seq_fresh.py (see data/README.md)",

@@ -28,6 +28,7 @@ from .data import mnist5k_splits, verified_path
 from .models import BasicBlock, ResNet, ResNetConfig
 
 SWEEP_FILE, LONG_FILE = "degradation_sweep.json", "degradation_long.json"
+SURVIVAL_FILE = "shortcut_survival.json"  # by tools/shortcut_survival.py
 STEPS, EVAL_EVERY, BATCH_SIZE, N_PROBE = 600, 100, 64, 800
 
 
@@ -133,6 +134,16 @@ def load_long() -> dict:
     for key in ("train_loss", "val_error"):
         raw[key] = {name: np.array([c] if one_rate else c, dtype=float)
                     for name, c in raw[key].items()}
+    return raw
+
+
+def load_survival() -> dict:
+    """:func:`shortcut_survival` of the ResNet-20 (rate 0.03, seed 0) after longer runs, stored by
+    ``tools/shortcut_survival.py``: ``{"lr", "seed", "digits", "survival": {"100 of 600": (stage,),
+    "600 of 600": (stage,), "3000 of 3000": (stage,)}}`` (steps taken of the schedule's)."""
+    with open(verified_path(SURVIVAL_FILE)) as f:
+        raw = json.load(f)
+    raw["survival"] = {k: np.array(v, dtype=float) for k, v in raw["survival"].items()}
     return raw
 
 

@@ -14,17 +14,20 @@ many draws of the 15 training labels, so that two contenders can be compared see
 from __future__ import annotations
 
 import copy
+import json
 from typing import Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
+from .data import verified_path
 from .digit_vgg import make_vgg
 from .training import evaluate, fit
 
 CONTENDERS = ("fine-tuned", "from scratch", "linear probe")
 EPOCHS, BATCH_SIZE = 20, 5
+TUNING_FILE = "transfer_tuning.json"
 
 
 def few_labels(data, seed: int, per_class: int = 3, n_classes: int = 5):
@@ -78,25 +81,69 @@ def train_new_task(how: str, base: nn.Sequential, train, lr: float, seed: int,
     return model, prepare
 
 
+def validation_losses(how: str, base: nn.Sequential, new, lrs: Iterable[float],
+                      tune_seeds: Iterable[int], mean: float, std: float,
+                      per_class: int = 3) -> np.ndarray:
+    """``how``'s validation loss at every rate of ``lrs`` and tuning seed, ``(lr, seed)``: each
+    seed trains on ``per_class`` digits a class of ``new``'s train split and is scored on as many
+    of its validation split (as few as the task has labels)."""
+    lrs, tune_seeds = list(lrs), list(tune_seeds)
+    if not lrs or not tune_seeds:
+        raise ValueError("need at least one learning rate and one tuning seed")
+    out = np.zeros((len(lrs), len(tune_seeds)))
+    for i, lr in enumerate(lrs):
+        for j, seed in enumerate(tune_seeds):
+            model, prepare = train_new_task(how, base, few_labels(new[0], seed, per_class), lr,
+                                            seed, mean, std)
+            x, y = few_labels(new[1], seed, per_class)
+            out[i, j] = evaluate(model, (prepare(x), y))[0]
+    return out
+
+
+def test_accuracies(how: str, base: nn.Sequential, new, lr: float, test_seeds: Iterable[int],
+                    mean: float, std: float, per_class: int = 3) -> np.ndarray:
+    """``how`` trained at ``lr`` on each test seed's draw of ``per_class`` digits a class, scored
+    once on the whole test split of ``new``: ``(test seed,)`` accuracies."""
+    test_seeds = list(test_seeds)
+    if not test_seeds:
+        raise ValueError("need at least one test seed")
+    x_test, y_test = new[2]
+    features = frozen_features(base)(x_test) if how == "linear probe" else None  # same each seed
+    acc = []
+    for seed in test_seeds:
+        model, prepare = train_new_task(how, base, few_labels(new[0], seed, per_class), lr, seed,
+                                        mean, std)
+        acc.append(evaluate(model, (prepare(x_test) if features is None else features,
+                                    y_test))[1])
+    return np.array(acc)
+
+
 def tune_and_test(how: str, base: nn.Sequential, new, lrs: Iterable[float],
                   tune_seeds: Iterable[int], test_seeds: Iterable[int], mean: float, std: float,
-                  per_class: int = 3) -> dict:
+                  per_class: int = 3, val_loss: np.ndarray | None = None) -> dict:
     """Pick ``how``'s learning rate on the grid ``lrs`` by its mean validation loss over
-    ``tune_seeds`` (each seed: ``per_class`` training and as many validation digits a class,
-    from ``new``'s train and validation splits), then train it at that rate for every test
-    seed and score it on the whole test split once: ``{"val_loss": (lr,), "lr": the pick,
-    "test_acc": (test seed,)}``."""
+    ``tune_seeds`` (:func:`validation_losses`; or pass those losses, ``(lr, seed)``, as
+    ``val_loss``, e.g. stored by ``tools/transfer_tuning.py``), then train it at that rate for
+    every test seed and score it on the whole test split once (:func:`test_accuracies`):
+    ``{"val_loss": (lr,), "lr": the pick, "test_acc": (test seed,)}``."""
     lrs, tune_seeds, test_seeds = list(lrs), list(tune_seeds), list(test_seeds)
     if not lrs or not tune_seeds or not test_seeds:
         raise ValueError("need at least one learning rate, tuning seed and test seed")
+    if val_loss is None:
+        val_loss = validation_losses(how, base, new, lrs, tune_seeds, mean, std, per_class)
+    val_loss = np.asarray(val_loss, dtype=float)
+    if val_loss.shape != (len(lrs), len(tune_seeds)):
+        raise ValueError(f"val_loss must be (lr, tuning seed) = {(len(lrs), len(tune_seeds))}, "
+                         f"got {val_loss.shape}")
+    mean_loss = val_loss.mean(axis=1)
+    lr = lrs[int(mean_loss.argmin())]
+    return {"val_loss": mean_loss, "lr": lr,
+            "test_acc": test_accuracies(how, base, new, lr, test_seeds, mean, std, per_class)}
 
-    def run(lr, seed, scored_on):
-        model, prepare = train_new_task(how, base, few_labels(new[0], seed, per_class), lr,
-                                        seed, mean, std)
-        return evaluate(model, (prepare(scored_on[0]), scored_on[1]))
 
-    val_loss = np.array([np.mean([run(lr, s, few_labels(new[1], s, per_class))[0]
-                                  for s in tune_seeds]) for lr in lrs])
-    lr = lrs[int(val_loss.argmin())]
-    test_acc = np.array([run(lr, s, new[2])[1] for s in test_seeds])
-    return {"val_loss": val_loss, "lr": lr, "test_acc": test_acc}
+def load_tuning() -> dict:
+    """``data/transfer_tuning.json`` (by ``tools/transfer_tuning.py``): ``{"lrs", "tune_seeds",
+    "val_loss": {contender: (lr, seed) nested lists}, ...}``, the validation losses that pick
+    each contender's learning rate in chapter 07."""
+    with open(verified_path(TUNING_FILE)) as f:
+        return json.load(f)
