@@ -81,10 +81,13 @@ CHECKSUMS: dict[str, str] = {
     # the 16-D VAE (beta 1) of ch10_vae.json, by tools/vae_sweep.py --vae16
     "ch10_vae16.safetensors":
         "ef1c72db171f6474ed0fdd5434fd2d31034a3bda4fda8dbc86cd7c361b0ae971",
+    # seeds 1 and 2 of chapter 10's 2-D and 16-D VAEs, by tools/vae_sweep.py --seeds
+    "ch10_vae_seeds.safetensors":
+        "cd3059335b4c87f391eaf98794c877fb8f8befe533792f297b1313516f0dfb15",
     # chapter 10's deep and denoising autoencoders, by tools/ae_sweep.py
-    "ch10_ae.json": "2bd6363a9cb6f32efc5f3ce3a54f4ba1c56ec2498770cd585fd111aad1596fd6",
+    "ch10_ae.json": "c898d2e4c7cd47d39bce297e1daba5672e45fe3bbb4e3e4a3c86856fb443200b",
     "ch10_ae.safetensors":
-        "4215e480abda416da19877953f6578705278744c54828f0f17b091368a683d5d",
+        "0174600f0d19b016235ca5530beb749ce216b1475fb162d836c0e59bc7c0ef3f",
     # chapter 14's scaling sweep and BPE comparison (dlbook.scaling), by tools/ch14_scaling_sweep.py
     "ch14_scaling_sweep.json":
         "955cc2190d6e87e70d2a8fd5d3759ba68b16e20cadac434cb0ff3a6e2a24b24d",
@@ -119,6 +122,7 @@ REBUILT_BY = {
     "ch10_vae.json": "`python tools/vae_sweep.py` (see data/README.md)",
     "ch10_vae2d.safetensors": "`python tools/vae_sweep.py` (see data/README.md)",
     "ch10_vae16.safetensors": "`python tools/vae_sweep.py --vae16` (see data/README.md)",
+    "ch10_vae_seeds.safetensors": "`python tools/vae_sweep.py --seeds` (see data/README.md)",
     "ch10_ae.json": "`python tools/ae_sweep.py` (see data/README.md)",
     "ch10_ae.safetensors": "`python tools/ae_sweep.py` (see data/README.md)",
     "ch14_scaling_sweep.json": "`python tools/ch14_scaling_sweep.py` (see data/README.md)",
