@@ -182,6 +182,29 @@ def test_initial_state_or_input_of_another_dtype_is_refused_up_front(kind):
 
 
 @pytest.mark.parametrize("cell_cls", [RNNCell, LSTMCell, GRUCell])
+def test_cells_refuse_integer_or_mismatched_dtypes_up_front(cell_cls):
+    cell = cell_cls(2, 4)
+    x, h = torch.randn(3, 2), torch.zeros(3, 4)
+    state = (h, h) if cell_cls is LSTMCell else h
+    with pytest.raises(TypeError, match="x must be floating point"):
+        cell(torch.ones(3, 2, dtype=torch.int64), state)
+    with pytest.raises(TypeError, match="x of torch.float64"):
+        cell(x.double(), state)
+    with pytest.raises(TypeError, match="h of torch.float64"):
+        cell(x, (h.double(), h) if cell_cls is LSTMCell else h.double())
+    cell(x, state)  # the right dtypes still work
+
+
+def test_layers_and_gradient_norms_refuse_integer_input():
+    with pytest.raises(TypeError, match="x must be floating point"):
+        LSTM(2, 4)(torch.ones(3, 5, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="x must be floating point"):
+        hidden_gradient_norms(RNNCell(2, 4), torch.ones(3, 5, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="x of torch.float64"):
+        hidden_gradient_norms(RNNCell(2, 4), torch.randn(3, 5, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("cell_cls", [RNNCell, LSTMCell, GRUCell])
 def test_cells_refuse_a_state_that_would_broadcast(cell_cls):
     cell = cell_cls(2, 4)
     x, good, bad = torch.randn(3, 2), torch.zeros(3, 4), torch.zeros(1, 4)

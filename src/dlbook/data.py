@@ -71,6 +71,9 @@ CHECKSUMS: dict[str, str] = {
         "cc2c5f5b8a89ddaabb42ab4974b5f257defa5992e2fe04e729321f77654949ce",
     "ch08_names_long.json":
         "fe0191edc9d9a18b09268f889cb3257a3329456618ef7e456196269d48b988f7",
+    # the first CO2 sweep's test MAEs of both feeds (history; see data/README.md)
+    "ch08_co2_earlier_test.json":
+        "a9a1a8244381a760f4f55d5c4fa6a758a77bb181f4597421ed6c375a80ef678a",
     # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)
     "ch11_generative_sweep.json":
         "3b151ab80b5d49a1b4e763472c238584377bfcd1ba8795be442df0d66cae9ab3",
@@ -117,6 +120,7 @@ REBUILT_BY = {
     "mnist1d_sweep.json": "`python tools/mnist1d_sweep.py`",
     "lenet_sweep.json": "`python tools/lenet_sweep.py`",
     "ch08_names_long.json": "tools/ch08_sweeps.py (see data/README.md)",
+    "ch08_co2_earlier_test.json": "git show b9348b7:data/ch08_co2_sweep.json (see data/README.md)",
     "ch08_adding.json": "tools/ch08_sweeps.py (see data/README.md)",
     "ch11_generative_sweep.json": "`python tools/ch11_sweep.py`",
     "ch10_vae.json": "`python tools/vae_sweep.py` (see data/README.md)",

@@ -48,6 +48,17 @@ class _Cell(nn.Module):
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"{type(self).__name__} takes x of shape (B, {self.input_size}), "
                              f"got {tuple(x.shape)}")
+        # Another dtype fails deep inside torch's matmul ("expected m1 and m2 to have the same
+        # dtype"); say which tensor is wrong, and that integers are no input at all.
+        dtype = self.weight_ih.dtype
+        for name, t in (("x", x), *zip(("h", "c"), states)):
+            if isinstance(t, torch.Tensor) and not t.is_floating_point():
+                raise TypeError(f"{type(self).__name__}: {name} must be floating point, got "
+                                f"{t.dtype}; convert it, e.g. {name}.float()")
+            if isinstance(t, torch.Tensor) and t.dtype != dtype:
+                raise TypeError(f"{type(self).__name__} has {dtype} weights and got {name} of "
+                                f"{t.dtype}: convert one, e.g. {name}.to({dtype}) or "
+                                f"cell.to({t.dtype})")
         # A state of the wrong shape would broadcast silently (a (1, H) state for every row of
         # the batch); torch's cells refuse it, and so do these.
         for name, s in zip(("h", "c"), states):
@@ -156,6 +167,9 @@ class RecurrentLayer(nn.Module):
                              f"(batch first), got {tuple(x.shape)}")
         B, T, _ = x.shape
         dtype = self.cells[0].weight_ih.dtype
+        if not x.is_floating_point():
+            raise TypeError(f"{type(self).__name__}: x must be floating point, got {x.dtype}; "
+                            f"convert it, e.g. x.to({dtype})")
         if x.dtype != dtype:
             raise TypeError(f"{type(self).__name__} has {dtype} weights and got x of {x.dtype}: "
                             f"convert one, e.g. x.to({dtype}) or layer.to({x.dtype})")
@@ -267,6 +281,9 @@ def hidden_gradient_norms(cell: RNNCell, xs: torch.Tensor, h0: torch.Tensor | No
     if T == 0:
         raise ValueError(f"hidden_gradient_norms needs at least one step, got xs of shape "
                          f"{tuple(xs.shape)}")
+    if not xs.is_floating_point():
+        raise TypeError(f"hidden_gradient_norms: x must be floating point, got {xs.dtype}; "
+                        f"convert it, e.g. xs.to({cell.weight_ih.dtype})")
     h = h0 if h0 is not None else xs.new_zeros(B, cell.hidden_size)  # (B, H)
     h = h.detach().requires_grad_(True)
     states = []
