@@ -11,8 +11,9 @@ records, before and after training, three views of every hidden layer's output `
   all 34 members (can the club still be read off this layer by a straight cut?).
 
 It also records every layer's weight norm and the size of the loss's gradient on it (before
-training and every 10 epochs), to set beside the size of the L2 decay term ``weight_decay * W``. Two controls move the decay between layers: L2 on every layer
-but the first, and L2 on the first layer only.
+training and every 10 epochs), to set beside the size of the L2 decay term ``weight_decay * W``.
+Two controls move the decay between layers: L2 on every parameter but the first layer's
+weights, and L2 on those weights only.
 ``tools/gnn_depth_sweep.py`` runs :data:`VARIANTS` for 10 seeds into
 ``data/ch12_depth_sweep.json``; the chapter re-runs a sample.
 """
