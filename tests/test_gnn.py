@@ -166,6 +166,9 @@ def test_dirichlet_energy_is_the_normalised_laplacian_quadratic_form_and_decays(
     energies = [gnn.dirichlet_energy(gnn.propagate(x, edge_index, k), edge_index) for k in (0, 4, 16)]
     assert energies[0] > energies[1] > energies[2] > 0
     torch.testing.assert_close(gnn.propagate(x, edge_index, 3), a_hat @ a_hat @ a_hat @ x)
+    for bad in (-1, 2.0, True):  # a negative or fractional number of rounds is no graph operation
+        with pytest.raises(ValueError, match="steps"):
+            gnn.propagate(x, edge_index, bad)
 
 
 def test_roc_auc_matches_sklearn():

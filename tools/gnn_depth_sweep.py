@@ -3,11 +3,13 @@
     DLBOOK_CPU_THREADS=1 python tools/gnn_depth_sweep.py [--seeds 10] [--out ...]
 
 Every variant of dlbook.gnn_depth.VARIANTS (plain GCNs of depth 2, 8 and 16 under Adam with L2
-weight decay, the 16-layer one under AdamW and without decay, a residual 16-layer one), seeds
-0..9, 200 epochs each; per run, dlbook.gnn_depth.run's record (accuracy on the 32, training
-loss, first-layer norm, gradient against decay at initialisation, energy / spread / probe per
-layer before and after training). Seeded: a rerun on the same versions gives the same file; the
-chapter re-runs seeds 0-2 of some variants and checks they agree.
+weight decay; the 16-layer one under AdamW, without decay, with L2 on every parameter but the
+first layer's weights and with L2 on those weights only; a residual and a PairNorm 16-layer
+one), seeds 0..9, 200 epochs each; per run, dlbook.gnn_depth.run's record (accuracy on the 32,
+training loss, every layer's weight norm and loss gradient before training and every 10 epochs,
+the first layer's every 5 epochs, energy / spread / probe per layer before and after training).
+Seeded: a rerun on the same versions gives the same file; the chapter re-runs seeds 0-1 of two
+variants and checks they agree.
 """
 from __future__ import annotations
 

@@ -339,6 +339,8 @@ def dirichlet_energy(x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
 def propagate(x: torch.Tensor, edge_index: torch.Tensor, steps: int) -> torch.Tensor:
     """``(D^-1/2 (A + I) D^-1/2)^steps x``: the GCN's propagation without weights or
     nonlinearities (as in SGC, Wu et al. 2019)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a whole number of rounds, 0 or more, got {steps!r}")
     edges, weight = gcn_norm(edge_index, x.shape[0], dtype=x.dtype)
     for _ in range(steps):
         x = message_passing(x, edges, edge_weight=weight)  # (n, F)

@@ -10,8 +10,10 @@ records, before and after training, three views of every hidden layer's output `
 - a linear probe: the training accuracy of a logistic regression from ``H`` to the club, fit on
   all 34 members (can the club still be read off this layer by a straight cut?).
 
-It also records the first layer's weight norm and, at initialisation, the size of the loss's
-gradient on it beside the size of the L2 decay term ``weight_decay * W1``.
+It also records every layer's weight norm and the size of the loss's gradient on it (before
+training and every 10 epochs), to set beside the size of the L2 decay term ``weight_decay * W``.
+Two controls move the decay between layers: L2 on every parameter but the first layer's
+weights, and L2 on those weights only.
 ``tools/gnn_depth_sweep.py`` runs :data:`VARIANTS` for 10 seeds into
 ``data/ch12_depth_sweep.json``; the chapter re-runs a sample.
 """
@@ -29,14 +31,19 @@ from dlbook.gnn import GCN, GCNConfig, dirichlet_energy, edge_index_from_network
 
 SWEEP_FILE = "ch12_depth_sweep.json"
 WEIGHT_DECAY = 5e-4
-# name -> (depth, residual, weight decay, decoupled decay)
+# name -> (depth, between layers: "plain", "residual" or "pairnorm", weight decay, decoupled
+# decay, which weights decay: "all", "not W1" (every parameter but the first layer's weights)
+# or "W1 only")
 VARIANTS = {
-    "plain 2": (2, False, WEIGHT_DECAY, False),
-    "plain 8": (8, False, WEIGHT_DECAY, False),
-    "plain 16": (16, False, WEIGHT_DECAY, False),
-    "plain 16, AdamW": (16, False, WEIGHT_DECAY, True),
-    "plain 16, no decay": (16, False, 0.0, False),
-    "residual 16": (16, True, WEIGHT_DECAY, False),
+    "plain 2": (2, "plain", WEIGHT_DECAY, False, "all"),
+    "plain 8": (8, "plain", WEIGHT_DECAY, False, "all"),
+    "plain 16": (16, "plain", WEIGHT_DECAY, False, "all"),
+    "plain 16, AdamW": (16, "plain", WEIGHT_DECAY, True, "all"),
+    "plain 16, no decay": (16, "plain", 0.0, False, "all"),
+    "plain 16, W1 undecayed": (16, "plain", WEIGHT_DECAY, False, "not W1"),
+    "plain 16, W1 only decayed": (16, "plain", WEIGHT_DECAY, False, "W1 only"),
+    "residual 16": (16, "residual", WEIGHT_DECAY, False, "all"),
+    "PairNorm 16": (16, "pairnorm", WEIGHT_DECAY, False, "all"),
 }
 
 
@@ -75,27 +82,40 @@ def layer_profile(model, x, edge_index, y, probe: bool = True) -> dict:
 def run(name: str, seed: int, epochs: int = 200, probe: bool = True) -> dict:
     """Train variant ``name`` with ``seed``; everything the chapter plots, as plain numbers
     (``probe=False``: without the linear probes, for a quicker re-run)."""
-    depth, residual, decay, decoupled = VARIANTS[name]
+    depth, between, decay, decoupled, decayed = VARIANTS[name]
     x, edge_index, y, labelled, others = karate_task()
     torch.manual_seed(seed)
-    model = GCN(GCNConfig(sizes=(34,) + (4,) * (depth - 1) + (2,), residual=residual))
-    w1 = model.layers[0].lin.weight
+    model = GCN(GCNConfig(sizes=(34,) + (4,) * (depth - 1) + (2,),
+                          residual=between == "residual",
+                          norm="pairnorm" if between == "pairnorm" else "none"))
+    weights = [layer.lin.weight for layer in model.layers]
+    w1 = weights[0]
     loss = F.cross_entropy(model(x, edge_index)[labelled], y[labelled])
-    (grad,) = torch.autograd.grad(loss, w1)
-    start = {"w1": w1.norm().item(), "grad_w1": grad.norm().item(),
-             "decay_w1": decay * w1.norm().item(), **layer_profile(model, x, edge_index, y, probe)}
-    # fit_nodes's loop, written out to watch W1: the loss gradient on it against the L2 term
+    grads = torch.autograd.grad(loss, weights)
+    start = {"w1": w1.norm().item(), "grad_w1": grads[0].norm().item(),
+             "decay_w1": decay * w1.norm().item(),
+             "layer_w": [w.norm().item() for w in weights],
+             "layer_grad": [g.norm().item() for g in grads],
+             **layer_profile(model, x, edge_index, y, probe)}
+    # fit_nodes's loop, written out to watch the weights: the loss gradient against the L2 term
+    rest = [p for p in model.parameters() if p is not w1]
+    first_decay = 0.0 if decayed == "not W1" else decay
+    rest_decay = 0.0 if decayed == "W1 only" else decay
     make = torch.optim.AdamW if decoupled else torch.optim.Adam
-    optimizer = make(model.parameters(), lr=0.01, weight_decay=decay)
+    optimizer = make([{"params": [w1], "weight_decay": first_decay},
+                      {"params": rest, "weight_decay": rest_decay}], lr=0.01)
     torch.manual_seed(seed)
     model.train()
-    losses, grad_w1, w1_norm = [], [], []
-    for _ in range(epochs):
+    losses, grad_w1, w1_norm, layer_w, layer_grad = [], [], [], [], []
+    for epoch in range(epochs):
         loss = F.cross_entropy(model(x, edge_index)[labelled], y[labelled])
         optimizer.zero_grad()
         loss.backward()
         grad_w1.append(w1.grad.norm().item())  # the loss's part only: Adam adds decay in step
         w1_norm.append(w1.norm().item())
+        if epoch % 10 == 0:  # every layer: weight norm, the loss's gradient norm
+            layer_w.append([w.norm().item() for w in weights])
+            layer_grad.append([w.grad.norm().item() for w in weights])
         optimizer.step()
         losses.append(loss.item())
     model.eval()
@@ -104,7 +124,9 @@ def run(name: str, seed: int, epochs: int = 200, probe: bool = True) -> dict:
     return {"name": name, "seed": seed, "start": start,
             "accuracy": (predicted[others] == y[others]).float().mean().item(),
             "loss": losses[-1], "w1": w1.norm().item(),
-            "curve": {"loss": losses[::5], "grad_w1": grad_w1[::5], "w1": w1_norm[::5]},
+            "layer_w": [w.norm().item() for w in weights],
+            "curve": {"loss": losses[::5], "grad_w1": grad_w1[::5], "w1": w1_norm[::5],
+                      "layer_w": layer_w, "layer_grad": layer_grad},
             **layer_profile(model, x, edge_index, y, probe)}
 
 
