@@ -94,6 +94,7 @@ COLLAPSE_LRS = (1e-2, 3e-2)  # the sweep also tries a rate three times larger
 RING_LONG_STEPS = 6000
 RING_DDPM_CHECKPOINTS = (2000, 4000, 6000)  # constant rate: one run scored along the way
 RING_GAN_LRS = (1e-3, 3e-3, 1e-2)
+RING_GAN_EXTRA_LR = 3e-2  # added after R1's pick sat at 1e-2, the grid's top
 RING_DDPM_LRS = (3e-4, 1e-3, 3e-3)
 
 
