@@ -164,6 +164,19 @@ def ring_long_extend() -> dict:
     return out
 
 
+def ring_gmm_results() -> dict:
+    """The ring's mixtures (as in ring_results) scored at every bandwidth, with the mass per
+    mode, for every seed."""
+    d = gs.ring_splits()
+    out = {}
+    for seed in gs.SEEDS:
+        gmm, _ = gs.choose_mixture(d["train"], d["val"], gs.RING_GRID, seed, gs.RING_REG)
+        out[str(seed)] = long_scores(gs.mixture_samples(gmm, gs.RING_SAMPLES, seed), d) | {
+            "components": gmm.n_components}
+        print("ring GMM", seed, out[str(seed)], flush=True)
+    return out
+
+
 def digit_alone_results() -> dict:
     """The digit GAN, seed 0 trained alone (not side by side with the other seeds, as the
     chapter re-trains it), at the tuned rate: 1,500 and 6,000 steps; 16 samples of the
@@ -200,6 +213,7 @@ PARTS = {"ring-long": ("ring_long", ring_long_results),
          "collapse": ("collapse", collapse_results),
          "digit-alone": ("digit_alone", digit_alone_results),
          "ring-long-extend": ("ring_long", ring_long_extend),
+         "ring-gmm": ("ring_gmm", ring_gmm_results),
          "collapse-frames": ("collapse_frames", collapse_frames_results)}
 
 
