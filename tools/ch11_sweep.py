@@ -203,12 +203,12 @@ def collapse_frames_results() -> dict:
     out = {}
     for lr in gs.COLLAPSE_LRS:
         snaps = gs.ring_collapse_snapshots(d["train"], 0, lr=lr)
-        out[str(lr)] = {str(s): [[round(v, 3) for v in p] for p in x[:FRAME_POINTS].tolist()]
-                        for s, x in snaps.items()}
+        out[str(lr)] = {str(s): [[round(v, 2) for v in p] for p in x[:FRAME_POINTS].tolist()]
+                        for s, x in snaps.items() if s % FRAME_EVERY == 0}
     return out
 
 
-FRAME_POINTS = 800
+FRAME_POINTS, FRAME_EVERY = 800, 500  # the slider's points and steps
 PARTS = {"ring-long": ("ring_long", ring_long_results),
          "collapse": ("collapse", collapse_results),
          "digit-alone": ("digit_alone", digit_alone_results),
