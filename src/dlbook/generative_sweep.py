@@ -101,6 +101,8 @@ RING_DDPM_LRS = (3e-4, 1e-3, 3e-3)
 def mode_shares(samples: torch.Tensor) -> list[float]:
     """The share of samples nearest each of the 8 centres (wherever they lie): the mass per
     mode. Collapse empties modes (shares near 0); misplaced samples still count here."""
+    if samples.ndim != 2 or samples.shape[1] != 2 or len(samples) == 0:
+        raise ValueError(f"samples must be (n, 2) points, got {tuple(samples.shape)}")
     nearest = torch.cdist(samples, ring_centres()).argmin(dim=1)  # (n,)
     return (torch.bincount(nearest, minlength=8).float() / len(samples)).tolist()
 
