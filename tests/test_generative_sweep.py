@@ -73,3 +73,14 @@ def test_mass_per_mode_is_a_fair_share_on_the_ring_and_one_on_a_collapse():
     assert gs.mode_shares(beside) == [1.0] + [0.0] * 7
     with pytest.raises(ValueError, match=r"\(n, 2\)"):
         gs.mode_shares(torch.zeros(5, 3))
+
+
+def test_ring_gans_with_model_returns_the_trained_pair_in_member_order():
+    train = gs.ring(512, torch.Generator().manual_seed(0))
+    gan, histories = gs.ring_gans(train, seeds=(0,), steps=3, with_model=True)
+    alone = gs.ring_gans(train, seeds=(0,), steps=3)
+    assert list(histories) == [("plain", 0), ("R1", 0)] == list(alone)
+    for key in histories:  # the same seeded runs either way
+        assert torch.equal(histories[key].snapshots[3], alone[key].snapshots[3])
+    x = train[:5].expand(2, -1, -1)
+    assert gan.discriminate(x).shape == (2, 5)

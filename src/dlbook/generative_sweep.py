@@ -77,15 +77,17 @@ def ring_scores(samples: torch.Tensor, test: torch.Tensor,
 
 
 def ring_gans(train: torch.Tensor, seeds=SEEDS, snapshot_every: int | None = None,
-              steps: int = RING_STEPS):
+              steps: int = RING_STEPS, with_model: bool = False):
     """Plain and R1 GANs, one per seed, side by side; their final samples are the snapshot of
-    the last step (fixed noise per seed). Returns ``{(name, seed): GANHistory}``."""
+    the last step (fixed noise per seed). Returns ``{(name, seed): GANHistory}``, or with
+    ``with_model`` the pair ``(gan, histories)``, the GAN's members in the order plain seeds
+    then R1 seeds."""
     configs = {name: replace(c, batch_size=RING_BATCH)
                for name, c in [("plain", GANConfig.ring()), ("R1", GANConfig.ring_r1())]}
-    _, histories = train_gans(configs, train, steps, seeds=tuple(seeds),
-                              snapshot_every=snapshot_every or steps,
-                              snapshot_size=RING_SAMPLES)
-    return histories
+    gan, histories = train_gans(configs, train, steps, seeds=tuple(seeds),
+                                snapshot_every=snapshot_every or steps,
+                                snapshot_size=RING_SAMPLES)
+    return (gan, histories) if with_model else histories
 
 
 COLLAPSE_LR, COLLAPSE_EVERY = 1e-2, 250  # the plain GAN with its rate held large
