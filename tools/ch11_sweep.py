@@ -18,7 +18,7 @@ Frechet distance of ten random 360-digit real subsets (the floor), and of DRAWS 
 every 250 steps, with the mass per mode (``--only collapse`` re-runs just this part into the
 file). The ring at the settled budget (RING_LONG_STEPS), each model's rate chosen on the
 validation draw (``ring-long``); the digit GAN's seed 0 trained alone, as the chapter re-trains
-it (``digit-alone``).
+it (``digit-alone``); the digit DDPM, each seed run on to 12,000 steps (``digit-ddpm-long``).
 Seeded: a rerun on the same versions gives the same
 file; the chapter re-runs seed 0 (the digits: at the shortest budget) and checks that it agrees.
 """
@@ -196,6 +196,28 @@ def digit_alone_results() -> dict:
     return out
 
 
+DIGIT_DDPM_LONG = (6000, 9000, 12000)  # the digit DDPM, still improving at 6,000, run on
+
+
+def digit_ddpm_long_results() -> dict:
+    """The digit DDPM at its tuned constant rate, each seed run to 12,000 steps: the Frechet
+    distance of DRAWS draws of 360 at each of DIGIT_DDPM_LONG (6,000 repeats the main run)."""
+    d = gs.digit_splits()
+    sweep = json.loads(Path(OUT).read_text(encoding="utf-8"))
+    lr = sweep["digits"]["tuning"]["DDPM lr"]
+    judge = gs.DigitJudge(d["train"], d["y_train"], d["held"])
+    out = {"lr": lr, "checkpoints": list(DIGIT_DDPM_LONG), "seeds": {}}
+    for seed in gs.SEEDS:
+        along, cpu = timed(lambda: gs.digit_ddpm_along(d["train"], seed, lr, DIGIT_DDPM_LONG,
+                                                       n=360 * gs.DRAWS))
+        out["seeds"][str(seed)] = {
+            "cpu_seconds_run": cpu,
+            "draws frechet": {str(c): [round(judge.frechet(x), 4) for x in along[c].split(360)]
+                              for c in DIGIT_DDPM_LONG}}
+        print("digit DDPM long", seed, out["seeds"][str(seed)], flush=True)
+    return out
+
+
 def collapse_frames_results() -> dict:
     """Seed 0 of the constant-rate plain GAN at each rate: the first FRAME_POINTS samples of
     every snapshot, for the chapter's slider (re-running them there costs 8 CPU seconds)."""
@@ -214,7 +236,8 @@ PARTS = {"ring-long": ("ring_long", ring_long_results),
          "digit-alone": ("digit_alone", digit_alone_results),
          "ring-long-extend": ("ring_long", ring_long_extend),
          "ring-gmm": ("ring_gmm", ring_gmm_results),
-         "collapse-frames": ("collapse_frames", collapse_frames_results)}
+         "collapse-frames": ("collapse_frames", collapse_frames_results),
+         "digit-ddpm-long": ("digit_ddpm_long", digit_ddpm_long_results)}
 
 
 def tune(d) -> dict:

@@ -67,7 +67,7 @@ CHECKSUMS: dict[str, str] = {
         "fe0191edc9d9a18b09268f889cb3257a3329456618ef7e456196269d48b988f7",
     # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)
     "ch11_generative_sweep.json":
-        "38da3835f22ed20c424967b3f1461836ba41618b7facd9cf2fd2763b6e0a4e6d",
+        "39d4a13bfb4ee2dd599678018dbc4ad857ab192450ec4e9b4b94791ee8d74c9c",
     # chapter 10's VAEs trained to convergence, and the 2-D one's weights, by tools/vae_sweep.py
     "ch10_vae.json": "3eb98e079055f20bf2749ee7a1c1652cfd6d26f5466cd2c90fc1b44c7f468998",
     "ch10_vae2d.safetensors":
