@@ -170,3 +170,15 @@ def test_non_finite_real_data_is_named():
     real[2, 0] = float("nan")
     with pytest.raises(ValueError, match="real batch holds NaN"):
         GANTrainer(GAN(GANConfig.tiny())).step(real)
+
+
+def test_an_overflowing_r1_penalty_stops_the_step_before_any_weight_changes():
+    torch.manual_seed(0)
+    gan = GAN(GANConfig.tiny())
+    with torch.no_grad():
+        for p in gan.discriminator.parameters():
+            p.mul_(10.0)  # a steep D: |grad D|^2 in the hundreds, its losses still finite
+    before = [p.clone() for p in gan.discriminator.parameters()]
+    with pytest.raises(FloatingPointError, match="R1-penalised"):  # overflows float32
+        GANTrainer(gan, r1=[3e38]).step(ring_of_gaussians(16, torch.Generator().manual_seed(1)))
+    assert all(torch.equal(a, b) for a, b in zip(before, gan.discriminator.parameters()))

@@ -60,3 +60,27 @@ def test_a_shorter_collapse_run_is_the_start_of_a_longer_one():
     short = gs.ring_collapse(data, seed=1, steps=2 * gs.COLLAPSE_EVERY)
     long = gs.ring_collapse(data, seed=1, steps=3 * gs.COLLAPSE_EVERY)
     assert len(short) == 2 and len(long) == 3 and long[:2] == short
+
+
+def test_mass_per_mode_is_a_fair_share_on_the_ring_and_one_on_a_collapse():
+    import pytest
+
+    shares = gs.mode_shares(gs.ring(8000, torch.Generator().manual_seed(0)))
+    assert len(shares) == 8 and abs(sum(shares) - 1) < 1e-6
+    assert all(abs(s - 1 / 8) < 0.02 for s in shares)
+    # every sample beside the first centre, off the 3-std radius: still its mass
+    beside = gs.ring_centres()[0] + torch.tensor([0.4, 0.0]).expand(50, 2)
+    assert gs.mode_shares(beside) == [1.0] + [0.0] * 7
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        gs.mode_shares(torch.zeros(5, 3))
+
+
+def test_ring_gans_with_model_returns_the_trained_pair_in_member_order():
+    train = gs.ring(512, torch.Generator().manual_seed(0))
+    gan, histories = gs.ring_gans(train, seeds=(0,), steps=3, with_model=True)
+    alone = gs.ring_gans(train, seeds=(0,), steps=3)
+    assert list(histories) == [("plain", 0), ("R1", 0)] == list(alone)
+    for key in histories:  # the same seeded runs either way
+        assert torch.equal(histories[key].snapshots[3], alone[key].snapshots[3])
+    x = train[:5].expand(2, -1, -1)
+    assert gan.discriminate(x).shape == (2, 5)

@@ -2,7 +2,7 @@
 data/ch11_generative_sweep.json.
 
     DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py [--out data/ch11_generative_sweep.json]
-                                                    [--only-collapse]
+                                                    [--only ring-long,collapse,digit-alone]
 
 Ring of 8 Gaussians: plain GAN, GAN + R1 and DDPM, each dlbook.generative_sweep.RING_STEPS
 optimiser steps on batches of RING_BATCH drawn from one fixed training draw; MMD^2 (bandwidth
@@ -15,7 +15,10 @@ and the DDPM at DIGIT_DDPM_STEPS along one run, for each seed, scored against th
 digits. Beside them a Gaussian mixture whose component count is chosen on validation (log-likelihood), per seed. Spreads: the
 Frechet distance of ten random 360-digit real subsets (the floor), and of DRAWS sample draws of
 360 from each model at the largest budget. The plain ring GAN at a constant large rate, each seed alone: the modes it covers
-every 250 steps (mode collapse; ``--only-collapse`` re-runs just this part into the file).
+every 250 steps, with the mass per mode (``--only collapse`` re-runs just this part into the
+file). The ring at the settled budget (RING_LONG_STEPS), each model's rate chosen on the
+validation draw (``ring-long``); the digit GAN's seed 0 trained alone, as the chapter re-trains
+it (``digit-alone``); the digit DDPM, each seed run on to 12,000 steps (``digit-ddpm-long``).
 Seeded: a rerun on the same versions gives the same
 file; the chapter re-runs seed 0 (the digits: at the shortest budget) and checks that it agrees.
 """
@@ -34,6 +37,7 @@ import torch
 from dlbook import generative_sweep as gs
 
 ROOT = Path(__file__).resolve().parents[1]
+OUT = str(ROOT / "data" / gs.SWEEP_FILE)  # the file being written (--out)
 
 
 def rounded(scores: dict) -> dict:
@@ -70,14 +74,170 @@ def ring_results() -> dict:
 
 
 def collapse_results() -> dict:
-    """The plain GAN at a constant large rate, each seed alone: modes covered along the run."""
+    """The plain GAN at a constant large rate, each seed alone: modes covered and the mass per
+    mode (share of samples nearest each centre) along the run; at COLLAPSE_LR and a larger
+    rate."""
     d = gs.ring_splits()
-    out = {"lr": gs.COLLAPSE_LR, "every": gs.COLLAPSE_EVERY, "modes": {}}
-    for seed in gs.SEEDS:
-        modes, cpu = timed(lambda: gs.ring_collapse(d["train"], seed))
-        out["modes"][str(seed)] = modes
-        print("collapse", seed, modes, cpu, flush=True)
+    out = {"lr": gs.COLLAPSE_LR, "every": gs.COLLAPSE_EVERY, "modes": {}, "by_lr": {}}
+    for lr in gs.COLLAPSE_LRS:
+        row = out["by_lr"][str(lr)] = {}
+        for seed in gs.SEEDS:
+            snaps, cpu = timed(lambda: gs.ring_collapse_snapshots(d["train"], seed, lr=lr))
+            row[str(seed)] = {
+                "modes": [gs.modes_covered(x, gs.ring_centres(), 3 * gs.STD)[0]
+                          for s, x in snaps.items() if s],
+                "good": [round(gs.modes_covered(x, gs.ring_centres(), 3 * gs.STD)[1], 4)
+                         for s, x in snaps.items() if s],
+                "shares": [[round(v, 4) for v in gs.mode_shares(x)]
+                           for s, x in snaps.items() if s], "cpu_seconds": cpu}
+            if lr == gs.COLLAPSE_LR:
+                out["modes"][str(seed)] = row[str(seed)]["modes"]
+            print("collapse", lr, seed, row[str(seed)]["modes"],
+                  [min(x) for x in row[str(seed)]["shares"]], cpu, flush=True)
     return out
+
+
+def long_scores(samples, d) -> dict:
+    return rounded(gs.ring_scores(samples, d["test"], gs.BANDWIDTHS)) | {
+        "shares": [round(v, 4) for v in gs.mode_shares(samples)]}
+
+
+def ring_long_results() -> dict:
+    """The ring at the settled budget: each model's rate chosen on the validation draw (seed
+    0, MMD^2 at h = 0.3, RING_LONG_STEPS steps), then three seeds at that rate, every
+    bandwidth; the DDPM scored along its run (RING_DDPM_CHECKPOINTS)."""
+    d = gs.ring_splits()
+    steps = gs.RING_LONG_STEPS
+    out = {"steps": steps, "ddpm_checkpoints": list(gs.RING_DDPM_CHECKPOINTS),
+           "tuning": {"plain": {}, "R1": {}, "DDPM": {}}, "seeds": {}}
+    tune, test0 = out["tuning"], {}
+    for lr in gs.RING_GAN_LRS:
+        final, cpu = timed(lambda: gs.ring_gans_at(d["train"], 0, {"plain": lr, "R1": lr}))
+        for name, x in final.items():
+            tune[name][str(lr)] = {"val_mmd2": round(gs.mmd2(x, d["val"], gs.BANDWIDTH), 6),
+                                   "cpu_seconds_both": cpu}
+            test0[name, lr] = long_scores(x, d)
+        print("ring tune GANs", lr, {n: tune[n][str(lr)] for n in final}, flush=True)
+    for lr in gs.RING_DDPM_LRS:
+        along, cpu = timed(lambda: gs.ring_ddpm_along(d["train"], 0, lr))
+        tune["DDPM"][str(lr)] = {"val_mmd2": round(gs.mmd2(along[steps], d["val"],
+                                                           gs.BANDWIDTH), 6),
+                                 "cpu_seconds": cpu}
+        test0["DDPM", lr] = {c: long_scores(x, d) for c, x in along.items()}
+        print("ring tune DDPM", lr, tune["DDPM"][str(lr)], flush=True)
+    pick = {n: float(min(tune[n], key=lambda k: tune[n][k]["val_mmd2"])) for n in tune}
+    out["lr"] = pick
+    for seed in gs.SEEDS:
+        if seed == 0:
+            row = {n: test0[n, pick[n]] for n in ("plain", "R1")}
+            along = test0["DDPM", pick["DDPM"]]
+        else:
+            final, cpu = timed(lambda: gs.ring_gans_at(d["train"], seed,
+                                                       {n: pick[n] for n in ("plain", "R1")}))
+            row = {n: long_scores(x, d) | {"cpu_seconds": cpu} for n, x in final.items()}
+            runs, cpu = timed(lambda: gs.ring_ddpm_along(d["train"], seed, pick["DDPM"]))
+            along = {c: long_scores(x, d) for c, x in runs.items()}
+        row["DDPM"] = along[steps]
+        row["DDPM along"] = {str(c): v for c, v in along.items()}
+        out["seeds"][str(seed)] = row
+        print("ring long", seed, row, flush=True)
+    return out
+
+
+def ring_long_extend() -> dict:
+    """The GAN rate grid extended by RING_GAN_EXTRA_LR (seed 0, validation draw), added to
+    the ring-long part in place: R1's pick sat at the grid's top. Fails loudly if a pick
+    moves (the seeds would then need re-running at the new rate)."""
+    d = gs.ring_splits()
+    out = json.loads(Path(OUT).read_text(encoding="utf-8"))["ring_long"]
+    lr = gs.RING_GAN_EXTRA_LR
+    final, cpu = timed(lambda: gs.ring_gans_at(d["train"], 0, {"plain": lr, "R1": lr}))
+    for name, x in final.items():
+        out["tuning"][name][str(lr)] = {
+            "val_mmd2": round(gs.mmd2(x, d["val"], gs.BANDWIDTH), 6),
+            "cpu_seconds_both": cpu, "test": long_scores(x, d)}
+        tune = out["tuning"][name]
+        best = float(min(tune, key=lambda k: tune[k]["val_mmd2"]))
+        print("ring extend", name, lr, tune[str(lr)], "pick", best, flush=True)
+        if best != out["lr"][name]:
+            raise SystemExit(f"{name}'s pick moved to {best}: re-run --only ring-long")
+    return out
+
+
+def ring_gmm_results() -> dict:
+    """The ring's mixtures (as in ring_results) scored at every bandwidth, with the mass per
+    mode, for every seed."""
+    d = gs.ring_splits()
+    out = {}
+    for seed in gs.SEEDS:
+        gmm, _ = gs.choose_mixture(d["train"], d["val"], gs.RING_GRID, seed, gs.RING_REG)
+        out[str(seed)] = long_scores(gs.mixture_samples(gmm, gs.RING_SAMPLES, seed), d) | {
+            "components": gmm.n_components}
+        print("ring GMM", seed, out[str(seed)], flush=True)
+    return out
+
+
+def digit_alone_results() -> dict:
+    """The digit GAN, seed 0 trained alone (not side by side with the other seeds, as the
+    chapter re-trains it), at the tuned rate: 1,500 and 6,000 steps; 16 samples of the
+    latter to show."""
+    d = gs.digit_splits()
+    sweep = json.loads(Path(OUT).read_text(encoding="utf-8"))
+    lr = sweep["digits"]["tuning"]["GAN lr"]
+    judge = gs.DigitJudge(d["train"], d["y_train"], d["held"])
+    out = {"lr": lr}
+    for steps in gs.DIGIT_BUDGETS:
+        samples, cpu = timed(lambda: gs.digit_gan(d["train"], 0, steps, lr, 360 * gs.DRAWS))
+        out[str(steps)] = rounded(judge.scores(samples[:360])) | {
+            "cpu_seconds": cpu,
+            "draws frechet": [round(judge.frechet(x), 4) for x in samples.split(360)],
+            "first_16": [[round(v, 3) for v in img] for img in samples[:16].tolist()]}
+        print("digit GAN alone", steps, out[str(steps)]["frechet"], cpu, flush=True)
+    return out
+
+
+DIGIT_DDPM_LONG = (6000, 9000, 12000)  # the digit DDPM, still improving at 6,000, run on
+
+
+def digit_ddpm_long_results() -> dict:
+    """The digit DDPM at its tuned constant rate, each seed run to 12,000 steps: the Frechet
+    distance of DRAWS draws of 360 at each of DIGIT_DDPM_LONG (6,000 repeats the main run)."""
+    d = gs.digit_splits()
+    sweep = json.loads(Path(OUT).read_text(encoding="utf-8"))
+    lr = sweep["digits"]["tuning"]["DDPM lr"]
+    judge = gs.DigitJudge(d["train"], d["y_train"], d["held"])
+    out = {"lr": lr, "checkpoints": list(DIGIT_DDPM_LONG), "seeds": {}}
+    for seed in gs.SEEDS:
+        along, cpu = timed(lambda: gs.digit_ddpm_along(d["train"], seed, lr, DIGIT_DDPM_LONG,
+                                                       n=360 * gs.DRAWS))
+        out["seeds"][str(seed)] = {
+            "cpu_seconds_run": cpu,
+            "draws frechet": {str(c): [round(judge.frechet(x), 4) for x in along[c].split(360)]
+                              for c in DIGIT_DDPM_LONG}}
+        print("digit DDPM long", seed, out["seeds"][str(seed)], flush=True)
+    return out
+
+
+def collapse_frames_results() -> dict:
+    """Seed 0 of the constant-rate plain GAN at each rate: the first FRAME_POINTS samples of
+    every snapshot, for the chapter's slider (re-running them there costs 8 CPU seconds)."""
+    d = gs.ring_splits()
+    out = {}
+    for lr in gs.COLLAPSE_LRS:
+        snaps = gs.ring_collapse_snapshots(d["train"], 0, lr=lr)
+        out[str(lr)] = {str(s): [[round(v, 2) for v in p] for p in x[:FRAME_POINTS].tolist()]
+                        for s, x in snaps.items() if s % FRAME_EVERY == 0}
+    return out
+
+
+FRAME_POINTS, FRAME_EVERY = 800, 500  # the slider's points and steps
+PARTS = {"ring-long": ("ring_long", ring_long_results),
+         "collapse": ("collapse", collapse_results),
+         "digit-alone": ("digit_alone", digit_alone_results),
+         "ring-long-extend": ("ring_long", ring_long_extend),
+         "ring-gmm": ("ring_gmm", ring_gmm_results),
+         "collapse-frames": ("collapse_frames", collapse_frames_results),
+         "digit-ddpm-long": ("digit_ddpm_long", digit_ddpm_long_results)}
 
 
 def tune(d) -> dict:
@@ -158,15 +318,25 @@ def digit_results() -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "data" / gs.SWEEP_FILE))
-    parser.add_argument("--only-collapse", action="store_true",
-                        help="re-run only the constant-rate collapse runs, into the existing file "
-                             "(every part is seeded and independent of the others)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated parts to re-run into the existing file, each "
+                             "written when done (every part is seeded and independent): "
+                             + ", ".join(PARTS))
     args = parser.parse_args()
+    global OUT
+    OUT = args.out
     torch.set_num_threads(1)
     start = time.process_time()
-    if args.only_collapse:
-        out = json.loads(Path(args.out).read_text(encoding="utf-8"))
-        earlier = out["cpu_seconds"] - out.get("collapse", {}).get("cpu_seconds", 0)
+    if args.only:
+        for part in args.only.split(","):
+            key, fn = PARTS[part]
+            result, cpu = timed(fn)
+            out = json.loads(Path(args.out).read_text(encoding="utf-8"))
+            cpu = round(cpu) + result.pop("cpu_seconds", 0)  # an extension adds to its part
+            out["cpu_seconds"] += cpu - out.get(key, {}).get("cpu_seconds", 0)
+            out[key] = result | {"cpu_seconds": cpu}
+            write(out, args.out)
+        return 0
     else:
         out = {
             "command": "DLBOOK_CPU_THREADS=1 python tools/ch11_sweep.py",
@@ -175,14 +345,22 @@ def main() -> int:
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
         }
         earlier = round(time.process_time() - start)
-    collapse, cpu = timed(collapse_results)
-    out["collapse"] = collapse | {"cpu_seconds": round(cpu)}
-    out["cpu_seconds"] = earlier + out["collapse"]["cpu_seconds"]
-    text = json.dumps(out, indent=1) + "\n"
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({out['cpu_seconds']} CPU s), sha256 "
-          f"{hashlib.sha256(text.encode()).hexdigest()}")
+    out["cpu_seconds"] = earlier
+    write(out, args.out)  # digit-alone reads the tuned rate from it
+    for key, fn in PARTS.values():
+        result, cpu = timed(fn)
+        cpu = round(cpu) + result.pop("cpu_seconds", 0)
+        out["cpu_seconds"] += cpu - out.get(key, {}).get("cpu_seconds", 0)
+        out[key] = result | {"cpu_seconds": cpu}
+        write(out, args.out)
     return 0
+
+
+def write(out: dict, path: str) -> None:
+    text = json.dumps(out, indent=1) + "\n"
+    Path(path).write_text(text, encoding="utf-8")
+    print(f"wrote {path} ({out['cpu_seconds']} CPU s), sha256 "
+          f"{hashlib.sha256(text.encode()).hexdigest()}", flush=True)
 
 
 if __name__ == "__main__":

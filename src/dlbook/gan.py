@@ -182,6 +182,8 @@ class GANTrainer:
         if real.requires_grad:  # R1: keep D flat on the data, so it cannot fling fakes off a mode
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             total = d_loss + r1 / 2 * grad.pow(2).sum(-1).mean(-1)  # (M,)
+            _check_losses("discriminator's R1-penalised", total,
+                          "before any step: the weights are unchanged")
         self.opt_d.zero_grad(set_to_none=True)
         total.sum().backward()  # the members share no weights: each gets its own gradient
         self.opt_d.step()

@@ -77,30 +77,86 @@ def ring_scores(samples: torch.Tensor, test: torch.Tensor,
 
 
 def ring_gans(train: torch.Tensor, seeds=SEEDS, snapshot_every: int | None = None,
-              steps: int = RING_STEPS):
+              steps: int = RING_STEPS, with_model: bool = False):
     """Plain and R1 GANs, one per seed, side by side; their final samples are the snapshot of
-    the last step (fixed noise per seed). Returns ``{(name, seed): GANHistory}``."""
+    the last step (fixed noise per seed). Returns ``{(name, seed): GANHistory}``, or with
+    ``with_model`` the pair ``(gan, histories)``, the GAN's members in the order plain seeds
+    then R1 seeds."""
     configs = {name: replace(c, batch_size=RING_BATCH)
                for name, c in [("plain", GANConfig.ring()), ("R1", GANConfig.ring_r1())]}
-    _, histories = train_gans(configs, train, steps, seeds=tuple(seeds),
-                              snapshot_every=snapshot_every or steps,
-                              snapshot_size=RING_SAMPLES)
-    return histories
+    gan, histories = train_gans(configs, train, steps, seeds=tuple(seeds),
+                                snapshot_every=snapshot_every or steps,
+                                snapshot_size=RING_SAMPLES)
+    return (gan, histories) if with_model else histories
 
 
 COLLAPSE_LR, COLLAPSE_EVERY = 1e-2, 250  # the plain GAN with its rate held large
+COLLAPSE_LRS = (1e-2, 3e-2)  # the sweep also tries a rate three times larger
+# The settled budget on the ring, and each ring model's rate grid (seed 0, validation draw)
+RING_LONG_STEPS = 6000
+RING_DDPM_CHECKPOINTS = (2000, 4000, 6000)  # constant rate: one run scored along the way
+RING_GAN_LRS = (1e-3, 3e-3, 1e-2)
+RING_GAN_EXTRA_LR = 3e-2  # added after R1's pick sat at 1e-2, the grid's top
+RING_DDPM_LRS = (3e-4, 1e-3, 3e-3)
 
 
-def ring_collapse(train: torch.Tensor, seed: int, steps: int = RING_STEPS) -> list[int]:
-    """The plain GAN at a constant rate of COLLAPSE_LR (no decay), one seed: the modes it
-    covers every COLLAPSE_EVERY steps. The rate is constant, so a shorter run is the start of
-    a longer one (the chapter re-runs a prefix)."""
-    hot = replace(GANConfig.ring(), lr=COLLAPSE_LR, lr_schedule="constant",
-                  batch_size=RING_BATCH)
-    _, histories = train_gans({"plain": hot}, train, steps, seeds=(seed,),
+def mode_shares(samples: torch.Tensor) -> list[float]:
+    """The share of samples nearest each of the 8 centres (wherever they lie): the mass per
+    mode. Collapse empties modes (shares near 0); misplaced samples still count here."""
+    if samples.ndim != 2 or samples.shape[1] != 2 or len(samples) == 0:
+        raise ValueError(f"samples must be (n, 2) points, got {tuple(samples.shape)}")
+    nearest = torch.cdist(samples, ring_centres()).argmin(dim=1)  # (n,)
+    return (torch.bincount(nearest, minlength=8).float() / len(samples)).tolist()
+
+
+def hot_gan(lr: float = COLLAPSE_LR) -> GANConfig:
+    """The plain ring GAN with its rate held at ``lr`` (no decay)."""
+    return replace(GANConfig.ring(), lr=lr, lr_schedule="constant", batch_size=RING_BATCH)
+
+
+def ring_collapse_snapshots(train: torch.Tensor, seed: int, steps: int | None = None,
+                            lr: float = COLLAPSE_LR) -> dict[int, torch.Tensor]:
+    """The constant-rate plain GAN, one seed: its samples every COLLAPSE_EVERY steps (to
+    RING_STEPS unless ``steps``). The rate is constant, so a shorter run is the start of a
+    longer one."""
+    steps = steps or RING_STEPS
+    _, histories = train_gans({"plain": hot_gan(lr)}, train, steps, seeds=(seed,),
                               snapshot_every=COLLAPSE_EVERY, snapshot_size=RING_SAMPLES)
+    return histories["plain", seed].snapshots
+
+
+def ring_collapse(train: torch.Tensor, seed: int, steps: int | None = None,
+                  lr: float = COLLAPSE_LR) -> list[int]:
+    """:func:`ring_collapse_snapshots`' modes covered every COLLAPSE_EVERY steps."""
     return [modes_covered(x, ring_centres(), radius=3 * STD)[0]
-            for step, x in histories["plain", seed].snapshots.items() if step]
+            for step, x in ring_collapse_snapshots(train, seed, steps, lr).items() if step]
+
+
+def ring_gans_at(train: torch.Tensor, seed: int, lrs: dict[str, float],
+                 steps: int | None = None) -> dict[str, torch.Tensor]:
+    """Plain and R1 GANs, one seed, each at its own rate (side by side when the rates
+    agree), RING_LONG_STEPS unless ``steps``: ``{name: final samples}``."""
+    steps = steps or RING_LONG_STEPS
+    base = {"plain": GANConfig.ring(), "R1": GANConfig.ring_r1()}
+    out = {}
+    for lr in sorted(set(lrs.values())):
+        names = [n for n in lrs if lrs[n] == lr]
+        configs = {n: replace(base[n], batch_size=RING_BATCH, lr=lr) for n in names}
+        _, h = train_gans(configs, train, steps, seeds=(seed,), snapshot_every=steps,
+                          snapshot_size=RING_SAMPLES)
+        out |= {n: h[n, seed].snapshots[steps] for n in names}
+    return out
+
+
+def ring_ddpm_along(train: torch.Tensor, seed: int, lr: float = 1e-3,
+                    checkpoints=None) -> dict[int, torch.Tensor]:
+    """The ring DDPM (constant rate) sampled at each checkpoint of one run (by default
+    RING_DDPM_CHECKPOINTS), with the sampling seed of :func:`ring_ddpm`'s stored runs: at
+    2,000 steps it is that run."""
+    checkpoints = checkpoints or RING_DDPM_CHECKPOINTS
+    torch.manual_seed(seed)
+    ddpm = DDPM(Denoiser(DenoiserConfig.toy2d()), ring_schedule(), lr=lr)
+    return ddpm_along(ddpm, train, checkpoints, RING_BATCH, seed, RING_SAMPLES, 1000 + seed)
 
 
 def ring_ddpm(train: torch.Tensor, seed: int) -> DDPM:
