@@ -81,7 +81,7 @@ CHECKSUMS: dict[str, str] = {
         "4215e480abda416da19877953f6578705278744c54828f0f17b091368a683d5d",
     # chapter 14's scaling sweep and BPE comparison (dlbook.scaling), by tools/ch14_scaling_sweep.py
     "ch14_scaling_sweep.json":
-        "955cc2190d6e87e70d2a8fd5d3759ba68b16e20cadac434cb0ff3a6e2a24b24d",
+        "5a63526e453750604453ae9f819817242dfe76b2e1b803b5c7c6ea4e40582357",
     # chapter 14's GPT-2 block against today's (dlbook.llama.load_block_sweep)
     "ch14_block_sweep.json":
         "ca0884a63e404aab3b8acb28ef56ba460175f6e5cec51ee78066ab580dc334d4",
