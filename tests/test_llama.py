@@ -69,7 +69,11 @@ def check_grads(ours, theirs, names):
     o, t = dict(ours.named_parameters()), dict(theirs.named_parameters())
     assert set(names) == set(o), sorted(set(o) - set(names))
     for mine, hf in names.items():
-        assert torch.allclose(o[mine].grad, t[hf].grad, rtol=1e-4, atol=ATOL), mine
+        # float32 sums in another order: an entry near 0 in a gradient of entries ~30 differs
+        # by ~1e-4, so the tolerance scales with the gradient's largest entry
+        scale = float(t[hf].grad.abs().max())
+        assert torch.allclose(o[mine].grad, t[hf].grad, rtol=1e-4, atol=ATOL + 1e-5 * scale), (
+            mine, float((o[mine].grad - t[hf].grad).abs().max()), scale)
 
 
 def test_rmsnorm_matches_transformers_and_is_layernorm_on_centred_vectors():
@@ -161,6 +165,7 @@ def test_grouped_query_attention_matches_llama_attention(n_kv):
 
 
 def test_block_matches_llama_decoder_layer():
+    torch.manual_seed(0)
     config = hf_config()
     theirs = randomise(llama_hf.LlamaDecoderLayer(config, layer_idx=0))
     ours = LlamaBlock(LlamaConfig(50, 16, 2, 4, 2, 32, 88, 500.0))

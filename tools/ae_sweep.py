@@ -27,18 +27,16 @@ how the grid grew when its first pick was its edge.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from dlbook.data import mnist5k_splits
+from dlbook.data import mnist5k_splits, sha256_of
 from dlbook.training import adam, fit
 from dlbook.vae import Autoencoder, AutoencoderConfig, add_noise, squared_error
 
@@ -144,8 +142,8 @@ def main() -> int:
     save_file(weights, str(out_folder / "ch10_ae.safetensors"))
     print(f"{cpu} s of CPU; data files in {out_folder}")
     for name in ("ch10_ae.json", "ch10_ae.safetensors"):  # for dlbook.data.CHECKSUMS
-        data = (out_folder / name).read_bytes()
-        print(f"{name}: {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
+        path = out_folder / name
+        print(f"{name}: {path.stat().st_size:,} bytes, sha256 {sha256_of(path)}")
     return 0
 
 

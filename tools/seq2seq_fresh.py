@@ -1,6 +1,8 @@
 """Chapter 09's fixed context trained on fresh strings: data/seq2seq_fresh.json.
 
-    nice -n 5 python tools/seq2seq_fresh.py [--seeds 0,1,2]
+    nice -n 5 python tools/seq2seq_fresh.py [--seeds 0,1,2] [--hidden 32,64,128] [--add]
+
+The committed file: `--seeds 0,1` at every width, then `--seeds 1,2 --hidden 128 --add`.
 
 Does the fixed-context encoder-decoder (dlbook.attention.EncoderDecoder, attention=False) run
 out of room, or does it memorise its 8,000 training strings? Here it never sees a string
@@ -58,7 +60,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=data / "seq2seq_fresh.json")
     parser.add_argument("--sizes", type=Path, default=data / "seq2seq_sizes.json")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
-                        help="the seeds to run, in order (the committed file: 0)")
+                        help="the seeds to run, in order (the committed file: 0 and 1 at "
+                             "every width, 2 at 128 units)")
+    parser.add_argument("--hidden", default=",".join(map(str, HIDDEN)),
+                        help="the widths to run (default: all)")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the runs already in --out and add the missing ones")
     args = parser.parse_args()
     torch.set_num_threads(1)
     _, val, test = reversal_splits()
@@ -67,8 +74,13 @@ def main() -> None:
     record_at = list(range(RECORD, STEPS + 1, RECORD))
     result = {"steps": STEPS, "record_at": record_at, "batch": BATCH, "runs": [],
               "cpu_seconds": 0}
+    if args.add and args.out.exists():
+        result = json.loads(args.out.read_text())
+    done = {(r["hidden"], r["seed"]) for r in result["runs"]}
     for seed in map(int, args.seeds.split(",")):
-        for hidden in HIDDEN:
+        for hidden in map(int, args.hidden.split(",")):
+            if (hidden, seed) in done:
+                continue
             tuned = hidden in sizes
             lr = sizes[hidden] if tuned else sizes[max(sizes)]
             start = time.process_time()

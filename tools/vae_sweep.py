@@ -37,7 +37,6 @@ are those of the run the data file describes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -50,7 +49,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from dlbook.data import mnist5k_splits
+from dlbook.data import mnist5k_splits, sha256_of
 from dlbook.training import fit
 from dlbook.vae import (VAE, VAEConfig, bernoulli_log_likelihood,
                         bernoulli_mixture_log_likelihood, binarize, fit_bernoulli_mixture,
@@ -255,8 +254,8 @@ def merge(folder, out_folder):
     shutil.copyfile(weights_path(folder, lr, 0), out_folder / "ch10_vae2d.safetensors")
     print(f"merged: {round(cpu)} s of CPU in the parts; data files in {out_folder}", flush=True)
     for name in ("ch10_vae.json", "ch10_vae2d.safetensors"):  # for dlbook.data.CHECKSUMS
-        data = (out_folder / name).read_bytes()
-        print(f"{name}: {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
+        path = out_folder / name
+        print(f"{name}: {path.stat().st_size:,} bytes, sha256 {sha256_of(path)}")
 
 
 def vae16_weights(out_folder):
@@ -272,8 +271,7 @@ def vae16_weights(out_folder):
                          f"{worst:.3g}): rerun the whole sweep instead")
     path = out_folder / "ch10_vae16.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    data = path.read_bytes()
-    print(f"{path.name}: {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}; "
+    print(f"{path.name}: {path.stat().st_size:,} bytes, sha256 {sha256_of(path)}; "
           f"curve reproduced to {worst:.2g} nats over {len(curve)} epochs")
 
 

@@ -47,13 +47,13 @@ CHECKSUMS: dict[str, str] = {
     # its 3,000-step runs at rate 0.03, made by tools/degradation_sweep.py --long before it
     # gained the rate 0.01 (data/README.md says how to add it)
     "degradation_long.json":
-        "1009f7b13aa4c28c93251faed429e56c5386c91ef739681933b4d41d84c1fd81",
+        "0d055be3d6d925b587432ebf3570e59430034613ecad9aaed92b9c7d98087d24",
     # chapter 07's VGG learning rate (dlbook.digit_vgg), rebuilt by tools/vgg_sweep.py
     "vgg_sweep.json":
         "631133330627b9abadb281d9a44ee9a90fa8d1cbab19ed16a27c7d1093bdb5b7",
     # chapter 09's sweeps, too long for the chapter, which re-measures a sample of each
     "seq2seq_curves.json": "56413db3d0229b33a463f9415e702903480490b41ad6b47df9e790ce44ea2b80",
-    "seq2seq_fresh.json": "91a6aa305f1ff042e22f01dac5a9416c0a873c67f982088b5dc773fdab8170f3",
+    "seq2seq_fresh.json": "d6bbac8bad1144642b08beaba8a359c4d3cf6c3643973f99cd89c50592e8b5de",
     "seq2seq_sizes.json": "1c077ff368f8e9f2c6fba95c5d13913c3c0ac15ab84c2a000c889271385aef3c",
     "digit_tasks_sweep.json":
         "26f2c98a49710089743281ce618d6d0092494961d44b003620865629f71ef85a",
@@ -97,8 +97,7 @@ REBUILT_BY = {
     "ch08_lms.safetensors": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_co2_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
     "degradation_sweep.json": "`python tools/degradation_sweep.py`",
-    "degradation_long.json": "`python tools/degradation_sweep.py --long` (this copy: "
-                             "its rate-0.03 runs only; see data/README.md)",
+    "degradation_long.json": "`python tools/degradation_sweep.py --long`",
     "vgg_sweep.json": "`python tools/vgg_sweep.py`",
     "seq2seq_curves.json": "`python tools/seq2seq_curves.py`",
     "seq2seq_sizes.json": "`python tools/seq2seq_sizes.py`",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 
 import networkx as nx
-import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression

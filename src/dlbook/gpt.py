@@ -122,6 +122,29 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
     return torch.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
 
 
+def check_tokens(idx: torch.Tensor, caches, n_layer: int, block_size: int,
+                 vocab_size: int) -> int:
+    """A language model's input, checked up front: ``idx`` a (B, T >= 1) tensor of ids in
+    [0, vocab_size), one cache per layer if any, the cached and new tokens within block_size.
+    Returns how many tokens the caches already hold (where the new positions start)."""
+    if idx.ndim != 2 or idx.dtype.is_floating_point:
+        raise ValueError(f"idx must be a (B, T >= 1) tensor of token ids, got {idx.dtype} "
+                         f"of shape {tuple(idx.shape)}")
+    if idx.shape[1] == 0:
+        raise ValueError("idx holds no tokens: give at least one (B, T >= 1)")
+    if caches is not None and len(caches) != n_layer:
+        raise ValueError(f"need one KVCache per layer ({n_layer}), got {len(caches)}")
+    past = len(caches[0]) if caches else 0
+    T = idx.shape[1]
+    if past + T > block_size:
+        raise ValueError(f"a sequence of {past + T} tokens is longer than block_size "
+                         f"{block_size}: crop the context to its last {block_size} tokens")
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), got ids from {lo} to {hi}")
+    return past
+
+
 class GPT(nn.Module):
     """A decoder-only transformer language model; see the module docstring."""
 
@@ -168,23 +191,9 @@ class GPT(nn.Module):
         """``idx`` (B, T) token ids -> ``(logits (B, T, V), loss)``; loss is None without targets
         (a target of -1 is not scored). ``caches``: one :class:`KVCache` per layer; ``idx`` are
         then the tokens after those already in the caches, and their positions follow on."""
-        if idx.ndim != 2 or idx.dtype.is_floating_point:
-            raise ValueError(f"idx must be a (B, T) tensor of token ids, got {idx.dtype} "
-                             f"of shape {tuple(idx.shape)}")
-        B, T = idx.shape
-        if T == 0:
-            raise ValueError("idx holds no tokens: give at least one (B, T >= 1)")
-        if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"need one KVCache per layer ({len(self.blocks)}), got {len(caches)}")
-        past = len(caches[0]) if caches else 0
-        if past + T > self.config.block_size:
-            raise ValueError(f"a sequence of {past + T} tokens is longer than block_size "
-                             f"{self.config.block_size}: crop the context to its last "
-                             f"{self.config.block_size} tokens")
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= self.config.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got ids from "
-                             f"{lo} to {hi}")
+        past = check_tokens(idx, caches, len(self.blocks), self.config.block_size,
+                            self.config.vocab_size)
+        T = idx.shape[1]
         pos = torch.arange(past, past + T, device=idx.device)  # (T,)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for i, block in enumerate(self.blocks):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import KVCache, causal_mask, scaled_dot_product_attention
+from .gpt import check_tokens
 
 
 def swiglu_width(n_embd: int, multiple_of: int = 32) -> int:
@@ -265,21 +266,9 @@ class Llama(nn.Module):
         """``idx`` (B, T) token ids -> ``(logits (B, T, V), loss)``; loss is None without targets
         (a target of -1 is not scored). ``caches``: one :class:`KVCache` per layer; ``idx`` are
         then the tokens after those already cached, and their positions follow on."""
-        if idx.ndim != 2 or idx.dtype.is_floating_point or idx.shape[1] == 0:
-            raise ValueError(f"idx must be a (B, T >= 1) tensor of token ids, got {idx.dtype} "
-                             f"of shape {tuple(idx.shape)}")
-        if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"need one KVCache per layer ({len(self.blocks)}), got {len(caches)}")
+        past = check_tokens(idx, caches, len(self.blocks), self.config.block_size,
+                            self.config.vocab_size)
         T = idx.shape[1]
-        past = len(caches[0]) if caches else 0
-        if past + T > self.config.block_size:
-            raise ValueError(f"a sequence of {past + T} tokens is longer than block_size "
-                             f"{self.config.block_size}: crop the context to its last "
-                             f"{self.config.block_size} tokens")
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= self.config.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got ids from "
-                             f"{lo} to {hi}")
         positions = torch.arange(past, past + T, device=idx.device)  # (T,)
         cos, sin = rope_angles(positions, self.config.head_size, self.config.rope_base)
         x = self.tok_emb(idx)  # (B, T, C): no position vector is added
