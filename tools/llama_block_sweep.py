@@ -5,12 +5,14 @@ writes data/ch14_block_sweep.json.
 
 The two contenders of dlbook.llama.comparison_models (equal depth, width, heads and parameters)
 train on Moby-Dick's characters (dlbook.llama.comparison_streams: the first half of the
-held-out tenth validates, the second half tests) with Adam at a constant learning rate, batch
-32 of 32 characters, for STEPS steps. The book's rule (dlbook.tuning.tune_then_repeat): each
-contender's learning rate chosen on its own grid by the final validation loss of seed 0, then
-seeds 1 and 2 at that rate; the test loss of every final model measured once. A constant rate
-makes the first steps of a run those of any shorter run with the same seed, which is what the
-chapter re-measures. Seeded: a rerun on the same versions gives the same numbers.
+held-out tenth validates, the second half tests) with the chapter's recipe (the one of
+dlbook.scaling.train_run): AdamW, betas (0.9, 0.99), weight decay 0.1, a linear warm-up over the
+first tenth of the steps then cosine decay to a tenth of the peak, gradients clipped at norm 1;
+batch 32 of 32 characters, STEPS steps. The book's rule (dlbook.tuning.tune_then_repeat): each
+contender's peak rate chosen on its own grid (three rates that bracket the pick) by the final
+validation loss of seed 0, then seeds 1 and 2 at that rate; the test loss of every final model
+measured once. Seeded: a rerun on the same versions gives the same numbers. (An earlier version
+trained with Adam at a constant rate and no warm-up, which GPT-2's block tolerates badly.)
 
 To use two cores: run ``--only NAME --out part.json`` once per contender, in parallel, then
 ``--merge part1.json part2.json --out data/ch14_block_sweep.json``.
@@ -31,12 +33,14 @@ from dlbook.llama import (
     comparison_models,
     comparison_streams,
 )
-from dlbook.training import evaluate, fit
+from dlbook.training import evaluate, fit, warmup_cosine
 from dlbook.tuning import tune_then_repeat
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, BATCH, EVAL_EVERY = 600, 32, 50
-GRID = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3)
+GRIDS = {"GPT-2 block": (2e-3, 4e-3, 8e-3), "Llama block": (1e-3, 2e-3, 4e-3)}
+RECIPE = ("AdamW betas (0.9, 0.99), weight decay 0.1, warm-up STEPS // 10 then cosine to 0.1 "
+          "of the peak, grad_clip 1.0 (dlbook.scaling.train_run's recipe)")
 
 
 def main() -> int:
@@ -61,11 +65,16 @@ def main() -> int:
         def train_one(lr, seed, make=make):
             torch.manual_seed(seed)
             model = make()
-            history = fit(model, train, val, steps=STEPS, batch_size=BATCH, lr=lr, seed=seed,
-                          eval_every=EVAL_EVERY, progress=False)
+            history = fit(
+                model, train, val, steps=STEPS, batch_size=BATCH, seed=seed,
+                optimizer=lambda p: torch.optim.AdamW(p, lr=lr, betas=(0.9, 0.99),
+                                                      weight_decay=0.1),
+                scheduler=warmup_cosine(STEPS // 10, STEPS), grad_clip=1.0,
+                eval_every=EVAL_EVERY, progress=False)
+            print(" ", name, lr, seed, round(history.val_loss[-1], 5), flush=True)
             return model, history
 
-        r = tune_then_repeat(train_one, GRID, score=lambda h: -h.val_loss[-1])
+        r = tune_then_repeat(train_one, GRIDS[name], score=lambda h: -h.val_loss[-1])
         results[name] = {
             "params": r.models[0].num_params(),
             "grid": {f"{lr:g}": round(-s, 5) for lr, s in r.grid_scores.items()},
@@ -78,7 +87,8 @@ def main() -> int:
         }
         print(name, {k: v for k, v in results[name].items() if k != "val_curves"}, flush=True)
     out = {"command": "DLBOOK_CPU_THREADS=1 python tools/llama_block_sweep.py",
-           "steps": STEPS, "batch_size": BATCH, "grid": list(GRID),
+           "steps": STEPS, "batch_size": BATCH, "recipe": RECIPE,
+           "grids": {k: list(v) for k, v in GRIDS.items()},
            "versions": {"torch": torch.__version__, "python": platform.python_version()},
            "results": results}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
