@@ -84,7 +84,7 @@ CHECKSUMS: dict[str, str] = {
         "5a63526e453750604453ae9f819817242dfe76b2e1b803b5c7c6ea4e40582357",
     # chapter 14's GPT-2 block against today's (dlbook.llama.load_block_sweep)
     "ch14_block_sweep.json":
-        "ca0884a63e404aab3b8acb28ef56ba460175f6e5cec51ee78066ab580dc334d4",
+        "458fde485fa65ab1f240c281c1cadb3bbb6281871dae2adbddec81b3c73782dd",
     # chapter 12's depth study over 10 seeds (dlbook.gnn_depth.load_sweep)
     "ch12_depth_sweep.json":
         "e0da7f2d6188614f6cdb344ba30961f9eb5f8756ed2a9236f09e9226569acb0a",
