@@ -237,6 +237,16 @@ def test_top_p_of_one_keeps_every_token_in_float32():
     assert (kept > 100_000).all()  # the long tail still counts towards p
 
 
+def test_filter_logits_never_returns_the_callers_tensor():
+    logits = torch.randn(2, 7)
+    for k, p in ((None, None), (None, 1.0), (7, None), (7, 1.0), (3, 0.9)):
+        out = filter_logits(logits, top_k=k, top_p=p)
+        assert out is not logits and out.data_ptr() != logits.data_ptr()
+    out = filter_logits(logits, top_p=1.0)
+    out[0, 0] = -math.inf  # editing the result leaves the logits alone
+    assert torch.isfinite(logits).all()
+
+
 def test_temperature_goes_to_greedy():
     torch.manual_seed(0)
     logits = torch.randn(4, 9)

@@ -40,7 +40,47 @@ def test_the_sweep_file_holds_what_the_chapter_reads():
     sizes = sweep["scaling"]
     assert [int(w) for w in sizes] == list(scaling.WIDTHS)
     for r in sizes.values():
-        rates = sorted(float(k) for k in r["grid"])
-        assert rates[0] < r["lr"] < rates[-1]  # the grid brackets its pick
-        assert len(r["test"]) == len(r["val"]) == 3
+        grid = {float(k): v for k, v in r["grid"].items()}
+        best = min(grid, key=grid.get)
+        assert min(grid) < best < max(grid)  # the grid brackets seed 0's pick
+        means = {float(k): v for k, v in r["shortlist_mean_val"].items()}
+        assert r["lr"] == min(means, key=means.get)  # then the best 3-seed mean
+        assert len(r["test"]) == len(r["val"]) == len(r["curve_val"]) == 3
+        assert r["curve_step"][-1] == r["steps"]
+        assert all(len(c) == len(r["curve_step"]) for c in r["curve_val"])
+        assert [c[-1] for c in r["curve_val"]] == pytest.approx(r["val"], abs=1e-4)
     assert set(sweep["bpe"]) == {"characters", "BPE"}
+    assert sweep["bpe"]["characters"]["chars_per_token"]["test"] == 1.0
+
+
+def _toy_sweep():
+    # two widths: the small one cheap per token, the large one better per token
+    return {"recipe": {"batch": 2, "block": 5},
+            "scaling": {"16": {"curve_step": [1, 2, 3, 4], "flops_per_token": 10.0,
+                               "curve_val": [[3.0, 2.0, 1.6, 1.5], [3.2, 2.2, 1.6, 1.5]]},
+                        "64": {"curve_step": [1, 2], "flops_per_token": 40.0,
+                               "curve_val": [[2.5, 1.2], [2.5, 1.4]]}}}
+
+
+def test_loss_against_compute_and_its_frontier():
+    curves = scaling.loss_against_compute(_toy_sweep())
+    small, large = curves["16"], curves["64"]
+    assert list(small["D"]) == [10, 20, 30, 40] and list(small["C"]) == [100, 200, 300, 400]
+    assert list(large["C"]) == [400, 800]
+    assert small["loss"] == pytest.approx([3.1, 2.1, 1.6, 1.5])
+    assert small["sd"][0] == pytest.approx(np.std([3.0, 3.2], ddof=1))
+    front = scaling.compute_frontier(curves)
+    # 100: 3.1 (16), 200: 2.1, 300: 1.6, 400: 1.5 (16 beats 64's 2.5 there), 800: 1.3 (64)
+    assert list(front["C"]) == [100, 200, 300, 400, 800]
+    assert list(front["width"]) == ["16"] * 4 + ["64"]
+    assert front["loss"][-1] == pytest.approx(1.3) and front["D"][-1] == 20
+    best = scaling.best_within(curves, 400)
+    assert best["16"]["loss"] == pytest.approx(1.5) and best["64"]["loss"] == pytest.approx(2.5)
+    assert set(scaling.best_within(curves, 300)) == {"16"}  # 64's first record costs 400
+
+
+def test_loss_against_compute_needs_seeds():
+    sweep = _toy_sweep()
+    sweep["scaling"]["16"]["curve_val"] = [[3.0, 2.0, 1.6, 1.5]]
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        scaling.loss_against_compute(sweep)

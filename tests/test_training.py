@@ -139,6 +139,10 @@ def test_evaluate_on_an_empty_set_says_so():
     with pytest.raises(ValueError, match="got 64 inputs and 63 targets"):
         evaluate(model, (x, y[:-1]))
     assert model.training  # the failed call left the model's mode alone
+    for bad, said in (([], "pair.*got list of length 0"), ((x, y, y), "tuple of length 3"),
+                      (x, "got Tensor")):
+        with pytest.raises(ValueError, match=said):
+            evaluate(model, bad)
 
 
 def test_accuracy_refuses_one_hot_targets():

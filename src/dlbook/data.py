@@ -93,10 +93,10 @@ CHECKSUMS: dict[str, str] = {
         "0174600f0d19b016235ca5530beb749ce216b1475fb162d836c0e59bc7c0ef3f",
     # chapter 14's scaling sweep and BPE comparison (dlbook.scaling), by tools/ch14_scaling_sweep.py
     "ch14_scaling_sweep.json":
-        "955cc2190d6e87e70d2a8fd5d3759ba68b16e20cadac434cb0ff3a6e2a24b24d",
+        "5a63526e453750604453ae9f819817242dfe76b2e1b803b5c7c6ea4e40582357",
     # chapter 14's GPT-2 block against today's (dlbook.llama.load_block_sweep)
     "ch14_block_sweep.json":
-        "ca0884a63e404aab3b8acb28ef56ba460175f6e5cec51ee78066ab580dc334d4",
+        "458fde485fa65ab1f240c281c1cadb3bbb6281871dae2adbddec81b3c73782dd",
     # chapter 12's depth study over 10 seeds (dlbook.gnn_depth.load_sweep)
     "ch12_depth_sweep.json":
         "ef4e8e0d9117a9d491ccd49b37b7b809d1d12513a70b015fe806b49840149cf4",

@@ -84,6 +84,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
     whose probabilities add up to at least ``p`` (Holtzman et al., 2020): few tokens when the
     model is sure, many when it is not. Both together: a token must pass both.
     """
+    original = logits
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Real) \
                 or int(top_k) != top_k or top_k < 1:
@@ -94,8 +95,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
     if top_p is not None:
         if isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        if top_p == 1:  # the nucleus is the whole vocabulary: keep every token
-            return logits
+    if top_p is not None and top_p < 1:  # top-p of 1: the nucleus is every token
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V)
         # in float64: a float32 running sum can reach p = 0.99... before the tail is counted
         probs = torch.softmax(sorted_logits.double(), dim=-1)
@@ -103,7 +103,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None,
         drop_sorted = before >= top_p  # the nucleus already holds p without this token
         drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
         logits = logits.masked_fill(drop, float("-inf"))
-    return logits
+    return logits if logits is not original else logits.clone()  # never the caller's tensor
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,

@@ -215,6 +215,11 @@ def evaluate(model: nn.Module, data: "Tensors | TokenStream", loss_fn: Callable 
     targets; ``metric`` then sees one batch at a time and is averaged the same way
     (:func:`accuracy` is next-token accuracy).
     """
+    if not isinstance(data, TokenStream) and not (isinstance(data, (tuple, list))
+                                                  and len(data) == 2):
+        raise ValueError("evaluate needs a TokenStream or a pair (inputs, targets), got "
+                         f"{type(data).__name__}"
+                         + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else ""))
     x, y = data.windows() if isinstance(data, TokenStream) else data
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"evaluate needs a non-empty data set with one target per input, got "
