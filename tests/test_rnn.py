@@ -251,14 +251,18 @@ def test_adding_curve_records_every_checkpoint_and_refuses_bad_input():
 
 
 def test_adding_curve_at_listed_steps_is_the_same_run():
-    from dlbook.rnn import adding_curve
+    from dlbook.rnn import adding_curve, adding_problem
 
     every = adding_curve("gru", 6, seed=0, steps=20, lr=0.01, every=5)
-    listed, layer = adding_curve("gru", 6, seed=0, steps=20, lr=0.01, at=[5, 15],
-                                 return_layer=True)
+    listed, layer, head = adding_curve("gru", 6, seed=0, steps=20, lr=0.01, at=[5, 15],
+                                       return_layer=True)
     assert listed["step"] == [5, 15, 20]  # the last step always
     assert listed["val"] == [every["val"][i] for i in (0, 2, 3)]
     assert isinstance(layer, torch.nn.GRU)
+    x, y = adding_problem(1000, 6, torch.Generator().manual_seed(999))
+    with torch.no_grad():  # layer and head are the model the curve scored
+        mse = ((head(layer(x)[0][:, -1]).squeeze(-1) - y) ** 2).mean().item()
+    assert abs(mse - listed["test"][-1]) < 1e-6
     with pytest.raises(ValueError, match="at must list"):
         adding_curve("gru", 6, 0, steps=20, at=[0, 5])
     with pytest.raises(ValueError, match="at must list"):

@@ -318,8 +318,8 @@ def adding_curve(kind: str, length: int, seed: int, steps: int = 6000, lr: float
     problem (Adam, gradients clipped at 1); every ``every`` steps (or at the steps listed in
     ``at``, e.g. log-spaced), its MSE on 1,000 validation sequences (fixed seed 998) and 1,000
     test sequences (seed 999), and always after the last step.
-    Returns ``{"step": [...], "val": [...], "test": [...]}``, and the trained layer too,
-    ``(curve, layer)``, when ``return_layer``."""
+    Returns ``{"step": [...], "val": [...], "test": [...]}``, and the trained layer and its
+    linear readout too, ``(curve, layer, head)``, when ``return_layer``."""
     if kind not in ("rnn", "lstm", "gru"):
         raise ValueError(f"kind must be 'rnn', 'lstm' or 'gru', got {kind!r}")
     if steps < 1 or every < 1:
@@ -352,7 +352,7 @@ def adding_curve(kind: str, length: int, seed: int, steps: int = 6000, lr: float
             with torch.no_grad():
                 for split, (xh, yh) in held_out.items():
                     curve[split].append(((predict(xh) - yh) ** 2).mean().item())
-    return (curve, layer) if return_layer else curve
+    return (curve, layer, head) if return_layer else curve
 
 
 def train_adding(kind: str, length: int, seed: int, steps: int = 1500, lr: float = 3e-3,
