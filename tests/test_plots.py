@@ -36,6 +36,15 @@ def test_mean_band_checks_shapes():
     plt.close(fig)
 
 
+def test_mean_band_median_centre():
+    fig, ax = plt.subplots()
+    plots.mean_band(ax, [1, 2], [[0, 0], [1, 1], [8, 8]], centre="median")
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [1, 1])  # mean 3
+    with pytest.raises(ValueError, match="centre"):
+        plots.mean_band(ax, [1, 2], [[0, 0]], centre="mode")
+    plt.close(fig)
+
+
 def test_mean_band_leaves_out_runs_not_made():
     fig, ax = plt.subplots()
     nan = float("nan")

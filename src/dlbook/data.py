@@ -99,7 +99,10 @@ CHECKSUMS: dict[str, str] = {
         "458fde485fa65ab1f240c281c1cadb3bbb6281871dae2adbddec81b3c73782dd",
     # chapter 12's depth study over 10 seeds (dlbook.gnn_depth.load_sweep)
     "ch12_depth_sweep.json":
-        "ef4e8e0d9117a9d491ccd49b37b7b809d1d12513a70b015fe806b49840149cf4",
+        "c10b13e63985e69c13b2a20f1b9925169ae3cd1013758c1cb82f65693a4c54ec",
+    # chapter 12's GIN at 200 and 800 epochs and on half the pairs (tools/gin_budget_sweep.py)
+    "ch12_gin_budget.json":
+        "c5b58fc22a7d6c90e6892a06e01cc452ae133a50ae922bcf3ff9862f715b7d3a",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -131,7 +134,8 @@ REBUILT_BY = {
     "ch10_ae.safetensors": "`python tools/ae_sweep.py` (see data/README.md)",
     "ch14_scaling_sweep.json": "`python tools/ch14_scaling_sweep.py` (see data/README.md)",
     "ch14_block_sweep.json": "tools/llama_block_sweep.py (see data/README.md)",
-    "ch12_depth_sweep.json": "`python tools/gnn_depth_sweep.py`",
+    "ch12_depth_sweep.json": "tools/gnn_depth_sweep.py (see data/README.md)",
+    "ch12_gin_budget.json": "`python tools/gin_budget_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

@@ -39,6 +39,8 @@ VARIANTS = {
     "plain 8": (8, "plain", WEIGHT_DECAY, False, "all"),
     "plain 16": (16, "plain", WEIGHT_DECAY, False, "all"),
     "plain 16, AdamW": (16, "plain", WEIGHT_DECAY, True, "all"),
+    # AdamW at 0.05: eta * lambda = 5e-4 of each weight per step, enough to shrink weights
+    "plain 16, AdamW 0.05": (16, "plain", 0.05, True, "all"),
     "plain 16, no decay": (16, "plain", 0.0, False, "all"),
     "plain 16, W1 undecayed": (16, "plain", WEIGHT_DECAY, False, "not W1"),
     "plain 16, W1 only decayed": (16, "plain", WEIGHT_DECAY, False, "W1 only"),
@@ -121,10 +123,17 @@ def run(name: str, seed: int, epochs: int = 200, probe: bool = True) -> dict:
     model.eval()
     with torch.no_grad():
         predicted = model(x, edge_index).argmax(1)
+        first = model.layers[0](x, edge_index)  # (34, 4): layer 1 before its tanh
+        mixed = first - model.layers[0].bias  # A-hat X W, the part that differs by node
+    # layer 1's bias, as the norm of the (34, 4) matrix it adds, beside ||A-hat X W||: a large
+    # bias lowers the spread of layer 1 though the nodes' own parts still differ
+    layer1 = {"mixed": mixed.norm().item(),
+              "bias": model.layers[0].bias.norm().item() * len(x) ** 0.5,
+              "spread_mixed": centred_spread(mixed), "spread": centred_spread(first)}
     return {"name": name, "seed": seed, "start": start,
             "accuracy": (predicted[others] == y[others]).float().mean().item(),
             "loss": losses[-1], "w1": w1.norm().item(),
-            "layer_w": [w.norm().item() for w in weights],
+            "layer_w": [w.norm().item() for w in weights], "layer1": layer1,
             "curve": {"loss": losses[::5], "grad_w1": grad_w1[::5], "w1": w1_norm[::5],
                       "layer_w": layer_w, "layer_grad": layer_grad},
             **layer_profile(model, x, edge_index, y, probe)}

@@ -59,15 +59,20 @@ def learning_curves(ax, histories, keys: Sequence[str] = ("train_loss", "val_los
     return ax
 
 
-def mean_band(ax, x, runs, *, label: str | None = None, color: str | None = None, ls: str = "-"):
+def mean_band(ax, x, runs, *, label: str | None = None, color: str | None = None, ls: str = "-",
+              centre: str = "mean"):
     """The mean over seeds of ``runs`` (shape ``(n_seeds, len(x))``) with a min-max band.
-    NaN marks a run not made (some points may have more seeds than others); it is left out."""
+    NaN marks a run not made (some points may have more seeds than others); it is left out.
+    ``centre="median"`` draws the median instead of the mean (when the text quotes medians)."""
+    if centre not in ("mean", "median"):
+        raise ValueError(f"centre must be 'mean' or 'median', got {centre!r}")
     runs = np.asarray(runs, dtype=float)
     if runs.ndim != 2 or runs.shape[1] != len(x):
         raise ValueError(f"runs must have shape (n_seeds, {len(x)}), got {runs.shape}")
     if np.isnan(runs).all(0).any():
         raise ValueError("every x needs at least one run that is not NaN")
-    line, = ax.plot(x, np.nanmean(runs, 0), label=label, color=color, ls=ls)
+    middle = np.nanmedian(runs, 0) if centre == "median" else np.nanmean(runs, 0)
+    line, = ax.plot(x, middle, label=label, color=color, ls=ls)
     ax.fill_between(x, np.nanmin(runs, 0), np.nanmax(runs, 0), color=line.get_color(),
                     alpha=0.2, lw=0)
     return ax
