@@ -88,6 +88,9 @@ CHECKSUMS: dict[str, str] = {
     # chapter 12's depth study over 10 seeds (dlbook.gnn_depth.load_sweep)
     "ch12_depth_sweep.json":
         "e0da7f2d6188614f6cdb344ba30961f9eb5f8756ed2a9236f09e9226569acb0a",
+    # chapter 16's few-label comparison, 5 SimCLR runs (dlbook.contrastive.load_few_labels)
+    "ch16_few_labels.json":
+        "CHECKSUM_PENDING",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -116,6 +119,7 @@ REBUILT_BY = {
     "ch14_scaling_sweep.json": "`python tools/ch14_scaling_sweep.py` (see data/README.md)",
     "ch14_block_sweep.json": "tools/llama_block_sweep.py (see data/README.md)",
     "ch12_depth_sweep.json": "`python tools/gnn_depth_sweep.py`",
+    "ch16_few_labels.json": "`python tools/ch16_few_labels.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
