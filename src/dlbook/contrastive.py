@@ -529,7 +529,7 @@ SETTLING_STEPS = [0, 100, 250, 500, 1000, 2000, 3000]  # where the tool probes a
 NETWORK_STEPS, NETWORK_EVAL_EVERY = 1000, 100  # the supervised network's budget
 LABELS_PER_CLASS = [1, 4, 16, 64, 320]
 PROBE_L2_GRID = [10.0 ** (e / 2) for e in range(-10, 2)]  # 10^-5 ... 10^0.5, half decades
-NETWORK_LR_GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+NETWORK_LR_GRID = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 
 
 def shrink(images: torch.Tensor, side: int = 14) -> torch.Tensor:
