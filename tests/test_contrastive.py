@@ -1,6 +1,7 @@
 """dlbook.contrastive: the InfoNCE / NT-Xent / CLIP losses against a direct computation, the
 augmentation helpers, the probe against scikit-learn, and short training runs."""
 
+import json
 import math
 
 import numpy as np
@@ -171,3 +172,79 @@ def test_clip_learns_to_match_images_to_their_class_texts():
         optimizer.step()
     assert model.log_scale.item() != start
     assert (model.classify(images, text) == y).float().mean() > 0.9
+
+
+def test_labelled_subset_draws_k_of_every_class_reproducibly():
+    labels = torch.arange(4).repeat_interleave(torch.tensor([5, 6, 7, 3]))
+    idx = C.labelled_subset(labels, 3, seed=1)
+    assert torch.equal(torch.bincount(labels[idx]), torch.tensor([3, 3, 3, 3]))
+    assert torch.equal(idx, C.labelled_subset(labels, 3, seed=1))
+    assert not torch.equal(idx, C.labelled_subset(labels, 3, seed=2))
+    with pytest.raises(ValueError, match="smallest class"):
+        C.labelled_subset(labels, 4, seed=0)
+
+
+def test_probe_standardises_with_unlabelled_statistics_and_tunes_by_loss():
+    gen = torch.Generator().manual_seed(0)
+    centres = 2 * torch.randn(3, 5, generator=gen)
+    y = torch.arange(3).repeat(40)
+    x = centres[y] + torch.randn(120, 5, generator=gen)
+    probe = C.LinearProbe(1e-2).fit(x[:6], y[:6], classes=3, unlabelled=x)
+    torch.testing.assert_close(probe.mean, x.mean(0))
+    tuned = C.LinearProbe.fit_tuned((x[:30], y[:30]), (x[60:], y[60:]), [1e-3, 1e-1, 10.0])
+    losses = {wd: loss for wd, (_, loss) in tuned.grid.items()}
+    assert tuned.weight_decay == min(losses, key=losses.get)
+    assert tuned.val_loss == pytest.approx(tuned.loss(x[60:], y[60:]))
+    # a heavy penalty leaves the probabilities near uniform: a loss near log(3)
+    assert losses[10.0] > losses[1e-3] and losses[10.0] < math.log(3) + 1e-3
+    with pytest.raises(ValueError, match="empty"):
+        C.LinearProbe.fit_tuned((x, y), (x, y), [])
+
+
+def _toy_few_label_data():
+    gen = torch.Generator().manual_seed(0)
+    templates = torch.rand(10, 1, 14, 14, generator=gen)
+    def split(n):
+        y = torch.arange(10).repeat(n // 10)
+        return (templates[y] + 0.3 * torch.randn(n, 1, 14, 14, generator=gen)).clamp(0, 1), y
+    (xt, yt), (xv, yv), (xs, ys) = split(200), split(100), split(100)
+    return (xt, xv, xs), (yt, yv, ys)
+
+
+def test_few_label_curves_shapes_pairs_and_the_file_round_trip():
+    images, labels = _toy_few_label_data()
+    torch.manual_seed(0)
+    models = [C.SimCLR(), C.SimCLR()]
+    runs = C.few_label_runs(models, images)
+    assert list(runs[0]) == ["SimCLR", "untrained encoder", "raw pixels"]
+    assert runs[0]["raw pixels"][0].shape == (200, 196)
+    result = C.few_label_curves(runs, images, labels, [1, 4], draws=lambda k: 2 if k == 1 else 1,
+                                weight_decays=[1e-3, 1e-1, 10.0], lrs=[1e-3, 1e-2], steps=20,
+                                batch_size=8, eval_every=10)
+    acc = result.accuracy["network"]
+    assert acc.shape == (2, 2, 2) and np.isnan(acc[:, 1, 1]).all() and not np.isnan(acc[:, :, 0]).any()
+    assert result.val_sizes == [10, 40]
+    assert result.per_run("raw pixels").shape == (2, 2)
+    # raw pixels of these well-separated templates: a probe classifies them with one label each
+    assert np.nanmin(result.accuracy["raw pixels"]) > 0.9
+    assert set(np.unique(result.chosen["network"][~np.isnan(acc)])) <= {1e-3, 1e-2}
+    assert result.at_edge("network").sum() == (~np.isnan(acc)).sum()  # a 2-value grid: all edges
+    back = C.few_labels_from_json(json.loads(json.dumps(C.few_labels_to_json(result))))
+    for name in result.accuracy:
+        np.testing.assert_allclose(back.accuracy[name], result.accuracy[name], atol=1e-6)
+    with pytest.raises(ValueError, match="same contenders"):
+        C.few_label_curves([runs[0], {"x": runs[1]["SimCLR"]}], images, labels, [1],
+                           draws=lambda k: 1, weight_decays=[1.0], lrs=[1e-3], steps=2)
+
+
+def test_fit_clip_trains_on_the_chosen_classes_only():
+    images, labels = _toy_few_label_data()
+    bank = torch.stack([images[0], images[0]])  # (2, 200, 1, 14, 14)
+    captions = torch.randn(3, 10, 12, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = C.CLIP(text_dim=12, config=C.EncoderConfig.tiny(), dim=8)
+    losses = C.fit_clip(model, bank, labels[0], captions, steps=40, batch_size=32,
+                        classes=range(9))
+    assert len(losses) == 40 and np.mean(losses[-5:]) < np.mean(losses[:5])
+    with pytest.raises(ValueError, match="more than"):
+        C.fit_clip(model, bank, labels[0], captions, steps=1, batch_size=32, classes=[0])

@@ -61,3 +61,24 @@ def test_side_by_side_rejects_what_it_cannot_batch():
                                torch.nn.Linear(288, 10))
     with pytest.raises(ValueError, match="Linear and ReLU"):
         fit_side_by_side([conv], [(x[:10], y[:10])], (xv, yv), lrs=[1e-3], seeds=[0], steps=2)
+
+
+def test_each_member_can_stop_on_its_own_validation_set():
+    x, y, xv, yv = _data()
+    vals = [(xv[:20], yv[:20]), (xv[20:40], yv[20:40])]
+    side = [_model(0), _model(0)]
+    histories = fit_side_by_side(side, [(x[:100], y[:100])] * 2, None, lrs=[3e-3, 3e-3],
+                                 seeds=[0, 0], steps=20, batch_size=32, eval_every=5,
+                                 member_vals=vals)
+    for m, val in enumerate(vals):
+        alone = _model(0)
+        h = fit_side_by_side([alone], [(x[:100], y[:100])], val, lrs=[3e-3], seeds=[0],
+                             steps=20, batch_size=32, eval_every=5)[0]
+        assert histories[m].val_loss == pytest.approx(h.val_loss, abs=1e-5)
+    assert histories[0].val_loss != pytest.approx(histories[1].val_loss)
+    with pytest.raises(ValueError, match="either val"):
+        fit_side_by_side(side, [(x[:10], y[:10])] * 2, (xv, yv), lrs=[1e-3] * 2, seeds=[0, 1],
+                         steps=2, member_vals=vals)
+    with pytest.raises(ValueError, match="one length"):
+        fit_side_by_side(side, [(x[:10], y[:10])] * 2, None, lrs=[1e-3] * 2, seeds=[0, 1],
+                         steps=2, member_vals=[vals[0], (xv[:5], yv[:5])])

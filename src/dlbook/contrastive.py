@@ -19,14 +19,16 @@ captions: ``(InfoNCE(img, txt) + InfoNCE(txt, img)) / 2``, with a learned temper
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .training import adam
+from .tuning import fit_side_by_side
 
 
 # --- losses -------------------------------------------------------------------------------------
@@ -207,14 +209,16 @@ class ContrastiveHistory:
 def fit_simclr(model: SimCLR, bank: torch.Tensor, *, steps: int = 300, batch_size: int = 256,
                lr: float = 2e-3, temperature: float = 0.5, seed: int = 0,
                transform: Callable | None = jitter, snapshot: torch.Tensor | None = None,
-               snapshot_every: int = 0) -> ContrastiveHistory:
+               snapshot_every: int = 0, snapshot_steps: Sequence[int] = ()
+               ) -> ContrastiveHistory:
     """SimCLR for a fixed number of steps: each step takes ``batch_size`` images, two different
     views of each from ``bank`` (``(V, N, 1, H, W)``), passes each view batch through
     ``transform(x, generator)`` (default :func:`jitter`; None: the bank's views as they are),
     and minimises :func:`nt_xent`. No labels. Adam with ``lr``.
 
-    ``snapshot`` (images) and ``snapshot_every``: record the encoder's features of those images
-    along the way, to watch the representation form."""
+    ``snapshot`` (images) and ``snapshot_every`` (or a list of ``snapshot_steps``, 0 the
+    untrained encoder): record the encoder's features of those images along the way, to watch
+    the representation form."""
     n = bank.shape[1]
     if batch_size > n:
         raise ValueError(f"batch_size {batch_size} is more than the {n} images in the bank")
@@ -223,8 +227,13 @@ def fit_simclr(model: SimCLR, bank: torch.Tensor, *, steps: int = 300, batch_siz
     optimizer = adam(model.parameters(), lr)
     history = ContrastiveHistory(loss=[], steps=[], snapshots=[])
 
+    wanted = set(snapshot_steps)
+
+    def due(step):
+        return step in wanted or bool(snapshot_every) and step % snapshot_every == 0
+
     def record(step):
-        if snapshot is not None and snapshot_every:
+        if snapshot is not None and due(step):
             model.eval()
             with torch.no_grad():
                 history.snapshots.append((step, model.encoder(snapshot)))
@@ -243,8 +252,7 @@ def fit_simclr(model: SimCLR, bank: torch.Tensor, *, steps: int = 300, batch_siz
         optimizer.step()
         history.loss.append(loss.item())
         history.steps.append(step)
-        if snapshot_every and step % snapshot_every == 0:
-            record(step)
+        record(step)
     model.eval()
     return history
 
@@ -308,10 +316,15 @@ class LinearProbe:
     def __init__(self, weight_decay: float = 1e-3, steps: int = 50):
         self.weight_decay, self.steps = weight_decay, steps
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, classes: int = 10) -> LinearProbe:
+    def fit(self, x: torch.Tensor, y: torch.Tensor, classes: int = 10,
+            unlabelled: torch.Tensor | None = None) -> LinearProbe:
+        """Fit on ``(x, y)``. The features are standardised with the statistics of
+        ``unlabelled`` when given (every training image's features, labelled or not: with ten
+        labelled rows a feature's spread is mostly noise), else of ``x``."""
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"need as many labels as feature rows (>= 1), got {len(x)}, {len(y)}")
-        self.mean, self.std = x.mean(0), x.std(0, unbiased=False) + 1e-6
+        stats = x if unlabelled is None else unlabelled
+        self.mean, self.std = stats.mean(0), stats.std(0, unbiased=False) + 1e-6
         z = (x - self.mean) / self.std  # (N, D)
         self.linear = nn.Linear(z.shape[1], classes)
         nn.init.zeros_(self.linear.weight)
@@ -335,15 +348,245 @@ class LinearProbe:
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         return (self.predict(x) == y).float().mean().item()
 
+    @torch.no_grad()
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Mean cross-entropy of the probe's predicted probabilities on ``(x, y)``."""
+        return F.cross_entropy(self.linear((x - self.mean) / self.std), y).item()
+
     @classmethod
     def fit_tuned(cls, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-                  weight_decays=(1e-3, 1e-2, 1e-1)) -> LinearProbe:
-        """The probe whose ``weight_decay`` scores best on ``val`` (ties: the stronger penalty)."""
-        best, best_acc = None, -1.0
-        for wd in sorted(weight_decays, reverse=True):
-            probe = cls(wd).fit(*train)
-            acc = probe.accuracy(*val)
-            if acc > best_acc:
-                best, best_acc = probe, acc
-        best.val_accuracy = best_acc
+                  weight_decays=(1e-3, 1e-2, 1e-1), unlabelled: torch.Tensor | None = None
+                  ) -> LinearProbe:
+        """The probe whose ``weight_decay`` has the lowest validation cross-entropy on ``val``.
+
+        Cross-entropy, not accuracy: on a small validation set accuracy ties across much of a
+        grid and jumps with a single digit, while the loss, a proper score, still tells a
+        too-strong penalty (probabilities near uniform) from a too-weak one (overconfident).
+        The probe keeps ``val_accuracy``, ``val_loss`` and ``grid`` (wd -> (accuracy, loss))."""
+        if not len(weight_decays):
+            raise ValueError("the grid of weight decays is empty")
+        grid, probes = {}, {}
+        for wd in weight_decays:
+            probes[wd] = cls(wd).fit(*train, unlabelled=unlabelled)
+            grid[wd] = (probes[wd].accuracy(*val), probes[wd].loss(*val))
+        best_wd = min(grid, key=lambda wd: grid[wd][1])
+        best = probes[best_wd]
+        best.val_accuracy, best.val_loss = grid[best_wd]
+        best.grid = grid
         return best
+
+
+# --- few labels: probes on frozen features against a network trained from scratch ------------
+def labelled_subset(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """Indices of ``k`` examples of every class in ``labels``, drawn with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    classes = int(labels.max()) + 1
+    members = [torch.nonzero(labels == c).flatten() for c in range(classes)]
+    smallest = min(len(m) for m in members)
+    if not 1 <= k <= smallest:
+        raise ValueError(f"k must be between 1 and {smallest} (the smallest class), got {k}")
+    return torch.cat([m[torch.randperm(len(m), generator=gen)[:k]] for m in members])
+
+
+@dataclass
+class FewLabels:
+    """What :func:`few_label_curves` measured. ``accuracy[name]`` and ``chosen[name]`` are
+    ``(runs, draws, label counts)`` arrays (NaN where no draw was made): test accuracy, and the
+    hyper-parameter chosen on validation (a probe's L2 strength, the network's learning rate)."""
+
+    counts: list
+    accuracy: dict
+    chosen: dict
+    grids: dict
+    val_sizes: list  # validation digits each choice was made on, per label count
+    stopped: np.ndarray | None = None  # the network's early-stopping step, like ``accuracy``
+
+    def per_run(self, name: str) -> np.ndarray:
+        """``(runs, label counts)``: each run's accuracy, averaged over its draws of labels.
+        The runs are the independent replicates; draws within a run share its encoder."""
+        return np.nanmean(self.accuracy[name], axis=1)
+
+    def at_edge(self, name: str) -> np.ndarray:
+        """``(label counts,)``: how many choices sat at an edge of the grid."""
+        grid = self.grids[name]
+        c = self.chosen[name]
+        return ((c == min(grid)) | (c == max(grid))).sum((0, 1))
+
+
+def few_label_curves(runs: list[dict], images: tuple, labels: tuple, counts: Sequence[int], *,
+                     draws: Callable[[int], int], weight_decays: Sequence[float],
+                     lrs: Sequence[float], steps: int, batch_size: int = 64,
+                     eval_every: int = 50, val_per_class: int | None = None,
+                     network: Callable[[], nn.Module] = classifier) -> FewLabels:
+    """With only ``k`` labels per class, for each ``k`` in ``counts``: linear probes on frozen
+    features against ``network()`` trained from scratch on the same labelled images.
+
+    ``runs``: one dict per independent run, ``name -> (f_train, f_val, f_test)`` features
+    (e.g. that run's SimCLR encoder, its untrained encoder, raw pixels). ``images`` and
+    ``labels``: ``(train, val, test)`` tensors. Run ``r``'s draw ``d`` labels the training
+    images ``labelled_subset(y_train, k, r + R * d)`` (``R = len(runs)``); every contender of
+    the draw sees the same digits, and the network starts from ``torch.manual_seed`` of that
+    seed. ``draws(k)``: draws per run at ``k`` labels per class.
+
+    Each probe standardises its features with the statistics of all training images (labelled
+    or not). Choices are made on validation, by cross-entropy: each probe's L2 strength from
+    ``weight_decays`` (:meth:`LinearProbe.fit_tuned`), and the network's Adam rate from
+    ``lrs`` with early stopping (the best of its checkpoints every ``eval_every`` of ``steps``
+    steps, :func:`~dlbook.tuning.fit_side_by_side`). ``val_per_class=None``: the validation set
+    is as labelled as the training set, ``k`` per class (at most the smallest class), drawn
+    anew per draw; an int: that many per class; 0: the whole validation split. The test set
+    scores each chosen model once."""
+    (x_train, x_val, x_test), (y_train, y_val, y_test) = images, labels
+    names = list(runs[0]) if runs else []
+    if not runs or any(list(r) != names for r in runs):
+        raise ValueError("every run needs the same contenders (the same dict keys, in order)")
+    if "network" in names:
+        raise ValueError("'network' names the model trained from scratch; rename the contender")
+    n_runs, counts = len(runs), list(counts)
+    most = max(draws(k) for k in counts)
+    shape = (n_runs, most, len(counts))
+    out = FewLabels(counts, {n: np.full(shape, np.nan) for n in [*names, "network"]},
+                    {n: np.full(shape, np.nan) for n in [*names, "network"]},
+                    {**{n: list(weight_decays) for n in names}, "network": list(lrs)}, [],
+                    np.full(shape, np.nan))
+    smallest_val = int(torch.bincount(y_val).min())
+    for j, k in enumerate(counts):
+        per_class = (min(k, smallest_val) if val_per_class is None else val_per_class)
+        members, train_sets, vals, seeds, where = [], [], [], [], []
+        for r, run in enumerate(runs):
+            for d in range(draws(k)):
+                seed = r + n_runs * d
+                idx = labelled_subset(y_train, k, seed)
+                v = (torch.arange(len(y_val)) if per_class == 0
+                     else labelled_subset(y_val, per_class, 10_000 + seed))
+                for name, (f_train, f_val, f_test) in run.items():
+                    probe = LinearProbe.fit_tuned((f_train[idx], y_train[idx]),
+                                                  (f_val[v], y_val[v]), weight_decays,
+                                                  unlabelled=f_train)
+                    out.accuracy[name][r, d, j] = probe.accuracy(f_test, y_test)
+                    out.chosen[name][r, d, j] = probe.weight_decay
+                for lr in lrs:  # every rate starts from the same weights
+                    torch.manual_seed(seed)
+                    members.append(network())
+                    train_sets.append((x_train[idx], y_train[idx]))
+                    vals.append((x_val[v], y_val[v]))
+                    seeds.append(seed)
+                where.append((r, d))
+        out.val_sizes.append(len(vals[0][1]))
+        histories = fit_side_by_side(members, train_sets, None, member_vals=vals,
+                                     lrs=list(lrs) * len(where), seeds=seeds, steps=steps,
+                                     batch_size=batch_size, eval_every=eval_every)
+        for p, (r, d) in enumerate(where):
+            grid = range(p * len(lrs), (p + 1) * len(lrs))
+            best = min(grid, key=lambda m: min(histories[m].val_loss))
+            model = members[best]
+            with torch.no_grad():
+                pred = torch.cat([model(x_test[i:i + 1024]).argmax(1)
+                                  for i in range(0, len(x_test), 1024)])
+            out.accuracy["network"][r, d, j] = (pred == y_test).float().mean().item()
+            out.chosen["network"][r, d, j] = lrs[best % len(lrs)]
+            out.stopped[r, d, j] = histories[best].best_step
+    return out
+
+
+# --- CLIP training ------------------------------------------------------------------------------
+def fit_clip(model: CLIP, bank: torch.Tensor, labels: torch.Tensor, captions: torch.Tensor, *,
+             steps: int = 300, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
+             classes: Sequence[int] | None = None) -> list[float]:
+    """Train ``model`` on images from ``bank`` (``(V, N, 1, H, W)``, a random view of each,
+    jittered) paired with caption vectors: ``captions`` ``(T, K, D)`` holds ``T`` templates'
+    sentence vectors for the ``K`` classes, and each image gets a random template of its class
+    ``labels[i]``. ``classes``: train only on images of these classes (hold the others out of
+    both images and captions). Adam with ``lr``; returns the loss per step."""
+    pool = torch.arange(bank.shape[1])
+    if classes is not None:
+        pool = pool[torch.isin(labels, torch.as_tensor(list(classes)))]
+    if batch_size > len(pool):
+        raise ValueError(f"batch_size {batch_size} is more than the {len(pool)} training images")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = adam(model.parameters(), lr)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        idx = pool[torch.randperm(len(pool), generator=gen)[:batch_size]]
+        view = torch.randint(0, bank.shape[0], (batch_size,), generator=gen)
+        images = jitter(bank[view, idx], gen)  # (B, 1, H, W)
+        template = torch.randint(0, captions.shape[0], (batch_size,), generator=gen)
+        loss = model(images, captions[template, labels[idx]])  # captions: (B, D)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+# --- chapter 16's few-label comparison, shared by the chapter and tools/ch16_few_labels.py ----
+FEW_LABELS_FILE = "ch16_few_labels.json"
+SIMCLR_RECIPE = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "temperature": 0.2}
+SETTLING_STEPS = [0, 100, 250, 500, 1000, 2000, 3000]  # where the tool probes a run on the way
+NETWORK_STEPS, NETWORK_EVAL_EVERY = 1000, 100  # the supervised network's budget
+LABELS_PER_CLASS = [1, 4, 16, 64, 320]
+PROBE_L2_GRID = [10.0 ** (e / 2) for e in range(-10, 2)]  # 10^-5 ... 10^0.5, half decades
+NETWORK_LR_GRID = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+
+
+def shrink(images: torch.Tensor, side: int = 14) -> torch.Tensor:
+    """``(N, 1, 28, 28) -> (N, 1, side, side)``: smaller digits keep every model cheap."""
+    return F.interpolate(images, size=side, mode="bilinear", antialias=True)
+
+
+def simclr_crop(side: int = 14):
+    """SimCLR's main augmentation here: a random crop of 70-100 % of the digit, aspect ratio
+    0.8-1.25, resized to ``side x side``."""
+    from torchvision.transforms import v2
+
+    return v2.RandomResizedCrop(side, scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True)
+
+
+def few_label_runs(models: Sequence[SimCLR], images: tuple) -> list[dict]:
+    """For :func:`few_label_curves`: per SimCLR run ``r`` (``models[r]``, trained with seed
+    ``r``), the features of its encoder, of the untrained encoder it started from (seed ``r``),
+    and the raw pixels, each as ``(train, val, test)``."""
+    pixels = tuple(x.flatten(1) for x in images)  # (N, side^2)
+    runs = []
+    for seed, model in enumerate(models):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            untrained = SimCLR(model.encoder.config).encoder
+        runs.append({"SimCLR": tuple(features(model.encoder, x) for x in images),
+                     "untrained encoder": tuple(features(untrained, x) for x in images),
+                     "raw pixels": pixels})
+    return runs
+
+
+def few_labels_to_json(result: FewLabels) -> dict:
+    def nested(a):
+        return [[[None if np.isnan(v) else round(float(v), 6) for v in row] for row in block]
+                for block in a]
+    return {"counts": result.counts, "grids": result.grids, "val_sizes": result.val_sizes,
+            "accuracy": {n: nested(a) for n, a in result.accuracy.items()},
+            "chosen": {n: nested(a) for n, a in result.chosen.items()},
+            "stopped": nested(result.stopped)}
+
+
+def few_labels_from_json(data: dict) -> FewLabels:
+    def array(a):
+        return np.array([[[np.nan if v is None else v for v in row] for row in block]
+                         for block in a], dtype=float)
+    return FewLabels(list(data["counts"]), {n: array(a) for n, a in data["accuracy"].items()},
+                     {n: array(a) for n, a in data["chosen"].items()}, data["grids"],
+                     list(data["val_sizes"]), array(data["stopped"]))
+
+
+def load_few_labels() -> tuple[FewLabels, dict]:
+    """The committed results of ``tools/ch16_few_labels.py`` (sha256-checked): the comparison
+    and the file's whole dict (command, seeds, CPU time)."""
+    import json
+
+    from .data import verified_path
+
+    with open(verified_path(FEW_LABELS_FILE), encoding="utf-8") as f:
+        data = json.load(f)
+    return few_labels_from_json(data["results"]), data

@@ -103,6 +103,8 @@ CHECKSUMS: dict[str, str] = {
     # chapter 12's GIN at 200 and 800 epochs and on half the pairs (tools/gin_budget_sweep.py)
     "ch12_gin_budget.json":
         "c5b58fc22a7d6c90e6892a06e01cc452ae133a50ae922bcf3ff9862f715b7d3a",
+    "ch16_few_labels.json":
+        "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -136,6 +138,7 @@ REBUILT_BY = {
     "ch14_block_sweep.json": "tools/llama_block_sweep.py (see data/README.md)",
     "ch12_depth_sweep.json": "tools/gnn_depth_sweep.py (see data/README.md)",
     "ch12_gin_budget.json": "`python tools/gin_budget_sweep.py`",
+    "ch16_few_labels.json": "`python tools/ch16_few_labels.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

@@ -93,14 +93,17 @@ def _mlp_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in layers if not isinstance(m, nn.Flatten)]
 
 
-def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], val: tuple, *,
+def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], val: tuple | None, *,
                      lrs: Sequence[float], seeds: Sequence[int], steps: int, batch_size: int = 64,
-                     eval_every: int = 25) -> list[History]:
+                     eval_every: int = 25, member_vals: Sequence[tuple] | None = None
+                     ) -> list[History]:
     """Train ``M`` small MLP classifiers at once, as one batched model, each as
     ``fit(models[m], train_sets[m], val, steps=steps, batch_size=batch_size,
     eval_every=eval_every, patience=steps, seed=seeds[m], optimizer=Adam at lrs[m])`` would:
     its own training data (all of one length), its own learning rate, its own batch order, and
-    at the end the weights of its best validation loss. Returns one
+    at the end the weights of its best validation loss. ``member_vals`` (instead of ``val``):
+    one validation set per member, all of one length, when each member is tuned and stopped
+    on its own small validation set. Returns one
     :class:`~dlbook.training.History` per model (``step``, ``train_loss``, ``val_loss``,
     ``val_metric`` = accuracy, ``best_step``), so :func:`best_val_metric` scores it.
 
@@ -119,6 +122,13 @@ def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], v
     if len({len(x) for x, _ in train_sets}) != 1:
         raise ValueError("the members train side by side on batches of one size: give every "
                          "model a training set of the same length")
+    if (val is None) == (member_vals is None):
+        raise ValueError("give either val (one validation set for all) or member_vals (one per "
+                         "model), not both or neither")
+    if member_vals is not None and (len(member_vals) != m_count
+                                    or len({len(xv) for xv, _ in member_vals}) != 1):
+        raise ValueError(f"member_vals needs one validation set per model ({m_count}), all of "
+                         "one length")
     if steps < 1 or eval_every < 1 or batch_size < 1:
         raise ValueError(f"steps, eval_every and batch_size must be positive, got {steps}, "
                          f"{eval_every}, {batch_size}")
@@ -137,7 +147,12 @@ def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], v
 
     x = torch.stack([xs.flatten(1) for xs, _ in train_sets])  # (M, N, D)
     y = torch.stack([ys for _, ys in train_sets])  # (M, N)
-    x_val, y_val = val[0].flatten(1), val[1]
+    if member_vals is None:
+        x_val = val[0].flatten(1).expand(m_count, -1, -1)  # (M, N_val, D)
+        y_val = val[1].expand(m_count, -1)  # (M, N_val)
+    else:
+        x_val = torch.stack([xv.flatten(1) for xv, _ in member_vals])  # (M, N_val, D)
+        y_val = torch.stack([yv for _, yv in member_vals])  # (M, N_val)
     n = x.shape[1]
     b = min(batch_size, n)
     # Adam's step is its learning rate times a direction that does not depend on the rate, and
@@ -167,9 +182,9 @@ def fit_side_by_side(models: Sequence[nn.Module], train_sets: Sequence[tuple], v
         since += 1
         if step % eval_every == 0 or step == steps:
             with torch.no_grad():
-                val_logits = net(x_val.expand(m_count, -1, -1))  # (M, N_val, classes)
-                val_losses = F.cross_entropy(val_logits.transpose(1, 2),
-                                             y_val.expand(m_count, -1), reduction="none").mean(1)
+                val_logits = net(x_val)  # (M, N_val, classes)
+                val_losses = F.cross_entropy(val_logits.transpose(1, 2), y_val,
+                                             reduction="none").mean(1)
                 val_accs = (val_logits.argmax(-1) == y_val).float().mean(1)
                 if not torch.isfinite(val_losses).all():
                     m = int((~torch.isfinite(val_losses)).nonzero()[0])
