@@ -103,6 +103,7 @@ CHECKSUMS: dict[str, str] = {
     # chapter 12's GIN at 200 and 800 epochs and on half the pairs (tools/gin_budget_sweep.py)
     "ch12_gin_budget.json":
         "c5b58fc22a7d6c90e6892a06e01cc452ae133a50ae922bcf3ff9862f715b7d3a",
+    # chapter 16's few-label comparison, 5 SimCLR runs (dlbook.contrastive.load_few_labels)
     "ch16_few_labels.json":
         "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
 }
