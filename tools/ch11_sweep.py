@@ -232,8 +232,9 @@ def collapse_frames_results() -> dict:
     return out
 
 
-DIGIT_GMM_REGS = (0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01)  # the digit mixture's variance floors
-DIGIT_GMM_KS = (16, 32, 64)  # and component counts, both chosen on validation Frechet
+# the digit mixture's variance floors and component counts, chosen on validation Frechet
+DIGIT_GMM_REGS = (0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01)
+DIGIT_GMM_KS = (16, 32, 64)
 
 
 def digit_gmm_results() -> dict:
