@@ -99,8 +99,8 @@ CHECKSUMS: dict[str, str] = {
         "458fde485fa65ab1f240c281c1cadb3bbb6281871dae2adbddec81b3c73782dd",
     # chapter 12's depth study over 10 seeds (dlbook.gnn_depth.load_sweep)
     "ch12_depth_sweep.json":
-        "c10b13e63985e69c13b2a20f1b9925169ae3cd1013758c1cb82f65693a4c54ec",
-    # chapter 12's GIN at 200 and 800 epochs and on half the pairs (tools/gin_budget_sweep.py)
+        "af6c504e38fd0e80c5978e9ec178f36af05e8e3c30cc89aba66a4c10f9e73f9d",
+    # chapter 12's GIN, 10 seeds, at 200 and 800 epochs and on each half of the pairs
     "ch12_gin_budget.json":
         "c5b58fc22a7d6c90e6892a06e01cc452ae133a50ae922bcf3ff9862f715b7d3a",
     # chapter 16's few-label comparison, 5 SimCLR runs (dlbook.contrastive.load_few_labels)
