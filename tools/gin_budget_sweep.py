@@ -8,7 +8,7 @@ chapter's cells that define ``graphs``, ``split``, ``graph_batch`` and ``fit_gin
 they define), so the two cannot drift apart. It trains GIN (seeds 0, 1, 2) for 200 and for 800
 epochs on the 120 training pairs, and for 800 epochs on the first 60 of them, the epoch chosen
 on validation each time, and records the test accuracy and the epoch. About a minute of CPU;
-the chapter re-runs seed 0 at 800 epochs on 120 pairs and checks that it agrees.
+the chapter re-runs seed 0 at 800 epochs on the first 60 pairs and checks that it agrees.
 """
 from __future__ import annotations
 
