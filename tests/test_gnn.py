@@ -75,6 +75,10 @@ def test_bad_input_fails_up_front():
         gnn.aggregate(torch.randn(3, 2), torch.tensor([0, 1, 1]), 2, "median")
     with pytest.raises(ValueError, match="GCNLayer expects"):
         gnn.GCNLayer(4, 2)(torch.randn(12, 3), edge_index)
+    with pytest.raises(TypeError, match="float64 node features for torch.float32 weights"):
+        gnn.GCNLayer(4, 2)(torch.randn(12, 4, dtype=torch.float64), edge_index)
+    layer64 = gnn.GCNLayer(4, 2).double()  # the fix the message names works
+    assert layer64(torch.randn(12, 4, dtype=torch.float64), edge_index).dtype == torch.float64
     with pytest.raises(ValueError, match="layer must be"):
         gnn.GCN(layer="sage")
     with pytest.raises(ValueError, match="train_nodes is empty"):

@@ -8,7 +8,7 @@ chapter's cells that define ``graphs``, ``split``, ``graph_batch`` and ``fit_gin
 they define), so the two cannot drift apart. It trains GIN (seeds 0, 1, 2) for 200 and for 800
 epochs on the 120 training pairs, and for 800 epochs on the first 60 of them, the epoch chosen
 on validation each time, and records the test accuracy and the epoch. About a minute of CPU;
-the chapter re-runs seed 0 at 800 epochs on 120 pairs and checks that it agrees.
+the chapter re-runs seed 0 at 800 epochs on the first 60 pairs and checks that it agrees.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT / "chapters" / "12_gnn.ipynb"
 DEFINES = ("graphs, graph_y, points_of = []", "def graph_batch(", "def fit_gin(")
-SEEDS = (0, 1, 2)
+SEEDS = tuple(range(10))
 
 
 def chapter_code() -> dict:
@@ -56,10 +56,13 @@ def main() -> int:
     train = split["train"]  # spatial graphs of the 120 pairs, then their twins
     half = dict(data, train=ch["graph_batch"](np.r_[train[:60], train[120:180]],
                                               graphs, graph_y))
+    other = dict(data, train=ch["graph_batch"](np.r_[train[60:120], train[180:]],
+                                               graphs, graph_y))
     runs = {}
     for name, d, epochs in (("120 pairs, 200 epochs", data, 200),
                             ("120 pairs, 800 epochs", data, 800),
-                            ("60 pairs, 800 epochs", half, 800)):
+                            ("60 pairs, 800 epochs", half, 800),
+                            ("other 60 pairs, 800 epochs", other, 800)):
         res = [ch["fit_gin"](d, seed, epochs=epochs) for seed in SEEDS]
         runs[name] = {"test": [float(a) for a, _ in res], "epoch": [int(e) for _, e in res]}
         print(name, runs[name], flush=True)

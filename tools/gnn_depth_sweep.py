@@ -3,7 +3,7 @@
     DLBOOK_CPU_THREADS=1 python tools/gnn_depth_sweep.py [--seeds 10] [--out ...] [--only NAME]
 
 Every variant of dlbook.gnn_depth.VARIANTS (plain GCNs of depth 2, 8 and 16 under Adam with L2
-weight decay; the 16-layer one under AdamW (decay 5e-4 and 0.05), without decay, with L2 on
+weight decay; the 16-layer one under AdamW (decay 5e-4 and 0.5), without decay, with L2 on
 every parameter but the first layer's weights and with L2 on those weights only; a residual and
 a PairNorm 16-layer one), seeds 0..9, 200 epochs each; per run, dlbook.gnn_depth.run's record
 (accuracy on the 32, training loss, every layer's weight norm and loss gradient before training

@@ -99,10 +99,10 @@ CHECKSUMS: dict[str, str] = {
         "458fde485fa65ab1f240c281c1cadb3bbb6281871dae2adbddec81b3c73782dd",
     # chapter 12's depth study over 10 seeds (dlbook.gnn_depth.load_sweep)
     "ch12_depth_sweep.json":
-        "c10b13e63985e69c13b2a20f1b9925169ae3cd1013758c1cb82f65693a4c54ec",
-    # chapter 12's GIN at 200 and 800 epochs and on half the pairs (tools/gin_budget_sweep.py)
+        "af6c504e38fd0e80c5978e9ec178f36af05e8e3c30cc89aba66a4c10f9e73f9d",
+    # chapter 12's GIN, 10 seeds, at 200 and 800 epochs and on each half of the pairs
     "ch12_gin_budget.json":
-        "c5b58fc22a7d6c90e6892a06e01cc452ae133a50ae922bcf3ff9862f715b7d3a",
+        "16ca62892527a1e5c6064ce928188a61c5bf5057b3f94c68882c897c3e66157d",
     # chapter 16's few-label comparison, 5 SimCLR runs (dlbook.contrastive.load_few_labels)
     "ch16_few_labels.json":
         "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",

@@ -178,6 +178,10 @@ class GCNLayer(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.lin.in_features:
             raise ValueError(f"GCNLayer expects node features (n, {self.lin.in_features}), "
                              f"got {tuple(x.shape)}")
+        if x.dtype != self.lin.weight.dtype:
+            raise TypeError(f"GCNLayer got {x.dtype} node features for {self.lin.weight.dtype} "
+                            f"weights: convert one, e.g. x.to({self.lin.weight.dtype}) or "
+                            f"layer.to({x.dtype})")
         edges, weight = self._normalised(edge_index, x.shape[0], x.dtype)  # (2, E+n), (E+n,)
         h = self.lin(x)  # (n, out)
         out = message_passing(h, edges, edge_weight=weight, validate=False)  # (n, out)

@@ -39,8 +39,8 @@ VARIANTS = {
     "plain 8": (8, "plain", WEIGHT_DECAY, False, "all"),
     "plain 16": (16, "plain", WEIGHT_DECAY, False, "all"),
     "plain 16, AdamW": (16, "plain", WEIGHT_DECAY, True, "all"),
-    # AdamW at 0.05: eta * lambda = 5e-4 of each weight per step, enough to shrink weights
-    "plain 16, AdamW 0.05": (16, "plain", 0.05, True, "all"),
+    # AdamW at 0.5: eta * lambda = 5e-3 of each weight per step, enough to shrink weights
+    "plain 16, AdamW 0.5": (16, "plain", 0.5, True, "all"),
     "plain 16, no decay": (16, "plain", 0.0, False, "all"),
     "plain 16, W1 undecayed": (16, "plain", WEIGHT_DECAY, False, "not W1"),
     "plain 16, W1 only decayed": (16, "plain", WEIGHT_DECAY, False, "W1 only"),
