@@ -182,3 +182,12 @@ def test_corridor_is_solved_by_moving_right():
     assert (rl.greedy_policy(mdp, V)[:3].argmax(1) == 1).all()
     with pytest.raises(ValueError, match="n >= 2"):
         rl.corridor(n=1)
+
+
+def test_random_search_keeps_the_best_linear_rule_within_its_budget():
+    pytest.importorskip("gymnasium")
+    curve = rl.random_search("CartPole-v1", steps=3000, seed=0, eval_every=1000, eval_episodes=3)
+    assert curve.steps == [0, 1000, 2000, 3000]
+    assert curve.mean()[-1] > 2 * np.mean(rl.random_policy_returns("CartPole-v1", 20))
+    with pytest.raises(ValueError, match="2 actions"):
+        rl.random_search("Acrobot-v1", steps=10, seed=0)

@@ -391,6 +391,41 @@ def random_policy_returns(env_id: str, episodes: int, seed: int = 10_000) -> lis
     return evaluate(lambda obs: int(rng.integers(n)), env_id, episodes, seed)
 
 
+def random_search(env_id: str, steps: int, seed: int, eval_every: int = 5000,
+                  eval_episodes: int = 10) -> Curve:
+    """The simplest learner worth beating on a small control task: draw linear policies
+    a = [w . obs > 0], w ~ N(0, I), play one episode with each, and keep the best so far, until
+    ``steps`` environment steps are spent. Two actions only."""
+    t0 = time.process_time()
+    rng = np.random.default_rng(seed)
+    env = make_env(env_id)
+    if env.action_space.n != 2:
+        raise ValueError(f"random_search draws a sign rule: it needs 2 actions, got "
+                         f"{env.action_space.n}")
+    dim = env.observation_space.shape[0]
+    best_w, best_return = rng.normal(size=dim), -np.inf
+
+    def rule(w):
+        return lambda obs: int(w @ obs > 0)
+
+    curve = Curve([0], [evaluate(rule(best_w), env_id, eval_episodes)])
+    step = 0
+    while step < steps:
+        w = rng.normal(size=dim)  # a new candidate
+        obs, _ = env.reset(seed=int(rng.integers(2**31)))
+        total, done = 0.0, False
+        while not done and step < steps:
+            obs, r, terminated, truncated, _ = env.step(int(w @ obs > 0))
+            total, step, done = total + r, step + 1, terminated or truncated
+            if step % eval_every == 0:  # the best finished candidate so far
+                curve.steps.append(step)
+                curve.returns.append(evaluate(rule(best_w), env_id, eval_episodes))
+        if done and total > best_return:
+            best_w, best_return = w, total
+    curve.cpu_seconds = time.process_time() - t0
+    return curve
+
+
 def train_reinforce(cfg: ReinforceConfig, seed: int) -> tuple[Curve, nn.Module]:
     """REINFORCE with returns-to-go and the batch's mean return-to-go at each time step as its
     baseline, one Adam step per batch of whole episodes."""
