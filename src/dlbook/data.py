@@ -104,6 +104,9 @@ CHECKSUMS: dict[str, str] = {
     "ch12_gin_budget.json":
         "16ca62892527a1e5c6064ce928188a61c5bf5057b3f94c68882c897c3e66157d",
     # chapter 16's few-label comparison, 5 SimCLR runs (dlbook.contrastive.load_few_labels)
+    # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
+    "ch17_rl_runs.json":
+        "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
     "ch16_few_labels.json":
         "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
 }
@@ -140,6 +143,7 @@ REBUILT_BY = {
     "ch12_depth_sweep.json": "tools/gnn_depth_sweep.py (see data/README.md)",
     "ch12_gin_budget.json": "`python tools/gin_budget_sweep.py`",
     "ch16_few_labels.json": "`python tools/ch16_few_labels.py`",
+    "ch17_rl_runs.json": "`python tools/ch17_rl_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

@@ -1,0 +1,193 @@
+"""dlbook.rl against hand-solved answers, torch autograd, finite differences and direct formulas."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dlbook import rl
+
+
+def two_state_mdp(gamma=0.9):
+    # state 0: stay for 1, or move to state 1 for 0; state 1: stay for 2, or move back for 0
+    P = np.zeros((2, 2, 2))
+    P[0, 0, 0] = P[0, 1, 1] = P[1, 0, 1] = P[1, 1, 0] = 1.0
+    R = np.array([[1.0, 0.0], [2.0, 0.0]])
+    return rl.TabularMDP(P, R, gamma, start=np.array([1.0, 0.0]))
+
+
+def chain_mdp():
+    # 3 states, 2 actions, slippery moves, a terminal state: small enough for exact gradients
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(4), size=(4, 2))
+    P[3] = 0.0
+    P[3, :, 3] = 1.0
+    R = rng.normal(size=(4, 2))
+    R[3] = 0.0
+    return rl.TabularMDP(P, R, 0.9, np.array([0.5, 0.5, 0, 0]), terminal=[0, 0, 0, 1])
+
+
+def test_value_iteration_solves_the_hand_solved_mdp():
+    mdp = two_state_mdp()
+    V, history = rl.value_iteration(mdp)
+    # by hand: V(1) = 2 / (1 - 0.9) = 20; V(0) = max(1 / 0.1, 0.9 * 20) = 18
+    assert np.allclose(V, [18.0, 20.0], atol=1e-8)
+    assert np.array_equal(rl.greedy_policy(mdp, V), [[0, 1], [1, 0]])
+    assert np.allclose(rl.policy_evaluation(mdp, rl.greedy_policy(mdp, V)), V, atol=1e-8)
+    assert np.allclose(history[1], [1.0, 2.0])  # one sweep from zero: the best immediate reward
+    # the error shrinks by at least gamma each sweep (a contraction)
+    errors = [np.abs(h - V).max() for h in history[:50]]
+    assert all(b <= 0.9 * a + 1e-9 for a, b in zip(errors, errors[1:]))
+
+
+def test_frozen_lake_mdp_and_its_optimal_policy():
+    gym = pytest.importorskip("gymnasium")
+    env = gym.make("FrozenLake-v1")
+    mdp = rl.mdp_from_gymnasium(env, gamma=0.99)
+    assert mdp.P.shape == (16, 4, 16) and np.allclose(mdp.P.sum(-1), 1)
+    assert mdp.terminal.sum() == 5  # four holes and the goal
+    V, _ = rl.value_iteration(mdp)
+    pi = rl.greedy_policy(mdp, V)
+    assert np.allclose(rl.policy_evaluation(mdp, pi), V, atol=1e-6)
+    uniform = np.full((16, 4), 0.25)
+    assert (rl.policy_evaluation(mdp, uniform) <= V + 1e-9).all()
+    assert 0.5 < V[0] < 0.6  # the known optimum of the slippery 4 x 4 lake at gamma 0.99
+
+
+def test_exact_policy_gradient_matches_autograd_and_finite_differences():
+    mdp, H = chain_mdp(), 6
+    theta = np.random.default_rng(1).normal(size=(4, 2))
+    t = torch.tensor(theta, requires_grad=True, dtype=torch.float64)
+    rl.exact_objective(mdp, t, H).backward()
+    closed = rl.exact_policy_gradient(mdp, theta, H)
+    assert torch.allclose(t.grad, torch.as_tensor(closed), atol=1e-12)
+    eps, fd = 1e-6, np.zeros_like(theta)
+    for idx in np.ndindex(theta.shape):
+        d = np.zeros_like(theta)
+        d[idx] = eps
+        plus = rl.exact_objective(mdp, torch.tensor(theta + d), H).item()
+        minus = rl.exact_objective(mdp, torch.tensor(theta - d), H).item()
+        fd[idx] = (plus - minus) / (2 * eps)
+    assert np.allclose(fd, closed, atol=1e-8)
+
+
+def test_exact_objective_matches_the_finite_horizon_values():
+    mdp, H = chain_mdp(), 5
+    theta = np.zeros((4, 2))
+    _, V, _ = rl.finite_horizon_values(mdp, rl.softmax_policy(theta), H)
+    assert np.isclose(rl.exact_objective(mdp, torch.tensor(theta), H).item(), mdp.start @ V[0])
+
+
+def test_reinforce_is_unbiased_with_and_without_a_baseline_and_biased_without_gamma_t():
+    mdp, H = chain_mdp(), 5
+    theta = np.random.default_rng(2).normal(size=(4, 2))
+    exact = rl.exact_policy_gradient(mdp, theta, H)
+    pi = rl.softmax_policy(theta)
+    _, V, _ = rl.finite_horizon_values(mdp, pi, H)
+    s, a, r = rl.sample_episodes(mdp, pi, 100_000, H, np.random.default_rng(3))
+    for baseline in (None, V[:H]):
+        g = rl.reinforce_gradients(mdp, theta, s, a, r, baseline).reshape(len(s), -1)
+        z = (g.mean(0) - exact.ravel()) / (g.std(0, ddof=1) / np.sqrt(len(g)) + 1e-12)
+        assert np.abs(z[exact.ravel() != 0]).max() < 4.5, z
+    plain = rl.reinforce_gradients(mdp, theta, s, a, r).reshape(len(s), -1)
+    with_b = rl.reinforce_gradients(mdp, theta, s, a, r, V[:H]).reshape(len(s), -1)
+    assert with_b.var(0).sum() < plain.var(0).sum()
+    biased = rl.reinforce_gradients(mdp, theta, s, a, r, discount_weights=False)
+    biased = biased.reshape(len(s), -1)
+    live = exact.ravel() != 0  # the terminal state's entries are exactly 0
+    z = (biased.mean(0) - exact.ravel())[live] / (biased.std(0, ddof=1)[live] / np.sqrt(len(s)))
+    assert np.abs(z).max() > 10
+
+
+def test_returns_to_go_numpy_and_torch():
+    r = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])
+    expected = np.array([[1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3], [0.25, 0.5, 1.0]])
+    assert np.allclose(rl.returns_to_go(r, 0.5), expected)
+    assert torch.allclose(rl.returns_to_go(torch.tensor(r), 0.5), torch.tensor(expected))
+    with pytest.raises(ValueError, match="gamma"):
+        rl.returns_to_go(r, 1.5)
+
+
+def test_replay_buffer_wraps_and_samples():
+    buf = rl.ReplayBuffer(capacity=3, obs_dim=2)
+    with pytest.raises(ValueError, match="empty"):
+        buf.sample(4, np.random.default_rng(0))
+    for i in range(5):
+        buf.add([i, i], i % 2, float(i), [i + 1, i + 1], i == 4)
+    assert len(buf) == 3 and sorted(buf.rewards) == [2.0, 3.0, 4.0]  # the oldest two gone
+    obs, act, rew, nxt, term = buf.sample(16, np.random.default_rng(0))
+    assert obs.shape == (16, 2) and act.shape == (16,) and act.dtype == torch.int64
+    assert torch.equal(nxt, obs + 1) and torch.equal(term, (rew == 4).float())
+    with pytest.raises(ValueError, match="capacity"):
+        rl.ReplayBuffer(0, 2)
+
+
+def test_dqn_targets_against_a_direct_computation():
+    torch.manual_seed(0)
+    net = rl.mlp([4, 8, 2])
+    r, nxt = torch.tensor([1.0, 0.5, -1.0]), torch.randn(3, 4)
+    term = torch.tensor([0.0, 1.0, 0.0])
+    y = rl.dqn_targets(net, r, nxt, term, 0.9)
+    for i in range(3):
+        best = max(net(nxt[i])[a].item() for a in range(2))
+        direct = r[i].item() + (0.0 if term[i] else 0.9 * best)
+        assert abs(y[i].item() - direct) < 1e-6
+
+
+def test_bad_input_errors():
+    gym = pytest.importorskip("gymnasium")
+    with pytest.raises(ValueError, match="discrete action space"):
+        rl.check_discrete(gym.make("Pendulum-v1"))
+    with pytest.raises(ValueError, match="transition table"):
+        rl.mdp_from_gymnasium(gym.make("CartPole-v1"), 0.9)
+    with pytest.raises(ValueError, match="probability distribution"):
+        rl.TabularMDP(np.ones((2, 2, 2)), np.zeros((2, 2)), 0.9, [1, 0])
+    with pytest.raises(ValueError, match="gamma"):
+        rl.TabularMDP(two_state_mdp().P, np.zeros((2, 2)), 1.2, [1, 0])
+    with pytest.raises(ValueError, match="strategy"):
+        rl.run_bandit(np.zeros((2, 3)), "greedy", 0.1, 10)
+    with pytest.raises(ValueError, match="baseline"):
+        mdp = chain_mdp()
+        s, a, r = rl.sample_episodes(mdp, np.full((4, 2), 0.5), 3, 4, np.random.default_rng(0))
+        rl.reinforce_gradients(mdp, np.zeros((4, 2)), s, a, r, baseline=np.zeros(4))
+
+
+def test_bandit_ucb_tries_every_arm_first_and_greedy_regret_is_linear():
+    means = rl.bandit_means(rl.BanditConfig(arms=5, runs=50))
+    regret = rl.run_bandit(means, "ucb", 2.0, 5)
+    gaps = means.max(1, keepdims=True) - means  # (runs, arms)
+    assert np.allclose(np.sort(regret, 1), np.sort(gaps, 1))  # each arm once, in some order
+    greedy = rl.run_bandit(means, "epsilon", 0.0, 400).mean(0)
+    assert greedy[200:].mean() > 0.5 * greedy[:20].mean() > 0  # greedy stops learning
+
+
+def test_cartpole_agents_run_and_evaluate():
+    pytest.importorskip("gymnasium")
+    torch.set_num_threads(1)
+    cfg = rl.DQNConfig(steps=600, learning_starts=100, eval_every=300, eval_episodes=2)
+    curve, net = rl.train_dqn(cfg, seed=0)
+    assert curve.steps == [0, 300, 600] and np.asarray(curve.returns).shape == (3, 2)
+    again, _ = rl.train_dqn(cfg, seed=0)
+    assert again.returns == curve.returns  # seeded
+    rcfg = rl.ReinforceConfig(steps=600, batch_steps=200, eval_every=300, eval_episodes=2)
+    curve, _ = rl.train_reinforce(rcfg, seed=0)
+    assert curve.steps == [0, 300, 600]
+    assert np.mean(rl.random_policy_returns("CartPole-v1", 20)) < 40
+
+
+def test_corridor_is_solved_by_moving_right():
+    mdp = rl.corridor(n=4, slip=0.2, step_cost=0.1, gamma=0.9)
+    assert np.allclose(mdp.P.sum(-1), 1) and mdp.terminal.tolist() == [False] * 3 + [True]
+    V, _ = rl.value_iteration(mdp)
+    assert (rl.greedy_policy(mdp, V)[:3].argmax(1) == 1).all()
+    with pytest.raises(ValueError, match="n >= 2"):
+        rl.corridor(n=1)
+
+
+def test_random_search_keeps_the_best_linear_rule_within_its_budget():
+    pytest.importorskip("gymnasium")
+    curve = rl.random_search("CartPole-v1", steps=3000, seed=0, eval_every=1000, eval_episodes=3)
+    assert curve.steps == [0, 1000, 2000, 3000]
+    assert curve.mean()[-1] > 2 * np.mean(rl.random_policy_returns("CartPole-v1", 20))
+    with pytest.raises(ValueError, match="2 actions"):
+        rl.random_search("Acrobot-v1", steps=10, seed=0)
