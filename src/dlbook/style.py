@@ -6,6 +6,8 @@ Nothing changes at import time: a chapter calls :func:`use_book_style` once.
 """
 from __future__ import annotations
 
+import math
+
 from cycler import cycler
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
@@ -41,3 +43,140 @@ def use_book_style() -> None:
     import matplotlib as mpl
 
     mpl.rcParams.update(BOOK_STYLE)
+
+
+# --- legible text at the page's width ----------------------------------------------------------
+# The site's content column at 1280x800 (the theme's article width): a figure wider than this is
+# scaled down to it, and its text with it. A 13-inch figure drawn at 100 dpi (1,300 px) shows its
+# 10-pt legend at 10 / 72 * 100 * 688 / 1300 = 7 px. Text a reader sees is at least MIN_TEXT_PX.
+COLUMN_PX = 688
+MIN_TEXT_PX = 12.0
+MAX_HEIGHT_GROWTH = 1.5  # legible() may make a figure at most this much taller
+
+
+def px_per_point(fig, dpi: float, column_px: float = COLUMN_PX) -> float:
+    """Screen pixels one point of text takes when ``fig``, saved at ``dpi``, is shown in a column
+    ``column_px`` wide (shrunk to fit when wider, never enlarged): dpi / 72 times the shrink."""
+    width_px = fig.get_figwidth() * dpi
+    return dpi / 72 * min(1.0, column_px / width_px)
+
+
+def _axes_text(fig) -> tuple[dict, set]:
+    """Each axis of each Axes, mapped to its Axes; and the ids of every Text an axis owns (its
+    label, offset text and tick labels: drawn only when the axis is)."""
+    axes, owned = {}, set()
+    for ax in fig.get_axes():
+        for axis in (ax.xaxis, ax.yaxis, getattr(ax, "zaxis", None)):
+            if axis is None:
+                continue
+            axes[axis] = ax
+            owned |= {id(t) for t in (axis.label, axis.offsetText)}
+            owned |= {id(label) for tick in axis.majorTicks + axis.minorTicks
+                      for label in (tick.label1, tick.label2)}
+    return axes, owned
+
+
+def _shown(text) -> bool:
+    return text.get_visible() and bool(text.get_text().strip())
+
+
+def drawn_text(fig) -> list:
+    """The Text artists of ``fig`` that a draw shows: visible and non-empty, tick labels only of
+    the ticks in view, an axis's texts only when its Axes draws its axes (not ``axis('off')``).
+    Call after a draw (the ticks in view are known then)."""
+    from matplotlib.text import Text
+
+    axes, owned = _axes_text(fig)
+    texts = [t for t in fig.findobj(Text, include_self=False) if id(t) not in owned and _shown(t)]
+    for axis, ax in axes.items():
+        if not (ax.get_visible() and ax.axison and axis.get_visible()):
+            continue
+        texts += [t for t in (axis.label, axis.offsetText) if _shown(t)]
+        texts += [t for t in axis.get_ticklabels(which="both") if _shown(t)]
+    return texts
+
+
+def smallest_text_px(fig, dpi: float, column_px: float = COLUMN_PX) -> float:
+    """The size, in screen pixels, of the smallest text ``fig`` shows (saved at ``dpi``, shown in
+    a column ``column_px`` wide); infinity for a figure without text. Call after a draw."""
+    sizes = [t.get_fontsize() for t in drawn_text(fig)]
+    return min(sizes) * px_per_point(fig, dpi, column_px) if sizes else float("inf")
+
+
+def _axes_heights(fig) -> list[float]:
+    """The drawn height, in inches, of every visible Axes (after layout and aspect)."""
+    fig.draw_without_rendering()
+    return [ax.get_position().height * fig.get_figheight() for ax in fig.get_axes()
+            if ax.get_visible()]
+
+
+def enlarge_small_text(fig, dpi: float, *, column_px: float = COLUMN_PX,
+                       min_px: float = MIN_TEXT_PX, grow: bool = True) -> bool:
+    """Enlarge every text of ``fig`` that the site would show under ``min_px`` screen pixels
+    (saved at ``dpi``, shrunk to a column ``column_px`` wide when wider) to exactly that size;
+    texts already large enough keep theirs. Returns whether any text changed.
+
+    Tick labels, axis labels, offset texts, titles, suptitles, legends, annotations and colorbar
+    labels: every Text of the figure. Constrained layout re-lays the figure at its next draw.
+    ``grow=True``: the enlarged text takes its room from the figure's height rather than from the
+    plots, which keep their height (the figure grows by at most MAX_HEIGHT_GROWTH; this costs a
+    few draws). The frames of an interactive plot pass ``grow=False``: each keeps the plot's size.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    if not isinstance(fig, Figure):
+        raise TypeError(f"needs a matplotlib Figure, got {type(fig).__name__}")
+    for name, value in [("dpi", dpi), ("column_px", column_px), ("min_px", min_px)]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    # The smallest font size, in points, that reads at min_px, rounded up to a hundredth of a
+    # point (so that the size set reads as at least min_px).
+    need = math.ceil(min_px / px_per_point(fig, dpi, column_px) * 100 - 1e-6) / 100
+    axes, owned = _axes_text(fig)
+    small_ticks = [(axis, which) for axis in axes
+                   for which, ticks in (("major", axis.get_major_ticks(1)),
+                                        ("minor", axis.get_minor_ticks(1)))
+                   if ticks and ticks[0].label1.get_fontsize() < need]
+    small = [t for t in fig.findobj(Text, include_self=False)
+             if id(t) not in owned and t.get_fontsize() < need]
+    small += [t for axis in axes for t in (axis.label, axis.offsetText) if t.get_fontsize() < need]
+    if not (small or small_ticks):
+        return False
+    before = _axes_heights(fig) if grow else None
+    for axis, which in small_ticks:
+        axis.set_tick_params(which=which, labelsize=need)
+    for text in small:
+        text.set_fontsize(need)
+    if grow:
+        _grow_for_text(fig, before)
+    return True
+
+
+def legible(fig, dpi: float, *, column_px: float = COLUMN_PX, min_px: float = MIN_TEXT_PX,
+            grow: bool = True) -> float:
+    """:func:`enlarge_small_text`, then a draw; returns :func:`smallest_text_px`, the size in
+    screen pixels of the smallest text the figure shows (at least ``min_px``)."""
+    enlarge_small_text(fig, dpi, column_px=column_px, min_px=min_px, grow=grow)
+    fig.draw_without_rendering()
+    return smallest_text_px(fig, dpi, column_px)
+
+
+def _grow_for_text(fig, before: list[float], tries: int = 3) -> None:
+    """Make ``fig`` taller until its Axes are again as tall as ``before`` (their heights, in
+    inches, before its text grew), by at most MAX_HEIGHT_GROWTH in all."""
+    start = fig.get_figheight()
+    rows = max((ax.get_subplotspec().get_gridspec().nrows for ax in fig.get_axes()
+                if ax.get_subplotspec() is not None), default=1)
+    for _ in range(tries):
+        after = _axes_heights(fig)
+        if len(after) != len(before):
+            return
+        lost = max((b - a for b, a in zip(before, after)), default=0.0)  # inches
+        if lost < 0.02 * max(before, default=1.0):
+            return
+        # every row of plots lost about that much to its taller labels
+        height = min(fig.get_figheight() + rows * lost, start * MAX_HEIGHT_GROWTH)
+        if height <= fig.get_figheight() * 1.005:
+            return
+        fig.set_figheight(height)
