@@ -1,0 +1,142 @@
+"""dlbook.style: the book's look, and text that reads at 12 px or more in the site's column."""
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dlbook.notebook import figure_html  # noqa: E402
+from dlbook.style import (COLUMN_PX, MAX_HEIGHT_GROWTH, MIN_TEXT_PX, BOOK_STYLE,  # noqa: E402
+                          drawn_text, enlarge_small_text, legible, px_per_point, smallest_text_px)
+
+
+@pytest.fixture(autouse=True)
+def book_style():
+    with matplotlib.rc_context(BOOK_STYLE):
+        yield
+    plt.close("all")
+
+
+def wide_figure(width=13.0, height=3.6, size=10):
+    """Three panels, every kind of text at ``size`` points: ticks, labels, titles, legend,
+    an annotation, a colorbar and its label, a suptitle."""
+    fig, axes = plt.subplots(1, 3, figsize=(width, height))
+    for ax in axes[:2]:
+        ax.plot(np.arange(10), np.arange(10) ** 2, label="train loss")
+        ax.legend(fontsize=size)
+        ax.set_title("panel", fontsize=size)
+        ax.set_xlabel("step", fontsize=size)
+        ax.set_ylabel("loss", fontsize=size)
+        ax.tick_params(labelsize=size)
+        ax.annotate("minimum", (0, 0), (3, 40), fontsize=size, arrowprops={"arrowstyle": "->"})
+    image = axes[2].imshow(np.random.default_rng(0).random((8, 8)))
+    axes[2].tick_params(labelsize=size)
+    bar = fig.colorbar(image, ax=axes[2])
+    bar.set_label("weight", fontsize=size)
+    bar.ax.tick_params(labelsize=size)
+    fig.suptitle("three panels", fontsize=size)
+    return fig
+
+
+def shown_px(fig, dpi):
+    """Every text the figure draws, as screen pixels in the column."""
+    fig.draw_without_rendering()
+    return [t.get_fontsize() * px_per_point(fig, dpi) for t in drawn_text(fig)]
+
+
+def test_the_column_shrinks_only_figures_wider_than_itself():
+    fig = plt.figure(figsize=(13, 3))
+    assert px_per_point(fig, 100) == pytest.approx(100 / 72 * COLUMN_PX / 1300)
+    assert px_per_point(fig, 200) == pytest.approx(px_per_point(fig, 100))  # dpi cancels out
+    narrow = plt.figure(figsize=(5, 3))
+    assert px_per_point(narrow, 80) == pytest.approx(80 / 72)
+
+
+def test_a_13_inch_figure_with_10_pt_text_reads_at_12_px():
+    fig = wide_figure()
+    before = shown_px(fig, 100)
+    assert min(before) == pytest.approx(10 * 100 / 72 * COLUMN_PX / 1300)  # 7.4 px
+    words = {t.get_text() for t in drawn_text(fig) if any(c.isalpha() for c in t.get_text())}
+    assert {"panel", "step", "loss", "train loss", "minimum", "weight", "three panels"} <= words
+    assert enlarge_small_text(fig, 100)
+    after = shown_px(fig, 100)
+    # every text is still there (larger tick labels may mean fewer ticks)
+    assert {t.get_text() for t in drawn_text(fig) if any(c.isalpha() for c in t.get_text())} == words
+    assert min(after) >= MIN_TEXT_PX
+    assert min(after) < MIN_TEXT_PX + 0.05  # enlarged to what is needed, no more
+    assert smallest_text_px(fig, 100) == pytest.approx(min(after))
+    # the width is kept; the plots kept their room by a taller figure, within the cap
+    assert fig.get_figwidth() == 13
+    assert 3.6 < fig.get_figheight() <= 3.6 * MAX_HEIGHT_GROWTH
+    # tick labels the axes make later (new limits) are large too
+    fig.axes[0].set_xlim(0, 1000)
+    assert min(shown_px(fig, 100)) >= MIN_TEXT_PX
+
+
+def test_the_plots_keep_their_height():
+    fig = wide_figure(size=10)
+    fig.draw_without_rendering()
+    heights = [ax.get_position().height * fig.get_figheight() for ax in fig.axes[:2]]
+    enlarge_small_text(fig, 100)
+    fig.draw_without_rendering()
+    after = [ax.get_position().height * fig.get_figheight() for ax in fig.axes[:2]]
+    assert after == pytest.approx(heights, rel=0.05)
+    frozen = wide_figure(size=10)
+    enlarge_small_text(frozen, 100, grow=False)
+    assert frozen.get_figheight() == 3.6 and min(shown_px(frozen, 100)) >= MIN_TEXT_PX
+
+
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")
+def test_growth_is_capped():
+    fig = wide_figure(width=26, height=2.0, size=6)  # text must grow ~4x
+    enlarge_small_text(fig, 100)
+    assert fig.get_figheight() <= 2.0 * MAX_HEIGHT_GROWTH + 1e-9
+
+
+def test_a_figure_that_reads_already_is_left_alone():
+    fig = wide_figure(width=6.4, height=3.6, size=10)  # 640 px: 10 pt is 13.9 px
+    sizes = [t.get_fontsize() for t in drawn_text(fig)]
+    assert not enlarge_small_text(fig, 100)
+    assert [t.get_fontsize() for t in drawn_text(fig)] == sizes
+    assert tuple(fig.get_size_inches()) == (6.4, 3.6)
+    assert legible(fig, 100) == pytest.approx(10 * 100 / 72)
+
+
+def test_figure_html_records_the_smallest_text():
+    fig = wide_figure()
+    tag = figure_html(fig, "three panels")
+    px = float(re.search(r'data-min-text-px="([\d.]+)"', tag).group(1))
+    assert MIN_TEXT_PX <= px < MIN_TEXT_PX + 0.1
+    png = base64.b64decode(re.search(r'base64,([^"]+)"', tag).group(1))
+    assert Image.open(io.BytesIO(png)).width == 1300  # drawn at its size: the site shrinks it
+    blank = plt.figure(figsize=(3, 2))
+    assert 'data-min-text-px="none"' in figure_html(blank, "nothing written")
+
+
+def test_low_dpi_text_is_enlarged_too():
+    # an interactive plot's frames are drawn at 80 dpi: a 10-pt legend there is 11.1 px
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot([0, 1], label="a")
+    ax.legend()
+    assert enlarge_small_text(fig, 80)
+    assert legible(fig, 80) >= MIN_TEXT_PX
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda: enlarge_small_text("a figure", 100), TypeError),
+    (lambda: enlarge_small_text(plt.figure(), 0), ValueError),
+    (lambda: enlarge_small_text(plt.figure(), 100, column_px=-688), ValueError),
+    (lambda: enlarge_small_text(plt.figure(), 100, min_px=float("nan")), ValueError),
+    (lambda: enlarge_small_text(plt.figure(), True), ValueError),
+])
+def test_bad_input_is_refused(call, error):
+    with pytest.raises(error):
+        call()
