@@ -211,5 +211,5 @@ def test_every_frame_reads_at_12_px_and_keeps_its_size():
                             alt="tanh or sine", figsize=(11, 3), dpi=80)
     html = plot.to_html()
     px = float(re.search(r'data-min-text-px="([\d.]+)"', html).group(1))
-    assert 12 <= px < 12.1
+    assert 12 <= px < 12.2
     assert {pixels(f).shape for f in frames_of(html)} == {(240, 880, 3)}

@@ -283,9 +283,11 @@ class InteractivePlot:
             "el.addEventListener('change',update);"
             "el.addEventListener('keydown',function(e){e.stopPropagation();});});})();"
             % (uid, json.dumps(alts), json.dumps(sizes)))
+        # No padding: the theme pads <figure> by 8 px a side, which would shrink a frame as wide
+        # as the column (688 px) below the width its text was sized for (dlbook.style.COLUMN_PX).
         return (
             f'<figure class="dlbook-interactive" id="{uid}" data-frame="{index}" '
-            f'style="margin:.5em 0;max-width:100%">'
+            f'style="margin:.5em 0;padding:0;max-width:100%">'
             f'<div class="dlbook-controls" style="font-size:.9em">{"".join(rows)}</div>'
             f'<img class="{"dlbook-figure dlbook-colour" if self.keeps_colours else "dlbook-figure"}" '
             f'src="{frames[index]}" alt="{html.escape(self.alt)}" '

@@ -130,9 +130,9 @@ def enlarge_small_text(fig, dpi: float, *, column_px: float = COLUMN_PX,
     for name, value in [("dpi", dpi), ("column_px", column_px), ("min_px", min_px)]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    # The smallest font size, in points, that reads at min_px, rounded up to a hundredth of a
-    # point (so that the size set reads as at least min_px).
-    need = math.ceil(min_px / px_per_point(fig, dpi, column_px) * 100 - 1e-6) / 100
+    # The smallest font size, in points, that reads at min_px, rounded up to a tenth of a point:
+    # the browser's column is a fraction of a pixel narrower than column_px at some zooms.
+    need = math.ceil(min_px / px_per_point(fig, dpi, column_px) * 10 - 1e-6) / 10
     axes, owned = _axes_text(fig)
     small_ticks = [(axis, which) for axis in axes
                    for which, ticks in (("major", axis.get_major_ticks(1)),
