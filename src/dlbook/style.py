@@ -51,7 +51,7 @@ def use_book_style() -> None:
 # 10-pt legend at 10 / 72 * 100 * 688 / 1300 = 7 px. Text a reader sees is at least MIN_TEXT_PX.
 COLUMN_PX = 688
 MIN_TEXT_PX = 12.0
-MAX_HEIGHT_GROWTH = 1.5  # legible() may make a figure at most this much taller
+MAX_HEIGHT_GROWTH = 1.5  # enlarge_small_text() makes a figure at most this much taller
 
 
 def px_per_point(fig, dpi: float, column_px: float = COLUMN_PX) -> float:
