@@ -149,8 +149,120 @@ def enlarge_small_text(fig, dpi: float, *, column_px: float = COLUMN_PX,
     for text in small:
         text.set_fontsize(need)
     if grow:
+        fig.draw_without_rendering()
+        _drop_crowded_minor_labels(fig)
+        _wrap_long_labels(fig)
+        _move_crowded_legends(fig)
         _grow_for_text(fig, before)
     return True
+
+
+def _split_outside_maths(text: str) -> list[str]:
+    """The words of ``text``, split at spaces outside ``$...$`` (a formula stays whole)."""
+    words, word, maths = [], "", False
+    for char in text:
+        if char == "$":
+            maths = not maths
+        if char == " " and not maths:
+            words.append(word)
+            word = ""
+        else:
+            word += char
+    return [w for w in words + [word] if w]
+
+
+def _wrap(text, room: float) -> None:
+    """Break ``text`` (a matplotlib Text) into lines no longer than ``room`` display pixels,
+    as far as its words allow, by the width of its characters on average."""
+    import textwrap
+
+    words = _split_outside_maths(text.get_text())
+    extent = text.get_window_extent()
+    length = extent.height if text.get_rotation() % 180 else extent.width
+    if len(words) < 2 or length <= room:
+        return
+    chars = max(1, int(len(text.get_text()) * room / length))
+    # textwrap breaks at spaces only: glue each formula's inner spaces first
+    glued = [w.replace(" ", "\0") for w in words]
+    lines = textwrap.wrap(" ".join(glued), chars, break_long_words=False, break_on_hyphens=False)
+    text.set_text("\n".join(line.replace("\0", " ") for line in lines))
+
+
+def _wrap_long_labels(fig) -> None:
+    """Titles and axis labels that the enlarged text made longer than their Axes (an x label or
+    title wider, a y label taller) are broken into lines; a suptitle into the figure's width.
+    Call after a draw."""
+    for ax in fig.get_axes():
+        if not ax.get_visible():
+            continue
+        box = ax.get_window_extent()
+        # (the left and right titles have no public handle)
+        titles = [ax.title] + [getattr(ax, name, None) for name in ("_left_title", "_right_title")]
+        for text in [t for t in titles if t is not None] + [ax.xaxis.label]:
+            if _shown(text):
+                _wrap(text, box.width * 1.08)
+        if _shown(ax.yaxis.label):
+            _wrap(ax.yaxis.label, box.height)
+    for text in [t for t in (getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None))
+                 if t is not None and _shown(t)]:
+        _wrap(text, fig.bbox.width * 0.96)
+    fig.draw_without_rendering()
+
+
+def _drop_crowded_minor_labels(fig) -> None:
+    """A log axis labels some minor ticks (2 x 10^-1, 3 x 10^-1, ...) by how many decades it
+    spans, not by the size of the labels: enlarged, they run into one another. Where any two
+    labels of an axis overlap, its minor ticks lose their labels (the ticks stay). Call after
+    a draw."""
+    from matplotlib.ticker import NullFormatter
+
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.get_axes():
+        for axis, side in ((ax.xaxis, 0), (ax.yaxis, 1)):
+            minor = [t for t in axis.get_minorticklabels() if _shown(t)]
+            if not minor:
+                continue
+            labels = minor + [t for t in axis.get_majorticklabels() if _shown(t)]
+            spans = sorted((e.intervalx if side == 0 else e.intervaly).tolist()
+                           for e in (t.get_window_extent(renderer) for t in labels))
+            if any(b[0] < a[1] for a, b in zip(spans, spans[1:])):
+                axis.set_minor_formatter(NullFormatter())
+    fig.draw_without_rendering()
+
+
+def _move_crowded_legends(fig) -> None:
+    """A legend inside an Axes that its enlarged text has put over the data (a plotted line or a
+    point under it) moves below the Axes, under its x label, in as many columns as fit the
+    Axes' width; constrained layout makes room for it. Call after a draw."""
+    from matplotlib.collections import PathCollection
+
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.get_axes():
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible() or legend.get_bbox_to_anchor() is not ax.bbox:
+            continue  # none, or placed by hand (bbox_to_anchor given): left where it is
+        box = legend.get_window_extent(renderer)
+        over = any(line.get_visible() and line.get_transform().transform_path(
+                       line.get_path()).intersects_bbox(box, filled=False)
+                   for line in ax.lines)
+        over = over or any(
+            c.get_visible() and box.count_contains(c.get_offset_transform().transform(c.get_offsets()))
+            for c in ax.collections if isinstance(c, PathCollection))
+        if not over:
+            continue
+        # below the x label: the pad, in the legend's font sizes, is the height of what is
+        # drawn under the Axes (tick labels, x label), which does not change as the figure grows
+        under = (ax.bbox.y0 - ax.get_tightbbox(renderer).y0) * 72 / fig.dpi  # points
+        size = legend.prop.get_size_in_points()  # the unit of the legend's paddings
+        legend.set_loc("upper center")
+        legend.set_bbox_to_anchor((0.5, 0), transform=ax.transAxes)
+        legend.borderaxespad = under / size + 0.3
+        entries = len(legend.get_texts())
+        for columns in range(entries, 0, -1):
+            legend.set_ncols(columns)
+            if legend.get_window_extent(renderer).width <= ax.bbox.width * 1.1:
+                break
+    fig.draw_without_rendering()
 
 
 def legible(fig, dpi: float, *, column_px: float = COLUMN_PX, min_px: float = MIN_TEXT_PX,
