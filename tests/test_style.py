@@ -140,3 +140,58 @@ def test_low_dpi_text_is_enlarged_too():
 def test_bad_input_is_refused(call, error):
     with pytest.raises(error):
         call()
+
+
+def test_formulas_are_not_split_when_a_label_wraps():
+    from dlbook.style import _split_outside_maths
+
+    assert _split_outside_maths("steps to reduce $10^6 \\times$ the loss") == [
+        "steps", "to", "reduce", "$10^6 \\times$", "the", "loss"]
+
+
+def overlaps(boxes) -> bool:
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_what_the_larger_text_crowds_is_laid_out_again():
+    """A long title wider than its panel and a y label taller than its Axes wrap; a legend that
+    now sits on the lines moves below its Axes; a log axis's minor labels that run into one
+    another go. Nothing overlaps, and the plots keep their height."""
+    x = np.arange(1, 7)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for k in range(4):
+        axes[0].step(x, 1 - 0.15 * k * x / 6, label=f"schedule number {k}")
+        axes[1].semilogy(x, np.exp(-x / (6 + k)))
+    axes[0].legend(fontsize=7)
+    axes[1].set_ylabel("training loss (mean over the epoch)", fontsize=8)
+    axes[2].set_title("Rosenbrock, 400 steps (X: where each ended)", fontsize=9)
+    for ax in axes:
+        ax.tick_params(labelsize=8, which="both")
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    assert any(t.get_text() for t in axes[1].yaxis.get_minorticklabels())  # under a decade
+    enlarge_small_text(fig, 100)
+    fig.draw_without_rendering()
+    assert min(shown_px(fig, 100)) >= MIN_TEXT_PX
+    title, ylabel = axes[2].title, axes[1].yaxis.label
+    assert "\n" in title.get_text() and "\n" in ylabel.get_text()
+    assert title.get_window_extent(renderer).width <= axes[2].get_window_extent().width * 1.1
+    assert ylabel.get_window_extent(renderer).height <= axes[1].get_window_extent().height
+    legend = axes[0].get_legend().get_window_extent(renderer)
+    assert legend.y1 < axes[0].get_window_extent().y0  # below the plot, clear of its lines
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels(which="both") if t.get_text()]
+            assert not overlaps([t.get_window_extent(renderer) for t in labels])
+    assert fig.get_figheight() > 3.6  # the room came from a taller figure
+
+
+def test_a_legend_clear_of_the_data_stays_where_it_is():
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot([0, 1], [0, 0.2], label="low line")
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(loc="upper left", fontsize=8)
+    enlarge_small_text(fig, 100)
+    fig.draw_without_rendering()
+    legend = axes[0].get_legend().get_window_extent(fig.canvas.get_renderer())
+    assert axes[0].get_window_extent().contains(legend.x0 + 1, legend.y0 + 1)
