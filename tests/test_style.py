@@ -195,3 +195,18 @@ def test_a_legend_clear_of_the_data_stays_where_it_is():
     fig.draw_without_rendering()
     legend = axes[0].get_legend().get_window_extent(fig.canvas.get_renderer())
     assert axes[0].get_window_extent().contains(legend.x0 + 1, legend.y0 + 1)
+
+
+def test_a_legend_placed_by_hand_moves_too_when_it_covers_the_data():
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for k in range(3):
+        axes[0].plot([0, 1], [k / 3, k / 3 + 0.3], label=f"a line named {k}")
+    axes[0].legend(fontsize=7, loc="center right", bbox_to_anchor=(1, 0.58))
+    axes[1].plot([0, 1], [0, 1], label="beside")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)  # out of the plot
+    enlarge_small_text(fig, 100)
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    moved, beside = (ax.get_legend().get_window_extent(renderer) for ax in axes[:2])
+    assert moved.y1 < axes[0].get_window_extent().y0
+    assert beside.x0 >= axes[1].get_window_extent().x1 - 1

@@ -232,16 +232,18 @@ def _drop_crowded_minor_labels(fig) -> None:
 
 def _move_crowded_legends(fig) -> None:
     """A legend inside an Axes that its enlarged text has put over the data (a plotted line or a
-    point under it) moves below the Axes, under its x label, in as many columns as fit the
+    point under it; wherever it was placed, by "best" or by hand) moves below the Axes, under its x label, in as many columns as fit the
     Axes' width; constrained layout makes room for it. Call after a draw."""
     from matplotlib.collections import PathCollection
 
     renderer = fig.canvas.get_renderer()
     for ax in fig.get_axes():
         legend = ax.get_legend()
-        if legend is None or not legend.get_visible() or legend.get_bbox_to_anchor() is not ax.bbox:
-            continue  # none, or placed by hand (bbox_to_anchor given): left where it is
+        if legend is None or not legend.get_visible():
+            continue
         box = legend.get_window_extent(renderer)
+        if not ax.bbox.contains((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2):
+            continue  # beside the plot (placed there by hand): it covers no data
         over = any(line.get_visible() and line.get_transform().transform_path(
                        line.get_path()).intersects_bbox(box, filled=False)
                    for line in ax.lines)
