@@ -118,9 +118,13 @@ def enlarge_small_text(fig, dpi: float, *, column_px: float = COLUMN_PX,
 
     Tick labels, axis labels, offset texts, titles, suptitles, legends, annotations and colorbar
     labels: every Text of the figure. Constrained layout re-lays the figure at its next draw.
-    ``grow=True``: the enlarged text takes its room from the figure's height rather than from the
-    plots, which keep their height (the figure grows by at most MAX_HEIGHT_GROWTH; this costs a
-    few draws). The frames of an interactive plot pass ``grow=False``: each keeps the plot's size.
+    ``grow=True`` (a static figure): what the larger text crowds is laid out again: titles and
+    axis labels longer than their Axes wrap, a log axis's minor labels that run into one another
+    go, a legend that now covers the data moves below its Axes; and the text takes its room from
+    the figure's height rather than from the plots, which keep their height (the figure grows by
+    at most MAX_HEIGHT_GROWTH). This costs a few draws, and only for a figure whose text changed.
+    The frames of an interactive plot pass ``grow=False``: each keeps the plot's size and layout,
+    and costs no extra draw.
     """
     from matplotlib.figure import Figure
     from matplotlib.text import Text
