@@ -49,6 +49,8 @@ def use_book_style() -> None:
 # The site's content column at 1280x800 (the theme's article width): a figure wider than this is
 # scaled down to it, and its text with it. A 13-inch figure drawn at 100 dpi (1,300 px) shows its
 # 10-pt legend at 10 / 72 * 100 * 688 / 1300 = 7 px. Text a reader sees is at least MIN_TEXT_PX.
+# Measured in Chromium: the column is 688 px at 1280 px wide, 790 from 1440 up, 730-895 from 992
+# to 1199 (one sidebar); it is narrower only from 1200 to 1279 (624-687 px, both sidebars).
 COLUMN_PX = 688
 MIN_TEXT_PX = 12.0
 MAX_HEIGHT_GROWTH = 1.5  # enlarge_small_text() makes a figure at most this much taller
