@@ -200,7 +200,7 @@ def test_a_legend_clear_of_the_data_stays_where_it_is():
 def test_a_legend_placed_by_hand_moves_too_when_it_covers_the_data():
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for k in range(3):
-        axes[0].plot([0, 1], [k / 3, k / 3 + 0.3], label=f"a line named {k}")
+        axes[0].plot([0, 1], [k / 3, k / 3 + 0.3], label=f"line {k}")
     axes[0].legend(fontsize=7, loc="center right", bbox_to_anchor=(1, 0.58))
     axes[1].plot([0, 1], [0, 1], label="beside")
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)  # out of the plot
@@ -209,4 +209,8 @@ def test_a_legend_placed_by_hand_moves_too_when_it_covers_the_data():
     renderer = fig.canvas.get_renderer()
     moved, beside = (ax.get_legend().get_window_extent(renderer) for ax in axes[:2])
     assert moved.y1 < axes[0].get_window_extent().y0
+    # in more than one column, as many as fit under the plot
+    row = axes[0].get_legend().get_texts()[0].get_window_extent(renderer).height
+    assert moved.height < 2.6 * row
+    assert moved.width <= axes[0].get_window_extent().width * 1.1
     assert beside.x0 >= axes[1].get_window_extent().x1 - 1

@@ -238,8 +238,9 @@ def _drop_crowded_minor_labels(fig) -> None:
 
 def _move_crowded_legends(fig) -> None:
     """A legend inside an Axes that its enlarged text has put over the data (a plotted line or a
-    point under it; wherever it was placed, by "best" or by hand) moves below the Axes, under its x label, in as many columns as fit the
-    Axes' width; constrained layout makes room for it. Call after a draw."""
+    point under it; wherever it was placed, by "best" or by hand) moves below the Axes, under
+    its x label, in as many columns as fit the Axes' width; constrained layout makes room for
+    it. Call after a draw."""
     from matplotlib.collections import PathCollection
 
     renderer = fig.canvas.get_renderer()
@@ -258,16 +259,21 @@ def _move_crowded_legends(fig) -> None:
             for c in ax.collections if isinstance(c, PathCollection))
         if not over:
             continue
-        # below the x label: the pad, in the legend's font sizes, is the height of what is
-        # drawn under the Axes (tick labels, x label), which does not change as the figure grows
+        # Below the x label: the pad, in the legend's font size, is the height of what is drawn
+        # under the Axes (tick labels, x label), which does not change as the figure grows. A
+        # legend lays out its columns when it is made, so it is made again, in as many columns
+        # as fit under the Axes, from the same entries and look.
         under = (ax.bbox.y0 - ax.get_tightbbox(renderer).y0) * 72 / fig.dpi  # points
-        size = legend.prop.get_size_in_points()  # the unit of the legend's paddings
-        legend.set_loc("upper center")
-        legend.set_bbox_to_anchor((0.5, 0), transform=ax.transAxes)
-        legend.borderaxespad = under / size + 0.3
-        entries = len(legend.get_texts())
-        for columns in range(entries, 0, -1):
-            legend.set_ncols(columns)
+        texts = legend.get_texts()
+        size = texts[0].get_fontsize() if texts else legend.prop.get_size_in_points()
+        title = legend.get_title()
+        look = dict(loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=ax.transAxes,
+                    borderaxespad=under / size + 0.3, fontsize=size,
+                    frameon=legend.get_frame_on(), framealpha=legend.get_frame().get_alpha(),
+                    title=title.get_text() or None, title_fontsize=title.get_fontsize())
+        handles, labels = legend.legend_handles, [t.get_text() for t in texts]
+        for columns in range(len(labels), 0, -1):
+            legend = ax.legend(handles, labels, ncols=columns, **look)
             if legend.get_window_extent(renderer).width <= ax.bbox.width * 1.1:
                 break
     fig.draw_without_rendering()
