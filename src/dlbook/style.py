@@ -155,11 +155,13 @@ def enlarge_small_text(fig, dpi: float, *, column_px: float = COLUMN_PX,
     for text in small:
         text.set_fontsize(need)
     if grow:
-        fig.draw_without_rendering()
-        _drop_crowded_minor_labels(fig)
-        _wrap_long_labels(fig)
-        _move_crowded_legends(fig)
-        _grow_for_text(fig, before)
+        # One draw lays the figure out with the larger text; the fixes read that layout (and
+        # draw nothing); a draw after them only if they changed something. A large figure's
+        # draw costs a good part of a second, so every draw saved counts.
+        after = _axes_heights(fig)
+        if _drop_crowded_minor_labels(fig) | _wrap_long_labels(fig) | _move_crowded_legends(fig):
+            after = _axes_heights(fig)
+        _grow_for_text(fig, before, after)
     return True
 
 
@@ -177,7 +179,7 @@ def _split_outside_maths(text: str) -> list[str]:
     return [w for w in words + [word] if w]
 
 
-def _wrap(text, room: float) -> None:
+def _wrap(text, room: float) -> bool:
     """Break ``text`` (a matplotlib Text) into lines no longer than ``room`` display pixels,
     as far as its words allow, by the width of its characters on average."""
     import textwrap
@@ -186,18 +188,20 @@ def _wrap(text, room: float) -> None:
     extent = text.get_window_extent()
     length = extent.height if text.get_rotation() % 180 else extent.width
     if len(words) < 2 or length <= room:
-        return
+        return False
     chars = max(1, int(len(text.get_text()) * room / length))
     # textwrap breaks at spaces only: glue each formula's inner spaces first
     glued = [w.replace(" ", "\0") for w in words]
     lines = textwrap.wrap(" ".join(glued), chars, break_long_words=False, break_on_hyphens=False)
     text.set_text("\n".join(line.replace("\0", " ") for line in lines))
+    return len(lines) > 1
 
 
-def _wrap_long_labels(fig) -> None:
+def _wrap_long_labels(fig) -> bool:
     """Titles and axis labels that the enlarged text made longer than their Axes (an x label or
     title wider, a y label taller) are broken into lines; a suptitle into the figure's width.
-    Call after a draw."""
+    Call after a draw; returns whether it changed anything."""
+    changed = False
     for ax in fig.get_axes():
         if not ax.get_visible():
             continue
@@ -206,23 +210,23 @@ def _wrap_long_labels(fig) -> None:
         titles = [ax.title] + [getattr(ax, name, None) for name in ("_left_title", "_right_title")]
         for text in [t for t in titles if t is not None] + [ax.xaxis.label]:
             if _shown(text):
-                _wrap(text, box.width * 1.08)
+                changed |= _wrap(text, box.width * 1.08)
         if _shown(ax.yaxis.label):
-            _wrap(ax.yaxis.label, box.height)
+            changed |= _wrap(ax.yaxis.label, box.height)
     for text in [t for t in (getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None))
                  if t is not None and _shown(t)]:
-        _wrap(text, fig.bbox.width * 0.96)
-    fig.draw_without_rendering()
+        changed |= _wrap(text, fig.bbox.width * 0.96)
+    return changed
 
 
-def _drop_crowded_minor_labels(fig) -> None:
+def _drop_crowded_minor_labels(fig) -> bool:
     """A log axis labels some minor ticks (2 x 10^-1, 3 x 10^-1, ...) by how many decades it
     spans, not by the size of the labels: enlarged, they run into one another. Where any two
     labels of an axis overlap, its minor ticks lose their labels (the ticks stay). Call after
-    a draw."""
+    a draw; returns whether it changed anything."""
     from matplotlib.ticker import NullFormatter
 
-    renderer = fig.canvas.get_renderer()
+    renderer, changed = fig.canvas.get_renderer(), False
     for ax in fig.get_axes():
         for axis, side in ((ax.xaxis, 0), (ax.yaxis, 1)):
             minor = [t for t in axis.get_minorticklabels() if _shown(t)]
@@ -233,17 +237,18 @@ def _drop_crowded_minor_labels(fig) -> None:
                            for e in (t.get_window_extent(renderer) for t in labels))
             if any(b[0] < a[1] for a, b in zip(spans, spans[1:])):
                 axis.set_minor_formatter(NullFormatter())
-    fig.draw_without_rendering()
+                changed = True
+    return changed
 
 
-def _move_crowded_legends(fig) -> None:
+def _move_crowded_legends(fig) -> bool:
     """A legend inside an Axes that its enlarged text has put over the data (a plotted line or a
     point under it; wherever it was placed, by "best" or by hand) moves below the Axes, under
     its x label, in as many columns as fit the Axes' width; constrained layout makes room for
-    it. Call after a draw."""
+    it. Call after a draw; returns whether it moved any."""
     from matplotlib.collections import PathCollection
 
-    renderer = fig.canvas.get_renderer()
+    renderer, moved = fig.canvas.get_renderer(), False
     for ax in fig.get_axes():
         legend = ax.get_legend()
         if legend is None or not legend.get_visible():
@@ -276,7 +281,8 @@ def _move_crowded_legends(fig) -> None:
             legend = ax.legend(handles, labels, ncols=columns, **look)
             if legend.get_window_extent(renderer).width <= ax.bbox.width * 1.1:
                 break
-    fig.draw_without_rendering()
+        moved = True
+    return moved
 
 
 def legible(fig, dpi: float, *, column_px: float = COLUMN_PX, min_px: float = MIN_TEXT_PX,
@@ -288,14 +294,15 @@ def legible(fig, dpi: float, *, column_px: float = COLUMN_PX, min_px: float = MI
     return smallest_text_px(fig, dpi, column_px)
 
 
-def _grow_for_text(fig, before: list[float], tries: int = 3) -> None:
+def _grow_for_text(fig, before: list[float], after: list[float], tries: int = 2) -> None:
     """Make ``fig`` taller until its Axes are again as tall as ``before`` (their heights, in
-    inches, before its text grew), by at most MAX_HEIGHT_GROWTH in all."""
+    inches, before its text grew; ``after``: now), by at most MAX_HEIGHT_GROWTH in all."""
     start = fig.get_figheight()
     rows = max((ax.get_subplotspec().get_gridspec().nrows for ax in fig.get_axes()
                 if ax.get_subplotspec() is not None), default=1)
-    for _ in range(tries):
-        after = _axes_heights(fig)
+    for attempt in range(tries):
+        if attempt:
+            after = _axes_heights(fig)
         if len(after) != len(before):
             return
         lost = max((b - a for b, a in zip(before, after)), default=0.0)  # inches
