@@ -75,7 +75,8 @@ colab-test: $(STAMP) $(COLAB_VENV)/.installed
 	DLBOOK_COLAB_PYTHON=$(COLAB_VENV)/bin/python $(PY) -m pytest -q tests -m colab
 
 # Needs the built site (make book): the executed chapters (no stray outputs, every said sentence
-# shown) and, in Debian's chromium, the pages themselves.
+# shown, every figure's text at least 12 px in the page's column) and, in Debian's chromium, the
+# pages themselves.
 site-test: $(STAMP)
 	$(PY) -m pytest -q tests -m "built or browser"
 

@@ -2,7 +2,7 @@
 
 On every page: no console error, no serious or critical axe-core violation (WCAG 2.1 AA), no
 request off the machine, every icon drawn, and no sideways scrolling of the page on a 390 px
-phone. On every chapter page, on that phone: no figure wider than the screen (a tap shows it full
+phone. On every chapter page at 1280x800, every figure's smallest text is at least 12 px. On every chapter page, on that phone: no figure wider than the screen (a tap shows it full
 size), no raw TeX in the text, and in dark mode photos and colour maps keep their colours. On every chapter page, every control of every interactive plot changes its figure. Each
 chapter's slide deck loads offline with the slides it should have, and a slider in it changes its
 figure while the arrow keys stay with the slider. Every deck, measured at 1280x720 slide by
@@ -127,6 +127,46 @@ def test_every_chapter_reads_on_a_phone_and_in_dark_mode(server, browser):
         if inverted:
             problems.append(f"{path}: colour figures inverted in dark mode: {inverted[:3]}")
         page.close()
+    assert not problems, "\n".join(problems)
+
+
+# Each figure's smallest text as Chromium shows it at 1280x800: dlbook recorded it (as
+# data-min-text-px) for a figure shown min(COLUMN_PX, its own width) wide; scaled by the width the
+# page really gives it. Figures in a closed toggle (not laid out) apart.
+FIGURE_TEXT = """column => Array.from(document.querySelectorAll('img.dlbook-figure'))
+  .filter(i => i.getBoundingClientRect().width > 0 && i.naturalWidth > 0)
+  .map(i => { const shown = i.getBoundingClientRect().width, assumed = Math.min(column, i.naturalWidth);
+    const px = i.dataset.minTextPx;
+    return {alt: i.alt.slice(0, 50), shown: shown, assumed: assumed,
+            px: px === undefined ? null : (px === 'none' ? Infinity : Number(px) * shown / assumed)}; })"""
+
+
+def test_figures_show_at_the_width_their_text_assumed(server, browser):
+    """At 1280x800 every figure and slider frame shows at the width dlbook assumed when it
+    sized the figure's text (the 688 px column, or its own width when narrower), so its smallest
+    text (data-min-text-px) is at least 12 px on the screen."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from dlbook.style import COLUMN_PX, MIN_TEXT_PX
+
+    problems, report = [], []
+    for path in site_browser.chapter_pages():
+        page = site_browser.offline_page(browser, server, width=1280, height=800)
+        page.goto(f"{server}/{path}")
+        page.wait_for_load_state("load")
+        figures = page.evaluate(FIGURE_TEXT, COLUMN_PX)
+        page.close()
+        if not figures:
+            problems.append(f"{path}: no figure laid out")
+            continue
+        report.append(f"{path}: {len(figures)} figures, smallest text "
+                      f"{min(f['px'] or 0 for f in figures):.1f} px")
+        for f in figures:
+            if f["px"] is None:
+                problems.append(f"{path}: {f['alt']!r} has no data-min-text-px")
+            elif f["px"] < MIN_TEXT_PX - 0.05:
+                problems.append(f"{path}: {f['alt']!r}: text {f['px']:.1f} px (shown "
+                                f"{f['shown']:.0f} px wide, sized for {f['assumed']} px)")
+    print("\n".join(report))
     assert not problems, "\n".join(problems)
 
 

@@ -3,7 +3,9 @@
 - every sentence that quotes computed numbers (a `say(...)` cell) shows as Markdown;
 - no cell leaves a stray result (a bare float, `device(type='cpu')`): a cell whose last line is a
   plain value shows it only when tagged `show-result`;
-- no output is longer than a screen.
+- no output is longer than a screen;
+- every figure and slider frame shows its text at 12 px or more in the page's column
+  (``data-min-text-px``, written by dlbook when it draws the figure).
 Run with `make site-test` after `make book`.
 """
 from __future__ import annotations
@@ -104,3 +106,31 @@ def test_each_solution_toggle_says_solution(path):
         pytest.fail(f"{page} is missing: run `make book` first")
     solutions = sum("solution" in tags(c) for c in json.loads(path.read_text())["cells"])
     assert page.read_text().count("Show the solution") == solutions
+
+
+FIGURE = re.compile(r'<img class="dlbook-figure[^"]*"[^>]*>')
+MIN_TEXT = re.compile(r'data-min-text-px="([^"]*)"')
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_figure_text_reads_at_12_px_in_the_column(path):
+    """Every figure and interactive plot (its smallest text over all frames) records the size,
+    in screen pixels, of its smallest text as the site's 688 px column shows it: at least
+    12 (dlbook.style.enlarge_small_text sees to it), or "none" for a figure without text.
+    Measured in Chromium by tests/test_browser.py::test_figures_show_at_the_width_their_text_assumed."""
+    from dlbook.style import MIN_TEXT_PX
+
+    problems, figures = [], 0
+    for i, cell in enumerate(executed(path)["cells"]):
+        for out in cell.get("outputs", []):
+            for tag in FIGURE.findall("".join(out.get("data", {}).get("text/html", ""))):
+                figures += 1
+                found = MIN_TEXT.search(tag)
+                alt = re.search(r'alt="([^"]{0,50})', tag)
+                where = f"cell {i} ({alt.group(1) if alt else 'no alt'})"
+                if found is None:
+                    problems.append(f"{where}: no data-min-text-px (drawn without dlbook.show?)")
+                elif found.group(1) != "none" and float(found.group(1)) < MIN_TEXT_PX:
+                    problems.append(f"{where}: smallest text {found.group(1)} px")
+    assert figures, f"{path.name} shows no figure"
+    assert not problems, "\n".join(problems)

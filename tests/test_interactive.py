@@ -196,3 +196,20 @@ def test_a_colour_coded_plot_keeps_its_colours_in_dark_mode():
 
     plot = interactive_plot(heatmap, [Slider("w", [1.0, 2.0])], alt="a heatmap")
     assert '<img class="dlbook-figure dlbook-colour" ' in plot.to_html()
+
+
+def test_every_frame_reads_at_12_px_and_keeps_its_size():
+    """Frames are drawn at 80 dpi (a 10-pt legend is 11 px there) and may be wider than the
+    site's column: their text is enlarged, each frame keeps the plot's size, and the static
+    view records the smallest text of any frame."""
+    def legend_draw(fig, w, fn):
+        draw(fig, w, fn)
+        fig.axes[0].legend([fn], fontsize=8)
+        fig.axes[0].set_title(f"w = {w}", fontsize=9)
+
+    plot = interactive_plot(legend_draw, [Slider("w", [1.0, 2.0]), Dropdown("fn", ["tanh", "sin"])],
+                            alt="tanh or sine", figsize=(11, 3), dpi=80)
+    html = plot.to_html()
+    px = float(re.search(r'data-min-text-px="([\d.]+)"', html).group(1))
+    assert 12 <= px < 12.2
+    assert {pixels(f).shape for f in frames_of(html)} == {(240, 880, 3)}

@@ -148,3 +148,18 @@ def test_token_heatmap_painter_pastes_the_matrix_into_labelled_axes():
     assert fig.texts and fig.images
     with pytest.raises(ValueError, match=r"\(4, 4\)"):
         paint(fig, np.eye(3))
+
+
+def test_token_heatmap_labels_are_legible_on_the_site():
+    """The painter bakes its labels into a picture that no later check sees, so it sizes them
+    for the site itself: at 50 dpi an 8-pt label would show at 5.6 px."""
+    from matplotlib.figure import Figure
+
+    from dlbook.plots import token_heatmap_painter
+    from dlbook.style import MIN_TEXT_PX, smallest_text_px
+
+    paint = token_heatmap_painter(["[CLS]", "a", "cat", "[SEP]"], figsize=(3, 3), dpi=50, fontsize=8)
+    fig = Figure(figsize=(3, 3), dpi=50)
+    paint(fig, np.eye(4), title="layer 1, head 1")
+    fig.draw_without_rendering()
+    assert smallest_text_px(fig, 50) >= MIN_TEXT_PX  # the title, sized like the baked labels

@@ -37,8 +37,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .notebook import keeps_colours
-from .style import BOOK_STYLE
+from .notebook import keeps_colours, min_text_attribute
+from .style import BOOK_STYLE, enlarge_small_text, smallest_text_px
 
 MAX_FRAMES = 160  # beyond this the page gets heavy: use a coarser grid
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -104,7 +104,9 @@ Control = Slider | Dropdown
 def render_png(draw: Callable, values: Mapping[str, Any], *, figsize, dpi, colors: int | None = 128,
                inspect: Callable[[Any], None] | None = None) -> bytes:
     """Draw one frame off-screen and return it as a PNG, palette-compressed to ``colors``
-    colours (None: full RGB). ``inspect(fig)`` is called on the drawn figure."""
+    colours (None: full RGB). ``inspect(fig)`` is called on the drawn figure. Text the site
+    would show under 12 px is enlarged (:func:`dlbook.style.enlarge_small_text`; the frame keeps
+    its size, as every frame of a plot must)."""
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -119,6 +121,7 @@ def render_png(draw: Callable, values: Mapping[str, Any], *, figsize, dpi, color
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             raise RuntimeError(f"the plot's draw function failed at {shown}: "
                                f"{type(err).__name__}: {err}") from err
+        enlarge_small_text(fig, dpi, grow=False)
         # One draw, read straight from the canvas: savefig would lay the figure out in a draw of
         # its own first and then encode a PNG only for it to be decoded here (same pixels, ~20%
         # slower per frame).
@@ -181,6 +184,7 @@ class InteractivePlot:
         self._widget = None
         self._frames = None
         self.keeps_colours = False  # set by the first frame that shows colour-coded data
+        self.min_text_px = float("inf")  # the smallest text of any frame drawn, in screen px
         if self.alt_for is not None:
             self.alt = self.alt_for(**self.initial_values())
             if not isinstance(self.alt, str) or not self.alt.strip():
@@ -195,12 +199,14 @@ class InteractivePlot:
 
     def frame(self, **values) -> bytes:
         return render_png(self.draw, values, figsize=self.figsize, dpi=self.dpi,
-                          inspect=self._note_colours)
+                          inspect=self._note_frame)
 
-    def _note_colours(self, fig) -> None:
-        """Any frame with colour-coded data makes the static view keep its colours in dark mode."""
+    def _note_frame(self, fig) -> None:
+        """Any frame with colour-coded data makes the static view keep its colours in dark mode;
+        the smallest text of any frame is the static view's ``data-min-text-px``."""
         if not self.keeps_colours and keeps_colours(fig):
             self.keeps_colours = True
+        self.min_text_px = min(self.min_text_px, smallest_text_px(fig, self.dpi))
 
     def initial_frame(self) -> bytes:
         """The frame at the initial values: taken from the static view's frames when they are
@@ -277,12 +283,15 @@ class InteractivePlot:
             "el.addEventListener('change',update);"
             "el.addEventListener('keydown',function(e){e.stopPropagation();});});})();"
             % (uid, json.dumps(alts), json.dumps(sizes)))
+        # No padding: the theme pads <figure> by 8 px a side, which would shrink a frame as wide
+        # as the column (688 px) below the width its text was sized for (dlbook.style.COLUMN_PX).
         return (
             f'<figure class="dlbook-interactive" id="{uid}" data-frame="{index}" '
-            f'style="margin:.5em 0;max-width:100%">'
+            f'style="margin:.5em 0;padding:0;max-width:100%">'
             f'<div class="dlbook-controls" style="font-size:.9em">{"".join(rows)}</div>'
             f'<img class="{"dlbook-figure dlbook-colour" if self.keeps_colours else "dlbook-figure"}" '
             f'src="{frames[index]}" alt="{html.escape(self.alt)}" '
+            f'{min_text_attribute(self.min_text_px)} '
             f'style="max-width:100%;height:auto;background:white">{caption}'
             f'<script type="application/json">{json.dumps(frames)}</script>'
             f'<script>{script}</script></figure>')

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from typing import Any
 
 RECORD_KEY = "dlbook"  # output metadata key under which say() keeps its named numbers
@@ -56,18 +57,31 @@ def figure_classes(fig, photo: bool = False) -> str:
     return "dlbook-figure dlbook-colour" if photo or keeps_colours(fig) else "dlbook-figure"
 
 
+def min_text_attribute(px: float) -> str:
+    """The ``data-min-text-px`` attribute of a figure's ``<img>``: the size, in screen pixels, of
+    the smallest text it shows in the site's column ("none": it shows no text). ``make
+    site-test`` checks it on every figure of every chapter page."""
+    return f'data-min-text-px="{px:.1f}"' if math.isfinite(px) else 'data-min-text-px="none"'
+
+
 def figure_html(fig, alt: str, dpi: int = 100, photo: bool = False) -> str:
     """A matplotlib figure as an ``<img>`` tag with alt text (PNG inlined).
 
     The class ``dlbook-figure`` lets the site's stylesheet treat figures (dark mode, phones);
     ``dlbook-colour`` (:func:`figure_classes`) marks a photograph or colour-coded data, which dark
-    mode must not invert.
+    mode must not invert. Text the site would show under 12 px (a wide figure is shrunk to the
+    page's column) is enlarged first (:func:`dlbook.style.enlarge_small_text`, which changes
+    ``fig``); ``data-min-text-px`` records the smallest text shown.
     """
+    from .style import enlarge_small_text, smallest_text_px
+
+    enlarge_small_text(fig, dpi)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     data = base64.b64encode(buf.getvalue()).decode()
     classes = figure_classes(fig, photo)
     return (f'<img class="{classes}" src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
+            f'{min_text_attribute(smallest_text_px(fig, dpi))} '
             f'style="max-width:100%;height:auto;background:white">')
 
 

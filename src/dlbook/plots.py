@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .style import DIVERGING_CMAP, OKABE_ITO
+from .style import DIVERGING_CMAP, OKABE_ITO, drawn_text, enlarge_small_text
 
 
 def _colour(i: int) -> str:
@@ -293,11 +293,15 @@ def token_heatmap_painter(tokens: Sequence[str], *, figsize=(4.2, 4.2), dpi: int
     fig.colorbar(matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(vmin, vmax), cmap),
                  cax=bar)
     bar.tick_params(labelsize=fontsize)
+    # The labels are baked into the picture, where no later check sees them: they are made
+    # legible on the site here (dlbook.style.enlarge_small_text), as every figure's text is.
+    enlarge_small_text(fig, dpi, grow=False)
+    title_pt = max(fontsize + 2, min(t.get_fontsize() for t in drawn_text(fig)))
     # Grow the square map into the room its labels leave: the tick labels just below the
     # title line, on the left edge, and clear of the colour bar.
     fig.canvas.draw()
     width, height = fig.bbox.width, fig.bbox.height
-    title_room = 1.6 * (fontsize + 2) * dpi / 72  # pixels
+    title_room = 1.6 * title_pt * dpi / 72  # pixels
     box, labelled = ax.get_window_extent(), ax.get_tightbbox()
     above, beside = labelled.y1 - box.y1, box.x0 - labelled.x0  # label extents
     side = min(height - title_room - above - 0.02 * height,
@@ -324,7 +328,7 @@ def token_heatmap_painter(tokens: Sequence[str], *, figsize=(4.2, 4.2), dpi: int
         target.set_layout_engine("none")
         target.figimage(image, 0, 0)
         if title:
-            target.text(0.01, 0.99, title, fontsize=fontsize + 2, va="top")
+            target.text(0.01, 0.99, title, fontsize=title_pt, va="top")
         return image
 
     return paint
