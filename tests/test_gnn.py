@@ -207,6 +207,15 @@ def test_link_predictor_beats_chance_and_keeps_its_best_weights():
     history = gnn.fit_link_predictor(encoder, torch.eye(24), train, (val_pos, val_neg), epochs=60)
     assert max(history.val_auc) == history.val_auc[history.eval_epochs.index(history.best_epoch)]
     assert max(history.val_auc) > 0.8
+    # one embedding per evaluation (they change with training); the kept weights give the
+    # best evaluation's embedding
+    assert len(history.embeddings) == len(history.eval_epochs) == 6
+    train_index = torch.cat([train.T, train.T.flip(0)], dim=1)
+    with torch.no_grad():
+        z = encoder(torch.eye(24), train_index)
+    best = history.embeddings[history.eval_epochs.index(history.best_epoch)]
+    assert torch.allclose(z, best)
+    assert not torch.allclose(history.embeddings[0], history.embeddings[-1])
 
 
 def test_edge_index_given_as_a_list_fails_with_a_clear_message(karate):

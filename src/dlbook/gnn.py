@@ -440,13 +440,16 @@ def roc_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
 
 @dataclass
 class LinkHistory:
-    """What :func:`fit_link_predictor` records: the loss per epoch, the validation AUC every
-    ``eval_every`` epochs, and the epoch whose weights were kept (best validation AUC)."""
+    """What :func:`fit_link_predictor` records: the loss per epoch, the validation AUC and the
+    embeddings ``(n, d)`` every ``eval_every`` epochs, and the epoch whose weights were kept
+    (best validation AUC). The embeddings let a caller choose one epoch for many splits (on
+    their pooled validation AUC) without training again."""
 
     loss: list = None
     eval_epochs: list = None
     val_auc: list = None
     best_epoch: int = 0
+    embeddings: list = None
 
 
 def fit_link_predictor(encoder: nn.Module, x: torch.Tensor, train_edges: torch.Tensor,
@@ -467,7 +470,7 @@ def fit_link_predictor(encoder: nn.Module, x: torch.Tensor, train_edges: torch.T
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
-    history = LinkHistory(loss=[], eval_epochs=[], val_auc=[])
+    history = LinkHistory(loss=[], eval_epochs=[], val_auc=[], embeddings=[])
     best, best_state = -1.0, None
     for epoch in range(1, epochs + 1):
         encoder.train()
@@ -487,6 +490,7 @@ def fit_link_predictor(encoder: nn.Module, x: torch.Tensor, train_edges: torch.T
                 auc = roc_auc(edge_scores(z, val[0]), edge_scores(z, val[1]))
             history.eval_epochs.append(epoch)
             history.val_auc.append(auc)
+            history.embeddings.append(z)
             if auc > best:
                 best, history.best_epoch = auc, epoch
                 best_state = {k: v.clone() for k, v in encoder.state_dict().items()}
