@@ -106,6 +106,12 @@ CHECKSUMS: dict[str, str] = {
     # chapter 16's few-label comparison, 5 SimCLR runs (dlbook.contrastive.load_few_labels)
     "ch16_few_labels.json":
         "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
+    # chapter 16's CLIP budget and held-out sevens (dlbook.contrastive.load_clip_runs)
+    "ch16_clip.json":
+        "45518d20f84de1c8001490d3718e175488a5225c7fa4c81fcbf8ed91b92e0e87",
+    # chapter 16's SimCLR temperature, budget and jitter checks (load_recipe_runs)
+    "ch16_simclr.json":
+        "1a43fac8badd7601c0b2748bfdd372f443fc521f3789f0d612dd3d7c1a808323",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -140,6 +146,8 @@ REBUILT_BY = {
     "ch12_depth_sweep.json": "tools/gnn_depth_sweep.py (see data/README.md)",
     "ch12_gin_budget.json": "`python tools/gin_budget_sweep.py`",
     "ch16_few_labels.json": "`python tools/ch16_few_labels.py`",
+    "ch16_clip.json": "`python tools/ch16_clip.py`",
+    "ch16_simclr.json": "`python tools/ch16_simclr.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
