@@ -49,7 +49,7 @@ def main() -> int:
     torch.set_num_threads(1)
     start = time.process_time()
     train, val, test = mnist5k_splits(flatten=False)
-    (x_train, x_val, x_test) = (C.shrink(x) for x, _ in (train, val, test))
+    (_, x_val, x_test) = (C.shrink(x) for x, _ in (train, val, test))
     y_train, y_val, y_test = train[1], val[1], test[1]
     bank = C.view_bank(C.simclr_crop(), train[0], views=3)
     seen, unseen, decoys = C.clip_prompts()
@@ -59,7 +59,7 @@ def main() -> int:
     for seed in SEEDS:
         val_acc, test_acc = [], []
 
-        def score(step, model):
+        def score(step, model, val_acc=val_acc, test_acc=test_acc):
             if step in C.CLIP_CHECKPOINTS:
                 val_acc.append(round(accuracy(model, x_val, y_val, unseen_list), 6))
                 test_acc.append(round(accuracy(model, x_test, y_test, unseen_list), 6))

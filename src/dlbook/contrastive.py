@@ -650,7 +650,7 @@ CLIP_CHECKPOINTS = [100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000]
 CLIP_LIVE_STEPS = 1000  # the chapter's own CLIPs: one checkpoint of the tool's curve
 CLIP_SETTLED = 0.005  # the budget: the first checkpoint this close to the best on validation
 HELD_OUT = 7  # the digit held out of training in the held-out test (picked before any run)
-WORDS = "zero one two three four five six seven eight nine".split()
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 CLIP_SEEN = [  # the training captions' templates
     "a handwritten digit {}", "a picture of the number {}", "the digit {}",
     "an image of a handwritten {}", "the number {} written by hand", "a drawing of the numeral {}",
