@@ -248,3 +248,60 @@ def test_fit_clip_trains_on_the_chosen_classes_only():
     assert len(losses) == 40 and np.mean(losses[-5:]) < np.mean(losses[:5])
     with pytest.raises(ValueError, match="more than"):
         C.fit_clip(model, bank, labels[0], captions, steps=1, batch_size=32, classes=[0])
+
+
+def test_linear_probe_rejects_bad_input_up_front():
+    x, y = torch.randn(40, 3), torch.arange(4).repeat(10)
+    with pytest.raises(ValueError, match="weight_decay"):
+        C.LinearProbe(weight_decay=-1)
+    with pytest.raises(ValueError, match="weight_decay"):
+        C.LinearProbe(weight_decay=float("nan"))
+    with pytest.raises(ValueError, match="steps"):
+        C.LinearProbe(steps=0)
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        C.LinearProbe().fit(bad, y, classes=4)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        C.LinearProbe().fit(x, y, classes=4, unlabelled=bad)
+    with pytest.raises(ValueError, match="labels must lie"):
+        C.LinearProbe().fit(x, y + 1, classes=4)
+    with pytest.raises(ValueError, match="no example of class"):
+        C.LinearProbe.fit_tuned((x, y), (x[y != 2], y[y != 2]))
+
+
+def test_fit_clip_calls_on_step_without_changing_the_run_and_prompt_rank():
+    images, labels = _toy_few_label_data()
+    bank = torch.stack([images[0], images[0]])
+    captions = torch.randn(3, 10, 12, generator=torch.Generator().manual_seed(1))
+    runs, seen = [], []
+    for hook in (None, lambda step, model: seen.append((step, model.training))):
+        torch.manual_seed(0)
+        model = C.CLIP(text_dim=12, config=C.EncoderConfig.tiny(), dim=8)
+        runs.append(C.fit_clip(model, bank, labels[0], captions, steps=5, batch_size=32,
+                               on_step=hook))
+    assert runs[0] == runs[1] and [s for s, _ in seen] == [1, 2, 3, 4, 5]
+    prompts = captions[0]
+    ranks = [C.prompt_rank(model, images[2], prompts, c) for c in range(10)]
+    assert all(1 <= r <= 10 for r in ranks)
+    # the ranks of the ten prompts over the same images average (K + 1) / 2
+    assert np.mean(ranks) == pytest.approx(5.5, abs=1e-5)
+    swapped = C.with_word(prompts, 3, prompts[4])
+    assert torch.equal(swapped[3], prompts[4]) and torch.equal(prompts[3], captions[0][3])
+    scores = C.held_out_scores(model, images[2], labels[2], [prompts, prompts], prompts[:2], held=3)
+    assert set(scores) == {"recall", "rank", "decoy_rank", "accuracy_others", "cos_seven"}
+    assert scores["cos_seven"][3] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_fit_simclr_takes_another_loss():
+    gen = torch.Generator().manual_seed(0)
+    bank = torch.rand(2, 64, 1, 14, 14, generator=gen)
+    calls = []
+
+    def positives_only(z1, z2, temperature):
+        calls.append(temperature)
+        return (1 - F.cosine_similarity(z1, z2)).mean()
+
+    model = C.SimCLR(C.EncoderConfig.tiny())
+    C.fit_simclr(model, bank, steps=3, batch_size=16, loss_fn=positives_only, temperature=0.3)
+    assert calls == [0.3, 0.3, 0.3]

@@ -209,12 +209,13 @@ class ContrastiveHistory:
 def fit_simclr(model: SimCLR, bank: torch.Tensor, *, steps: int = 300, batch_size: int = 256,
                lr: float = 2e-3, temperature: float = 0.5, seed: int = 0,
                transform: Callable | None = jitter, snapshot: torch.Tensor | None = None,
-               snapshot_every: int = 0, snapshot_steps: Sequence[int] = ()
-               ) -> ContrastiveHistory:
+               snapshot_every: int = 0, snapshot_steps: Sequence[int] = (),
+               loss_fn: Callable[..., torch.Tensor] = nt_xent) -> ContrastiveHistory:
     """SimCLR for a fixed number of steps: each step takes ``batch_size`` images, two different
     views of each from ``bank`` (``(V, N, 1, H, W)``), passes each view batch through
     ``transform(x, generator)`` (default :func:`jitter`; None: the bank's views as they are),
-    and minimises :func:`nt_xent`. No labels. Adam with ``lr``.
+    and minimises ``loss_fn(z1, z2, temperature)`` (:func:`nt_xent`). No labels. Adam with
+    ``lr``.
 
     ``snapshot`` (images) and ``snapshot_every`` (or a list of ``snapshot_steps``, 0 the
     untrained encoder): record the encoder's features of those images along the way, to watch
@@ -246,7 +247,7 @@ def fit_simclr(model: SimCLR, bank: torch.Tensor, *, steps: int = 300, batch_siz
         x1, x2 = two_views(bank, index, gen)  # (B, 1, H, W) each
         if transform is not None:
             x1, x2 = transform(x1, gen), transform(x2, gen)
-        loss = nt_xent(model(x1), model(x2), temperature)
+        loss = loss_fn(model(x1), model(x2), temperature)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -314,6 +315,10 @@ class LinearProbe:
     """
 
     def __init__(self, weight_decay: float = 1e-3, steps: int = 50):
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+        if steps < 1:
+            raise ValueError(f"steps (L-BFGS iterations) must be >= 1, got {steps}")
         self.weight_decay, self.steps = weight_decay, steps
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, classes: int = 10,
@@ -323,6 +328,13 @@ class LinearProbe:
         labelled rows a feature's spread is mostly noise), else of ``x``."""
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"need as many labels as feature rows (>= 1), got {len(x)}, {len(y)}")
+        for name, t in (("features", x), ("unlabelled features", unlabelled)):
+            if t is not None and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"the {name} contain NaN or inf (rows "
+                                 f"{torch.nonzero(~torch.isfinite(t).all(1)).flatten()[:5].tolist()}"
+                                 "...): a probe needs finite features")
+        if int(y.min()) < 0 or int(y.max()) >= classes:
+            raise ValueError(f"labels must lie in 0..{classes - 1}, got {int(y.min())}..{int(y.max())}")
         stats = x if unlabelled is None else unlabelled
         self.mean, self.std = stats.mean(0), stats.std(0, unbiased=False) + 1e-6
         z = (x - self.mean) / self.std  # (N, D)
@@ -365,6 +377,10 @@ class LinearProbe:
         The probe keeps ``val_accuracy``, ``val_loss`` and ``grid`` (wd -> (accuracy, loss))."""
         if not len(weight_decays):
             raise ValueError("the grid of weight decays is empty")
+        missing = sorted(set(train[1].tolist()) - set(val[1].tolist()))
+        if missing:
+            raise ValueError(f"the validation set has no example of class(es) {missing}: it "
+                             "cannot tell how well the probe does on them")
         grid, probes = {}, {}
         for wd in weight_decays:
             probes[wd] = cls(wd).fit(*train, unlabelled=unlabelled)
@@ -492,12 +508,15 @@ def few_label_curves(runs: list[dict], images: tuple, labels: tuple, counts: Seq
 # --- CLIP training ------------------------------------------------------------------------------
 def fit_clip(model: CLIP, bank: torch.Tensor, labels: torch.Tensor, captions: torch.Tensor, *,
              steps: int = 300, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
-             classes: Sequence[int] | None = None) -> list[float]:
+             classes: Sequence[int] | None = None,
+             on_step: Callable[[int, CLIP], None] | None = None) -> list[float]:
     """Train ``model`` on images from ``bank`` (``(V, N, 1, H, W)``, a random view of each,
     jittered) paired with caption vectors: ``captions`` ``(T, K, D)`` holds ``T`` templates'
     sentence vectors for the ``K`` classes, and each image gets a random template of its class
     ``labels[i]``. ``classes``: train only on images of these classes (hold the others out of
-    both images and captions). Adam with ``lr``; returns the loss per step."""
+    both images and captions). Adam with ``lr``; returns the loss per step. ``on_step(step,
+    model)``, when given, is called after every step (to score the model on the way; it must
+    not train it). It draws no random numbers of training's, so the run is the same with it."""
     pool = torch.arange(bank.shape[1])
     if classes is not None:
         pool = pool[torch.isin(labels, torch.as_tensor(list(classes)))]
@@ -508,7 +527,7 @@ def fit_clip(model: CLIP, bank: torch.Tensor, labels: torch.Tensor, captions: to
     optimizer = adam(model.parameters(), lr)
     losses = []
     model.train()
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         idx = pool[torch.randperm(len(pool), generator=gen)[:batch_size]]
         view = torch.randint(0, bank.shape[0], (batch_size,), generator=gen)
         images = jitter(bank[view, idx], gen)  # (B, 1, H, W)
@@ -518,12 +537,28 @@ def fit_clip(model: CLIP, bank: torch.Tensor, labels: torch.Tensor, captions: to
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, model)
+            model.train()
     model.eval()
     return losses
 
 
+@torch.no_grad()
+def prompt_rank(model: CLIP, images: torch.Tensor, prompts: torch.Tensor, target: int) -> float:
+    """Mean rank (1 = the most similar, ``K`` = the least) of prompt ``target`` among the ``K``
+    ``prompts`` ``(K, text_dim)``, over ``images``. Top-1 accuracy only asks whether the rank is
+    1; the mean rank also sees a prompt that comes second or third (uniform guessing: (K+1)/2)."""
+    was = model.training
+    model.eval()
+    sims = model.encode_image(images) @ model.encode_text(prompts).T  # (B, K)
+    model.train(was)
+    return ((sims > sims[:, target:target + 1]).sum(1).float() + 1).mean().item()
+
+
 # --- chapter 16's few-label comparison, shared by the chapter and tools/ch16_few_labels.py ----
 FEW_LABELS_FILE = "ch16_few_labels.json"
+SIMCLR_FILE = "ch16_simclr.json"  # tools/ch16_simclr.py: temperature, budget, jitter ablation
 SIMCLR_RECIPE = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "temperature": 0.2}
 SETTLING_STEPS = [0, 100, 250, 500, 1000, 2000, 3000]  # where the tool probes a run on the way
 NETWORK_STEPS, NETWORK_EVAL_EVERY = 1000, 100  # the supervised network's budget
@@ -543,6 +578,23 @@ def simclr_crop(side: int = 14):
     from torchvision.transforms import v2
 
     return v2.RandomResizedCrop(side, scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True)
+
+
+def validation_probe(features_: tuple, labels: tuple, seed: int, k: int) -> tuple[float, float]:
+    """A probe with ``k`` labels per class on ``features_`` ``(train, val, test)``: labelled
+    digits ``labelled_subset(y_train, k, seed)``, L2 strength chosen by cross-entropy on ``k``
+    validation digits per class (``labelled_subset(y_val, k, 10_000 + seed)``), as in the
+    comparison. Returns its accuracy on the *other* validation digits (for choices about
+    SimCLR's recipe) and on the test digits."""
+    (f_train, f_val, f_test), (y_train, y_val, y_test) = features_, labels
+    idx = labelled_subset(y_train, k, seed)
+    tune = labelled_subset(y_val, k, 10_000 + seed)
+    rest = torch.ones(len(y_val), dtype=torch.bool)
+    rest[tune] = False
+    probe = LinearProbe.fit_tuned((f_train[idx], y_train[idx]), (f_val[tune], y_val[tune]),
+                                  PROBE_L2_GRID, unlabelled=f_train)
+    return (round(probe.accuracy(f_val[rest], y_val[rest]), 6),
+            round(probe.accuracy(f_test, y_test), 6))
 
 
 def few_label_runs(models: Sequence[SimCLR], images: tuple) -> list[dict]:
@@ -590,3 +642,89 @@ def load_few_labels() -> tuple[FewLabels, dict]:
     with open(verified_path(FEW_LABELS_FILE), encoding="utf-8") as f:
         data = json.load(f)
     return few_labels_from_json(data["results"]), data
+
+
+# --- chapter 16's CLIP runs, shared by the chapter and tools/ch16_clip.py ----------------------
+CLIP_FILE = "ch16_clip.json"
+CLIP_CHECKPOINTS = [100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000]
+CLIP_LIVE_STEPS = 1000  # the chapter's own CLIPs: one checkpoint of the tool's curve
+CLIP_SETTLED = 0.005  # the budget: the first checkpoint this close to the best on validation
+HELD_OUT = 7  # the digit held out of training in the held-out test (picked before any run)
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+CLIP_SEEN = [  # the training captions' templates
+    "a handwritten digit {}", "a picture of the number {}", "the digit {}",
+    "an image of a handwritten {}", "the number {} written by hand", "a drawing of the numeral {}",
+]
+CLIP_UNSEEN = [  # phrasings no training caption used
+    "a scanned {}", "this is a {}", "someone wrote a {}", "a black and white {}",
+    "the figure {}", "a {} on a white background",
+]
+DECOY = "banana"  # names no digit: the held-out test's control word
+
+
+def clip_prompts() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MiniLM's vectors of the seen and unseen templates filled with the ten class words, each
+    ``(6, 10, 384)``, and of the unseen templates filled with :data:`DECOY`, ``(6, 384)``."""
+    from .pretrained import MINILM_DIM, embed
+
+    sentences = ([t.format(w) for t in CLIP_SEEN for w in WORDS]
+                 + [t.format(w) for t in CLIP_UNSEEN for w in WORDS]
+                 + [t.format(DECOY) for t in CLIP_UNSEEN])
+    vectors = embed(sentences)
+    seen = vectors[:60].view(len(CLIP_SEEN), 10, MINILM_DIM)
+    unseen = vectors[60:120].view(len(CLIP_UNSEEN), 10, MINILM_DIM)
+    return seen, unseen, vectors[120:]
+
+
+def with_word(prompts: torch.Tensor, index: int, vector: torch.Tensor) -> torch.Tensor:
+    """``prompts`` ``(K, D)`` with prompt ``index`` replaced by ``vector`` (e.g. a decoy word)."""
+    prompts = prompts.clone()
+    prompts[index] = vector
+    return prompts
+
+
+def held_out_scores(model: CLIP, images: torch.Tensor, labels: torch.Tensor,
+                    prompt_sets: Sequence[torch.Tensor], decoys: torch.Tensor,
+                    held: int = HELD_OUT) -> dict:
+    """How a CLIP trained without class ``held`` treats it, each a mean over the ``prompt_sets``
+    (``(10, D)`` each; ``decoys[t]`` replaces set ``t``'s prompt ``held``): ``recall``, the share
+    of the class's images whose most similar prompt is theirs; ``rank``, that prompt's mean rank
+    among the ten (:func:`prompt_rank`), and ``decoy_rank``, the decoy's in its place;
+    ``accuracy_others``, accuracy on the other classes; ``cos_seven``, the cosine of the
+    projected held-out word (mean over the sets) with each projected class word."""
+    members = images[labels == held]
+    rest = labels != held
+    recall, rank, decoy_rank, others = [], [], [], []
+    for t, prompts in enumerate(prompt_sets):
+        pred = model.classify(members, prompts)
+        recall.append((pred == held).float().mean().item())
+        rank.append(prompt_rank(model, members, prompts, held))
+        decoy_rank.append(prompt_rank(model, members, with_word(prompts, held, decoys[t]), held))
+        others.append((model.classify(images[rest], prompts) == labels[rest]).float().mean().item())
+    with torch.no_grad():
+        words = model.encode_text(torch.stack(list(prompt_sets)).mean(0))  # (10, dim)
+    cos = (words @ words[held]).tolist()
+    return {"recall": float(np.mean(recall)), "rank": float(np.mean(rank)),
+            "decoy_rank": float(np.mean(decoy_rank)), "accuracy_others": float(np.mean(others)),
+            "cos_seven": [round(c, 4) for c in cos]}
+
+
+def load_clip_runs() -> dict:
+    """The committed results of ``tools/ch16_clip.py`` (sha256-checked)."""
+    import json
+
+    from .data import verified_path
+
+    with open(verified_path(CLIP_FILE), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_recipe_runs() -> dict:
+    """The committed results of ``tools/ch16_simclr.py`` (sha256-checked): SimCLR's temperature
+    grid and budget on validation, the jitter ablation and the network's augmentation check."""
+    import json
+
+    from .data import verified_path
+
+    with open(verified_path(SIMCLR_FILE), encoding="utf-8") as f:
+        return json.load(f)

@@ -104,11 +104,17 @@ CHECKSUMS: dict[str, str] = {
     "ch12_gin_budget.json":
         "16ca62892527a1e5c6064ce928188a61c5bf5057b3f94c68882c897c3e66157d",
     # chapter 16's few-label comparison, 5 SimCLR runs (dlbook.contrastive.load_few_labels)
+    "ch16_few_labels.json":
+        "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
+    # chapter 16's CLIP budget and held-out sevens (dlbook.contrastive.load_clip_runs)
+    "ch16_clip.json":
+        "45518d20f84de1c8001490d3718e175488a5225c7fa4c81fcbf8ed91b92e0e87",
+    # chapter 16's SimCLR temperature, budget and jitter checks (load_recipe_runs)
+    "ch16_simclr.json":
+        "1a43fac8badd7601c0b2748bfdd372f443fc521f3789f0d612dd3d7c1a808323",
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
-    "ch16_few_labels.json":
-        "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -143,6 +149,8 @@ REBUILT_BY = {
     "ch12_depth_sweep.json": "tools/gnn_depth_sweep.py (see data/README.md)",
     "ch12_gin_budget.json": "`python tools/gin_budget_sweep.py`",
     "ch16_few_labels.json": "`python tools/ch16_few_labels.py`",
+    "ch16_clip.json": "`python tools/ch16_clip.py`",
+    "ch16_simclr.json": "`python tools/ch16_simclr.py`",
     "ch17_rl_runs.json": "`python tools/ch17_rl_sweep.py`",
 }
 
