@@ -29,22 +29,10 @@ SEEDS = [0, 1, 2]
 
 def sb3_run(kind: str, seed: int, steps: int, dqn: rl.DQNConfig) -> rl.Curve:
     """stable-baselines3's DQN or PPO on CartPole-v1, evaluated as the book's agents are."""
-    from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
     t0 = time.process_time()
-    env = rl.make_env(dqn.env_id)
-    if kind == "DQN":
-        model = DQN("MlpPolicy", env, learning_rate=dqn.lr, buffer_size=dqn.buffer_size,
-                    learning_starts=dqn.learning_starts, batch_size=dqn.batch_size,
-                    gamma=dqn.gamma, train_freq=dqn.train_every, gradient_steps=1,
-                    target_update_interval=dqn.target_every,
-                    exploration_fraction=dqn.eps_fraction, exploration_initial_eps=dqn.eps_start,
-                    exploration_final_eps=dqn.eps_end,
-                    policy_kwargs=dict(net_arch=[dqn.hidden] * 2, activation_fn=torch.nn.Tanh),
-                    seed=seed, device="cpu")
-    else:
-        model = PPO("MlpPolicy", env, seed=seed, device="cpu")  # its defaults: 64-64 tanh
+    model = rl.sb3_agent(kind, dqn, rl.make_env(dqn.env_id), seed)
 
     def act(obs):
         return int(model.predict(obs, deterministic=True)[0])

@@ -409,9 +409,10 @@ def random_search(env_id: str, steps: int, seed: int, eval_every: int = 5000,
         return lambda obs: int(w @ obs > 0)
 
     curve = Curve([0], [evaluate(rule(best_w), env_id, eval_episodes)])
-    step = 0
+    curve.rules_tried = []  # candidates drawn by each checkpoint
+    step, tried = 0, 0
     while step < steps:
-        w = rng.normal(size=dim)  # a new candidate
+        w, tried = rng.normal(size=dim), tried + 1  # a new candidate
         obs, _ = env.reset(seed=int(rng.integers(2**31)))
         total, done = 0.0, False
         while not done and step < steps:
@@ -420,6 +421,7 @@ def random_search(env_id: str, steps: int, seed: int, eval_every: int = 5000,
             if step % eval_every == 0:  # the best finished candidate so far
                 curve.steps.append(step)
                 curve.returns.append(evaluate(rule(best_w), env_id, eval_episodes))
+                curve.rules_tried.append(tried)
         if done and total > best_return:
             best_w, best_return = w, total
     curve.cpu_seconds = time.process_time() - t0
@@ -566,6 +568,26 @@ def train_dqn(cfg: DQNConfig, seed: int) -> tuple[Curve, nn.Module]:
 
 
 RUNS_FILE = "ch17_rl_runs.json"
+
+
+def sb3_agent(kind: str, cfg: DQNConfig, env, seed: int):
+    """stable-baselines3's DQN with the book's DQN settings, or its PPO with its defaults: the
+    one argument list that tools/ch17_rl_sweep.py trains and the chapter shows."""
+    from stable_baselines3 import DQN, PPO
+
+    if kind == "PPO":
+        return PPO("MlpPolicy", env, seed=seed, device="cpu")  # 64-64 tanh
+    if kind != "DQN":
+        raise ValueError(f"kind must be 'DQN' or 'PPO', got {kind!r}")
+    return DQN(
+        "MlpPolicy", env, learning_rate=cfg.lr, buffer_size=cfg.buffer_size,
+        learning_starts=cfg.learning_starts, batch_size=cfg.batch_size,
+        gamma=cfg.gamma, train_freq=cfg.train_every, gradient_steps=1,
+        target_update_interval=cfg.target_every,
+        exploration_fraction=cfg.eps_fraction,
+        exploration_initial_eps=cfg.eps_start, exploration_final_eps=cfg.eps_end,
+        policy_kwargs=dict(net_arch=[cfg.hidden] * 2, activation_fn=nn.Tanh),
+        seed=seed, device="cpu")
 
 
 def load_runs() -> dict:
