@@ -283,6 +283,19 @@ DIGIT_GMM5_KS = (16, 24, 32, 48, 64)  # components, bracketing the five-draw pic
 VAL_DRAWS = 5  # mixture sample draws (of the validation part's size) per grid point
 
 
+def digit_gmm_seed_scores(train, judge, k: int, reg: float) -> dict:
+    """The digit mixture (k components, variance floor reg) refitted on every seed, SEEDS and
+    MORE_SEEDS: the first draw's three scores and DRAWS draws' Frechet distances, by seed."""
+    scores = {}
+    for seed in gs.SEEDS + MORE_SEEDS:
+        g = gs.GaussianMixture(k, reg_covar=reg, random_state=seed).fit(train)
+        x = gs.mixture_samples(g, 360 * gs.DRAWS, seed).clamp(-1, 1)
+        scores[str(seed)] = rounded(judge.scores(x[:360])) | {
+            "draws frechet": [round(judge.frechet(s), 4) for s in x.split(360)]}
+        print("digit GMM5", seed, scores[str(seed)], flush=True)
+    return scores
+
+
 def digit_gmm5_results() -> dict:
     """The digit mixture's floor and component count chosen on the mean validation Frechet of
     VAL_DRAWS sample draws (one draw moves the number by more than the grid's steps), over
@@ -305,12 +318,7 @@ def digit_gmm5_results() -> dict:
     out = {"regs": list(DIGIT_GMM_REGS), "components": list(DIGIT_GMM5_KS),
            "val draws": VAL_DRAWS, "val frechet": grid, "val frechet draws": draws,
            "pick": {"reg_covar": reg, "components": k}, "seeds": {}}
-    for seed in gs.SEEDS + MORE_SEEDS:
-        g = gs.GaussianMixture(k, reg_covar=reg, random_state=seed).fit(d["train"])
-        x = gs.mixture_samples(g, 360 * gs.DRAWS, seed).clamp(-1, 1)
-        out["seeds"][str(seed)] = rounded(judge.scores(x[:360])) | {
-            "draws frechet": [round(judge.frechet(s), 4) for s in x.split(360)]}
-        print("digit GMM5", seed, out["seeds"][str(seed)], flush=True)
+    out["seeds"] = digit_gmm_seed_scores(d["train"], judge, k, reg)
     return out
 
 
@@ -340,12 +348,7 @@ def digit_gmm5_extend() -> dict:
     print("pick", reg, k, "was", out["pick"], flush=True)
     if {"reg_covar": reg, "components": k} != out["pick"]:
         out["pick"] = {"reg_covar": reg, "components": k}
-        for seed in gs.SEEDS + MORE_SEEDS:
-            g = gs.GaussianMixture(k, reg_covar=reg, random_state=seed).fit(d["train"])
-            x = gs.mixture_samples(g, 360 * gs.DRAWS, seed).clamp(-1, 1)
-            out["seeds"][str(seed)] = rounded(judge.scores(x[:360])) | {
-                "draws frechet": [round(judge.frechet(s), 4) for s in x.split(360)]}
-            print("digit GMM5", seed, out["seeds"][str(seed)], flush=True)
+        out["seeds"] = digit_gmm_seed_scores(d["train"], judge, k, reg)
     return out
 
 
@@ -369,12 +372,7 @@ def digit_gmm5_one_se() -> dict:
                         "within one standard error of the best")
     out["pick"] = {"reg_covar": reg, "components": k}
     print("one-SE pick", out["pick"], "se", se, flush=True)
-    for seed in gs.SEEDS + MORE_SEEDS:
-        g = gs.GaussianMixture(k, reg_covar=reg, random_state=seed).fit(d["train"])
-        x = gs.mixture_samples(g, 360 * gs.DRAWS, seed).clamp(-1, 1)
-        out["seeds"][str(seed)] = rounded(judge.scores(x[:360])) | {
-            "draws frechet": [round(judge.frechet(s), 4) for s in x.split(360)]}
-        print("digit GMM5", seed, out["seeds"][str(seed)], flush=True)
+    out["seeds"] = digit_gmm_seed_scores(d["train"], judge, k, reg)
     return out
 
 
