@@ -106,6 +106,10 @@ CHECKSUMS: dict[str, str] = {
     # chapter 16's few-label comparison, 5 SimCLR runs (dlbook.contrastive.load_few_labels)
     "ch16_few_labels.json":
         "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
+    # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
+    # rebuilt by tools/ch15_rag_index.py
+    "ch15_moby_index.npz":
+        "90432b0ba3075431fada5bd7acad6f916313f08f88fe623b48e6f8bb4517c7fe",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
