@@ -55,3 +55,23 @@ def test_bad_input():
         contains_answer("x", "Pequod")  # a string, not a list
     with pytest.raises(ValueError):
         rag_messages("  ")
+
+
+def test_rag_contexts_oracle_and_control():
+    from dlbook.rag import rag_contexts
+
+    passages = ["the Pequod sails", "a whale", "the sea", "Pequod again", "sky", "rope"]
+    index = torch.eye(6)  # passage j is direction j
+    q = torch.tensor([[0.0, 0.5, 0.0, 0.9, 0.0, 0.0]])  # nearest: 3, then 1
+    ctx = rag_contexts(["Ship?"], [["Pequod"]], passages, q, index, [[3, 1]], seed=0)
+    assert ctx["closed book"] == [[]] and ctx["retrieved"] == [[3, 1]]
+    assert ctx["oracle"] == [[3]]  # the nearest passage that holds the answer
+    rand = ctx["random"][0]
+    assert len(rand) == 2 and len(set(rand)) == 2
+    assert not any(contains_answer(passages[j], ["Pequod"]) for j in rand)
+    assert rag_contexts(["Ship?"], [["Pequod"]], passages, q, index, [[3, 1]],
+                        seed=0) == ctx  # seeded
+    with pytest.raises(ValueError):
+        rag_contexts(["Ship?"], [["Pequod"]], passages, q, index, [])
+    with pytest.raises(ValueError):
+        rag_contexts(["Ship?"], [["Ahab"]], passages, q, index, [[3, 1]])

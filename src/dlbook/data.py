@@ -110,10 +110,15 @@ CHECKSUMS: dict[str, str] = {
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
         "90432b0ba3075431fada5bd7acad6f916313f08f88fe623b48e6f8bb4517c7fe",
+    # chapter 15's SmolLM2 evaluations: bits per byte (float32, int8) and RAG log-probabilities
+    # (dlbook.evaluation.load_llm_evals), rebuilt by tools/ch15_llm_evals.py
+    "ch15_llm_evals.json":
+        "715b5fb165cb9e347262233f32c9e60552c9b702a16389e30332719cef13b310",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
 REBUILT_BY = {
+    "ch15_llm_evals.json": "tools/ch15_llm_evals.py (see data/README.md)",
     "gpt_moby_dick.safetensors": "`make checkpoints` (tools/train_checkpoint.py)",
     "ch08_names_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_lms.safetensors": "tools/ch08_sweeps.py (see data/README.md)",

@@ -12,16 +12,31 @@
     ...                               tokenizer=tok, model=smol)
     >>> picks = multiple_choice(items, tokenizer=tok, model=smol)   # {"sum": (Q,), "mean": (Q,)}
     >>> bpb = bits_per_byte(text, tokenizer=tok, model=smol)["bits_per_byte"]
+
+Chapter 15's longer runs (bits per byte on 2,048 tokens, float32 and int8; the RAG
+log-probabilities of sixteen questions) are made by ``tools/ch15_llm_evals.py`` and read with
+:func:`load_llm_evals`; the chapter re-measures a sample of each.
 """
 from __future__ import annotations
 
 import copy
 import importlib
 import inspect
+import json
 import math
 from dataclasses import dataclass
 
 import torch
+
+
+LLM_EVALS_FILE = "ch15_llm_evals.json"
+
+
+def load_llm_evals(name: str = LLM_EVALS_FILE) -> dict:
+    """The stored results of ``tools/ch15_llm_evals.py``, after the file's checksum."""
+    from .data import verified_path
+
+    return json.loads(verified_path(name).read_text())
 
 
 @dataclass(frozen=True)

@@ -154,3 +154,46 @@ MOBY_QUESTIONS: list[tuple[str, tuple[str, ...]]] = [
     ("What English ship is commanded by the captain who lost his arm to Moby Dick?",
      ("Samuel Enderby", "Enderby")),
 ]
+
+
+def rag_contexts(questions, accepted, passages, question_vectors, index, retrieved, *,
+                 seed: int = 0) -> dict[str, list[list[int]]]:
+    """The passages each question is asked with, by condition (lists of passage ids):
+    ``closed book`` (none), ``retrieved`` (``retrieved``, MiniLM's top k), ``oracle`` (the
+    passage nearest the question, by MiniLM, among those holding an accepted answer) and
+    ``random`` (k passages drawn at random, seeded per question, none holding an answer: the
+    control, as long as the retrieved ones)."""
+    questions, accepted = list(questions), list(accepted)
+    retrieved = [list(map(int, row)) for row in retrieved]
+    if not (len(questions) == len(accepted) == len(retrieved) == len(question_vectors)):
+        raise ValueError("questions, accepted, retrieved and question_vectors must align")
+    ranked = (question_vectors.float() @ index.float().T).argsort(dim=1, descending=True)
+    oracle, control = [], []
+    for i, answers in enumerate(accepted):
+        holds = [j for j in ranked[i].tolist()[:400] if contains_answer(passages[j], answers)]
+        if not holds:
+            raise ValueError(f"no passage near question {i} holds an accepted answer")
+        oracle.append([holds[0]])
+        rng, picked = np.random.default_rng([seed, i]), []
+        while len(picked) < len(retrieved[i]):
+            j = int(rng.integers(len(passages)))
+            if j not in picked and not contains_answer(passages[j], answers):
+                picked.append(j)
+        control.append(picked)
+    return {"closed book": [[] for _ in questions], "retrieved": retrieved,
+            "oracle": oracle, "random": control}
+
+
+def answer_logprobs(prompts, answers, *, tokenizer, model) -> torch.Tensor:
+    """Teacher forcing: the summed log-probability ``(Q,)`` (nats) of each gold ``answers[i]``
+    (a string) as the model's reply to ``prompts[i]`` (a chat prompt ending at the
+    assistant's turn). No text is generated: this scores whether the prompt makes the right
+    answer likelier, even when the model would not produce it greedily."""
+    from .evaluation import continuation_logprobs
+
+    prompts, answers = list(prompts), list(answers)
+    if not prompts or len(prompts) != len(answers):
+        raise ValueError("need as many answers as prompts, at least one")
+    logprob, _ = continuation_logprobs("", list(zip(prompts, answers)),
+                                       tokenizer=tokenizer, model=model)
+    return logprob
