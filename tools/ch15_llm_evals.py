@@ -12,8 +12,9 @@ Writes data/ch15_llm_evals.json (about three minutes of CPU on one thread):
   in each condition (``dlbook.rag.answer_logprobs``), and the greedy replies (8 tokens) closed-book
   and with MiniLM's two passages.
 
-The chapter re-measures a sample of each (256 tokens float32 and int8, one question in every
-condition, two generated replies) and checks it against the file.
+The chapter re-measures a sample of each (256 tokens float32 and int8; one question's
+log-probabilities closed-book and with MiniLM's passages, and its reply with them) and checks
+it against the file.
 """
 from __future__ import annotations
 
