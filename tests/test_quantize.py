@@ -142,3 +142,44 @@ def test_fake_quantize_grid_error_and_agreement_with_int8():
         fake_quantize(w, 1)
     with pytest.raises(ValueError, match="2-D"):
         fake_quantize(w[0], 8)
+
+
+def test_block_quantize_levels_and_errors():
+    from dlbook.quantize import NF4_LEVELS, block_quantize
+
+    torch.manual_seed(0)
+    w = torch.randn(8, 128)
+    q = block_quantize(w, 64, levels="nf4")
+    blocks, qb = w.reshape(8, 2, 64), q.reshape(8, 2, 64)
+    scale = blocks.abs().amax(-1, keepdim=True)
+    # every rounded weight is an NF4 level times its block's absmax, the nearest one
+    codes = qb / scale
+    assert ((codes[..., None] - NF4_LEVELS).abs().min(-1).values < 1e-6).all()
+    nearest = NF4_LEVELS[((blocks / scale)[..., None] - NF4_LEVELS).abs().argmin(-1)]
+    assert torch.allclose(codes, nearest, atol=1e-6)
+    # a block per row of 128 with uniform levels is fake_quantize's per-row grid
+    assert torch.allclose(block_quantize(w, 128, levels=4), fake_quantize(w, 4), atol=1e-6)
+    # on normal weights NF4 rounds closer than the even 4-bit grid with the same blocks
+    err = lambda x: (x - w).pow(2).mean()
+    assert err(q) < err(block_quantize(w, 64, levels=4))
+    with pytest.raises(ValueError):
+        block_quantize(w, 60)
+    with pytest.raises(ValueError):
+        block_quantize(w, 64, levels="nf3")
+    with pytest.raises(ValueError):
+        block_quantize(torch.tensor([[float("nan")] * 64]), 64)
+
+
+def test_compare_with_torch_on_a_small_model():
+    from dlbook.quantize import compare_with_torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    ref = torch_dynamic_int8(model)
+    if ref is None:
+        pytest.skip("this torch has no torch.ao.quantization")
+    int_diff, ratios = compare_with_torch(model, ref, skip=())
+    assert int_diff <= 1 and len(ratios) == 2
+    assert all(abs(r - 127.5 / 127) < 1e-4 for r in ratios)
+    with pytest.raises(ValueError):
+        compare_with_torch(model, model, skip=())

@@ -115,10 +115,19 @@ CHECKSUMS: dict[str, str] = {
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
+    # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
+    # rebuilt by tools/ch15_rag_index.py
+    "ch15_moby_index.npz":
+        "90432b0ba3075431fada5bd7acad6f916313f08f88fe623b48e6f8bb4517c7fe",
+    # chapter 15's SmolLM2 evaluations: bits per byte (float32, int8) and RAG log-probabilities
+    # (dlbook.evaluation.load_llm_evals), rebuilt by tools/ch15_llm_evals.py
+    "ch15_llm_evals.json":
+        "715b5fb165cb9e347262233f32c9e60552c9b702a16389e30332719cef13b310",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
 REBUILT_BY = {
+    "ch15_llm_evals.json": "tools/ch15_llm_evals.py (see data/README.md)",
     "gpt_moby_dick.safetensors": "`make checkpoints` (tools/train_checkpoint.py)",
     "ch08_names_sweep.json": "tools/ch08_sweeps.py (see data/README.md)",
     "ch08_lms.safetensors": "tools/ch08_sweeps.py (see data/README.md)",

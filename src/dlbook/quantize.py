@@ -203,3 +203,62 @@ def torch_int8_weights(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     else:
         scales = torch.full((w.shape[0],), float(w.q_scale()))
     return w.int_repr(), scales
+
+
+def compare_with_torch(model: nn.Module, torch_model: nn.Module, skip=("head",)):
+    """Our int8 codes and scales against those of ``torch_model`` (``model`` after
+    :func:`torch_dynamic_int8`), for every Linear of ``model`` whose name is not in ``skip``
+    and that PyTorch quantized: ``(largest integer difference, [mean scale ratio ours/theirs
+    per layer])``."""
+    skip = (skip,) if isinstance(skip, str) else tuple(skip)
+    ours = {n: m for n, m in model.named_modules()
+            if isinstance(m, nn.Linear) and n not in skip}
+    int_diff, ratios = 0, []
+    for name, module in torch_model.named_modules():
+        if name in ours and hasattr(module, "weight") and callable(module.weight):
+            q_ref, s_ref = torch_int8_weights(module)
+            q, s = quantize_weight(ours[name].weight.detach().cpu())
+            int_diff = max(int_diff, (q.int() - q_ref.int()).abs().max().item())
+            ratios.append((s / s_ref).mean().item())
+    if not ratios:
+        raise ValueError("no Linear layer of model was quantized in torch_model")
+    return int_diff, ratios
+
+
+# --- 4 bits: a scale per block, and a grid shaped like the weights (QLoRA's NF4) -----------
+
+# NormalFloat4 (Dettmers et al., 2023, QLoRA): the 16 levels in [-1, 1] that split a standard
+# normal distribution into equally likely pieces (one side of zero with 8 levels, the other with
+# 7, and zero itself), so that normally distributed weights use every level equally often.
+NF4_LEVELS = torch.tensor([
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0])
+
+
+def block_quantize(weight: torch.Tensor, block: int = 64, levels: str | int = "nf4"):
+    """``weight`` rounded blockwise (as floats): every ``block`` consecutive weights of a row
+    share one absmax scale, and each is rounded to the nearest of ``levels`` times that scale:
+    ``"nf4"`` the 16 :data:`NF4_LEVELS`, or an int ``b`` for the uniform symmetric b-bit grid
+    (``2^(b-1) - 1`` steps each side of zero, as :func:`fake_quantize`). The row length must
+    be a multiple of ``block``."""
+    _check_finite(weight, "block_quantize")
+    if weight.ndim != 2:
+        raise ValueError(f"block_quantize takes a (out, in) weight, got {tuple(weight.shape)}")
+    if not isinstance(block, int) or block < 1 or weight.shape[1] % block:
+        raise ValueError(f"block ({block!r}) must be a whole number that divides the row "
+                         f"length {weight.shape[1]}")
+    w = weight.detach().float().reshape(weight.shape[0], -1, block)  # (out, in/block, block)
+    scale = w.abs().amax(-1, keepdim=True).clamp_min(1e-12)  # (out, in/block, 1)
+    x = w / scale  # in [-1, 1]
+    if levels == "nf4":
+        grid = NF4_LEVELS.to(x.device)
+        midpoints = (grid[1:] + grid[:-1]) / 2  # nearest level = how many midpoints lie below
+        q = grid[torch.bucketize(x, midpoints)]
+    elif isinstance(levels, int) and 2 <= levels <= 16:
+        steps = 2 ** (levels - 1) - 1
+        q = torch.round(x * steps) / steps
+    else:
+        raise ValueError(f"levels must be 'nf4' or a bit width in [2, 16], got {levels!r}")
+    return (q * scale).reshape(weight.shape).to(weight.dtype)
