@@ -124,16 +124,11 @@ def load_sweep() -> dict:
 
 def load_long() -> dict:
     """The 3,000-step runs: ``{"lrs", "seeds", "steps", "eval_every", "train_loss": {name:
-    array (lr, seed, record)}, "val_error": {same}}``. A file of one rate (``"lr"``, curves
-    (seed, record), as the first ``--long`` runs were stored) is read as ``lrs = [lr]``."""
+    array (lr, seed, record)}, "val_error": {same}}``."""
     with open(verified_path(LONG_FILE)) as f:
         raw = json.load(f)
-    one_rate = "lr" in raw
-    if one_rate:
-        raw["lrs"] = [raw.pop("lr")]
     for key in ("train_loss", "val_error"):
-        raw[key] = {name: np.array([c] if one_rate else c, dtype=float)
-                    for name, c in raw[key].items()}
+        raw[key] = {name: np.array(c, dtype=float) for name, c in raw[key].items()}
     return raw
 
 

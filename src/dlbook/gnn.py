@@ -34,6 +34,16 @@ AGGREGATIONS = ("sum", "mean", "max")
 
 
 # --- graphs as edge lists ------------------------------------------------------------------------
+def check_node_ids(ids: torch.Tensor, num_nodes: int, name: str) -> None:
+    """Fail early, with a message, on node ids that are not integers in ``0..num_nodes-1``."""
+    if ids.dtype in (torch.bool, torch.uint8) or ids.is_floating_point() or ids.is_complex():
+        raise TypeError(f"{name} must hold integer node ids, got dtype {ids.dtype}")
+    if ids.numel() and (ids.min() < 0 or ids.max() >= num_nodes):
+        raise ValueError(f"{name} must hold node ids in 0..{num_nodes - 1} (the graph has "
+                         f"{num_nodes} nodes), got ids from {ids.min().item()} to "
+                         f"{ids.max().item()}")
+
+
 def check_edge_index(edge_index: torch.Tensor, num_nodes: int) -> None:
     """Fail early, with a message, on an edge list that would index out of range later."""
     if not isinstance(edge_index, torch.Tensor):
@@ -42,11 +52,7 @@ def check_edge_index(edge_index: torch.Tensor, num_nodes: int) -> None:
     if edge_index.dim() != 2 or edge_index.shape[0] != 2:
         raise ValueError(f"edge_index must be a (2, E) tensor of node ids, got "
                          f"{tuple(edge_index.shape)}")
-    if edge_index.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"edge_index must hold integer node ids, got {edge_index.dtype}")
-    if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
-        raise ValueError(f"edge_index refers to nodes {edge_index.min().item()}.."
-                         f"{edge_index.max().item()}, but the graph has {num_nodes} nodes")
+    check_node_ids(edge_index, num_nodes, "edge_index")
 
 
 def edge_index_from_networkx(graph) -> torch.Tensor:
@@ -379,11 +385,7 @@ def fit_nodes(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, y: to
     n = x.shape[0]
     if len(train_nodes) == 0:
         raise ValueError("train_nodes is empty: label at least one node")
-    if train_nodes.dtype in (torch.bool,) or train_nodes.is_floating_point():
-        raise TypeError(f"train_nodes must be integer node ids, got dtype {train_nodes.dtype}")
-    if train_nodes.min() < 0 or train_nodes.max() >= n:
-        raise ValueError(f"train_nodes must be node ids in 0..{n - 1}, got ids from "
-                         f"{train_nodes.min().item()} to {train_nodes.max().item()}")
+    check_node_ids(train_nodes, n, "train_nodes")
     if y.shape[0] != n:
         raise ValueError(f"y needs one label per node ({n}), got {y.shape[0]}")
     torch.manual_seed(seed)
@@ -421,9 +423,7 @@ def edge_scores(z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     pairs = torch.as_tensor(pairs)
     if pairs.dim() != 2 or pairs.shape[1] != 2:
         raise ValueError(f"pairs must be (P, 2) node pairs, got {tuple(pairs.shape)}")
-    if pairs.numel() and (pairs.min() < 0 or pairs.max() >= z.shape[0]):
-        raise ValueError(f"pairs must hold node ids in 0..{z.shape[0] - 1} (z has {z.shape[0]} "
-                         f"rows), got ids from {pairs.min().item()} to {pairs.max().item()}")
+    check_node_ids(pairs, z.shape[0], "pairs")
     return (z[pairs[:, 0]] * z[pairs[:, 1]]).sum(-1)  # (P,)
 
 
