@@ -29,7 +29,9 @@ grid's then lowest floor). The pick is the validation minimum (``digit-gmm5-argm
 the deep models' rates; it sits at the lowest floor, a boundary (floor 0 is singular), where
 the validation curve has gone flat, which the part checks; refitted for seeds 0-5. The deep
 models' rates scored on five validation draws too (``digit-tune5``; both grids extended by
-one rate, ``digit-tune5-extend``, after both five-draw means sat at the grid's top). (The
+one rate, ``digit-tune5-extend``, after both five-draw means sat at the grid's top). The digit
+DDPM's seed 0 sampling 16 digits, x_t and its guess of x_0 along the chain
+(``digit-reverse``). (The
 first digit mixture, in ``digits``, had its floor set by hand and its count chosen by
 log-likelihood; the chapter quotes it as the untuned baseline.)
 The digit GAN's seed 0 trained alone, as the chapter re-trains it (``digit-alone``); the digit
@@ -453,6 +455,33 @@ def digit_tune5_extend() -> dict:
     return out
 
 
+REVERSE_KEEP = (200, 150, 100, 70, 50, 30, 20, 10, 5, 0)  # the digit reverse chain's frames
+
+
+def digit_reverse_results() -> dict:
+    """The digit DDPM's seed 0 (tuned constant rate, 6,000 steps, as in the main run) sampling
+    16 digits: x_t at each of REVERSE_KEEP and the denoiser's guess of x_0 from it,
+    x0_hat = (x_t - sqrt(1 - abar_t) eps(x_t, t)) / sqrt(abar_t), for the chapter's slider."""
+    d = gs.digit_splits()
+    sweep = json.loads(Path(OUT).read_text(encoding="utf-8"))
+    lr, steps = sweep["digits"]["tuning"]["DDPM lr"], gs.DIGIT_BUDGETS[-1]
+    ddpm, cpu = timed(lambda: gs.digit_ddpm(d["train"], 0, steps, lr))
+    x0, kept = ddpm.sample(16, torch.Generator().manual_seed(1000), keep=REVERSE_KEEP)
+    abars = ddpm.schedule.alpha_bars.tolist()
+    out = {"seed": 0, "steps": steps, "lr": lr, "cpu_seconds_run": cpu, "x_t": {}, "x0_hat": {}}
+    with torch.no_grad():
+        for t, x in sorted(kept.items()):
+            if t == 0:
+                guess = x
+            else:
+                eps = ddpm.ema(x, torch.full((16,), t, dtype=torch.long))
+                guess = (x - (1 - abars[t - 1]) ** 0.5 * eps) / abars[t - 1] ** 0.5
+            out["x_t"][str(t)] = [[round(v, 3) for v in r] for r in x.tolist()]
+            out["x0_hat"][str(t)] = [[round(v, 3) for v in r] for r in guess.tolist()]
+    print("digit reverse", cpu, sorted(kept), flush=True)
+    return out
+
+
 def digit_more_results() -> dict:
     """Seeds MORE_SEEDS of the two digit deep models at 6,000 steps, trained as seeds 0-2 are:
     the GAN's three side by side (cosine rate, the tuned peak), the DDPM each alone (constant
@@ -551,6 +580,7 @@ PARTS = {"ring-long": ("ring_long", ring_long_results),
          "digit-gmm5-argmin": ("digit_gmm5", digit_gmm5_argmin),
          "digit-tune5": ("digit_tune5", digit_tune5_results),
          "digit-tune5-extend": ("digit_tune5", digit_tune5_extend),
+         "digit-reverse": ("digit_reverse", digit_reverse_results),
          "digit-more": ("digit_more", digit_more_results),
          "digit-ddpm-cosine": ("digit_ddpm_cosine", digit_ddpm_cosine_results)}
 
