@@ -111,7 +111,7 @@ CHECKSUMS: dict[str, str] = {
         "45518d20f84de1c8001490d3718e175488a5225c7fa4c81fcbf8ed91b92e0e87",
     # chapter 16's SimCLR temperature, budget and jitter checks (load_recipe_runs)
     "ch16_simclr.json":
-        "1a43fac8badd7601c0b2748bfdd372f443fc521f3789f0d612dd3d7c1a808323",
+        "7b2df5d457e5f18971e37916508c3ac7dc42767051b8903a2e5b775c9013a814",
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
