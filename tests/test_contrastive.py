@@ -305,3 +305,17 @@ def test_fit_simclr_takes_another_loss():
     model = C.SimCLR(C.EncoderConfig.tiny())
     C.fit_simclr(model, bank, steps=3, batch_size=16, loss_fn=positives_only, temperature=0.3)
     assert calls == [0.3, 0.3, 0.3]
+
+
+def test_supervised_run_learns_is_seeded_and_keeps_its_best_checkpoint():
+    images, labels = _toy_few_label_data()
+    bank = torch.stack([images[0], images[0].flip(-1)])  # (2, 200, 1, 14, 14)
+    run = C.supervised_run(bank, images, labels, 5, 0, 3e-3, augment=False, steps=200,
+                           eval_every=50)
+    val_loss, acc, step = run
+    assert acc > 0.5 and step in (50, 100, 150, 200) and math.isfinite(val_loss)
+    assert run == C.supervised_run(bank, images, labels, 5, 0, 3e-3, augment=False,
+                                   steps=200, eval_every=50)
+    augmented = C.supervised_run(bank, images, labels, 5, 0, 3e-3, augment=True, steps=200,
+                                 eval_every=50)
+    assert augmented != run and augmented[2] % 50 == 0

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from dlbook import contrastive as C
-from dlbook.data import mnist5k_splits, sha256_of
+from dlbook.data import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DRAWS = 3
@@ -41,11 +41,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.process_time()
-    train, val, test = mnist5k_splits(flatten=False)
-    images = tuple(C.shrink(x) for x, _ in (train, val, test))
-    labels = (train[1], val[1], test[1])
+    images, labels, bank = C.shrunk_splits()
     sizes = [len(x) for x in images]
-    bank = C.view_bank(C.simclr_crop(), train[0], views=3)
     models, settling = [], []
     for seed in range(args.runs):
         torch.manual_seed(seed)

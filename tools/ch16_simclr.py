@@ -27,14 +27,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from dlbook import contrastive as C
-from dlbook.data import mnist5k_splits, sha256_of
+from dlbook.data import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
-TAUS = [0.1, 0.2, 0.5]
+TAUS = [0.1, 0.2, 0.5, 1.0]
 STEPS = [0, 250, 500, 1000, 2000, 3000, 4000, 6000]
 LABELS = [4, 16]
 NET_LABELS = [4, 16, 320]
@@ -42,39 +41,18 @@ LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 
 
 def network(bank, images, labels, k, seed, lr, augment, steps=1000):
+    """The comparison's network on k labels per class (dlbook.contrastive.supervised_run)."""
     steps = 100 if len(LRS) < 3 else steps  # --smoke
-    """The comparison's network on k labels per class; test accuracy and step of its best
-    validation cross-entropy."""
-    (x_train, x_val, x_test), (y_train, y_val, y_test) = images, labels
-    idx = C.labelled_subset(y_train, k, seed)
-    v = C.labelled_subset(y_val, min(k, int(torch.bincount(y_val).min())), 10_000 + seed)
-    torch.manual_seed(seed)
-    net = C.classifier()
-    opt = torch.optim.Adam(net.parameters(), lr)
-    gen = torch.Generator().manual_seed(seed)
-    best = (float("inf"), None, 0)
-    for step in range(1, steps + 1):
-        b = idx[torch.randint(0, len(idx), (64,), generator=gen)]
-        if augment:
-            x = C.jitter(bank[torch.randint(0, bank.shape[0], (64,), generator=gen), b], gen)
-        else:
-            x = x_train[b]
-        loss = F.cross_entropy(net(x), y_train[b])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 100 == 0:
-            with torch.no_grad():
-                val_loss = F.cross_entropy(net(x_val[v]), y_val[v]).item()
-                if val_loss < best[0]:
-                    best = (val_loss, (net(x_test).argmax(1) == y_test).float().mean().item(), step)
-    return best
+    return C.supervised_run(bank, images, labels, k, seed, lr, augment=augment, steps=steps)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "data" / C.SIMCLR_FILE))
     parser.add_argument("--smoke", action="store_true", help="a tiny run to test the code path")
+    parser.add_argument("--add-taus", type=float, nargs="+", metavar="TAU",
+                        help="run part 1 at these temperatures only and add them to the file "
+                             "(the runs are seeded one by one: the same as a full rerun)")
     args = parser.parse_args()
     global SEEDS, STEPS, LRS
     if args.smoke:
@@ -82,11 +60,8 @@ def main() -> int:
         C.SIMCLR_RECIPE = {**C.SIMCLR_RECIPE, "steps": 20}
     torch.set_num_threads(1)
     start = time.process_time()
-    train, val, test = mnist5k_splits(flatten=False)
-    images = tuple(C.shrink(x) for x, _ in (train, val, test))
-    labels = (train[1], val[1], test[1])
+    images, labels, bank = C.shrunk_splits()
     sizes = [len(x) for x in images]
-    bank = C.view_bank(C.simclr_crop(), train[0], views=3)
 
     def run(seed, tau, steps, transform=C.jitter):
         torch.manual_seed(seed)
@@ -98,6 +73,17 @@ def main() -> int:
         rows = [[C.validation_probe(tuple(feats.split(sizes)), labels, seed, k) for k in LABELS]
                 for _, feats in history.snapshots]  # (steps, labels, [val, test])
         return rows
+
+    if args.add_taus:
+        out = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        for tau in args.add_taus:
+            out["settling"][str(tau)] = [run(seed, tau, C.SIMCLR_RECIPE["steps"]) for seed in SEEDS]
+            print(f"tau {tau}: {out['settling'][str(tau)]}", flush=True)
+        out["taus"] = sorted(float(t) for t in out["settling"])
+        out["cpu_seconds"] += round(time.process_time() - start)
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}, sha256 {sha256_of(Path(args.out))}")
+        return 0
 
     settling = {}
     for tau in TAUS:

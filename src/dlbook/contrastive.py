@@ -580,6 +580,54 @@ def simclr_crop(side: int = 14):
     return v2.RandomResizedCrop(side, scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True)
 
 
+def shrunk_splits(views: int = 3) -> tuple[tuple, tuple, torch.Tensor]:
+    """The set-up chapter 16's tools share: MNIST-5k's ``(train, val, test)`` digits shrunk to
+    14 x 14, their labels, and the training digits' view bank of ``views`` random crops
+    ``(views, 3200, 1, 14, 14)``."""
+    from .data import mnist5k_splits
+
+    train, val, test = mnist5k_splits(flatten=False)
+    images = tuple(shrink(x) for x, _ in (train, val, test))
+    labels = (train[1], val[1], test[1])
+    return images, labels, view_bank(simclr_crop(), train[0], views=views)
+
+
+def supervised_run(bank: torch.Tensor, images: tuple, labels: tuple, k: int, seed: int,
+                   lr: float, *, augment: bool, steps: int = 1000, eval_every: int = 100,
+                   batch_size: int = 64) -> tuple[float, float, int]:
+    """The network from scratch (``classifier()``, Adam at ``lr``) on ``k`` labels per class
+    (``labelled_subset(y_train, k, seed)``), trained on the plain digits or, with ``augment``,
+    on a random bank view of each, jittered (SimCLR's and CLIP's views). Every ``eval_every``
+    steps it is scored by cross-entropy on ``k`` validation digits per class; returns that
+    best validation loss, the test accuracy of that checkpoint and its step."""
+    (x_train, x_val, x_test), (y_train, y_val, y_test) = images, labels
+    idx = labelled_subset(y_train, k, seed)
+    v = labelled_subset(y_val, min(k, int(torch.bincount(y_val).min())), 10_000 + seed)
+    torch.manual_seed(seed)
+    net = classifier()
+    opt = torch.optim.Adam(net.parameters(), lr)
+    gen = torch.Generator().manual_seed(seed)
+    best = (float("inf"), float("nan"), 0)
+    for step in range(1, steps + 1):
+        b = idx[torch.randint(0, len(idx), (batch_size,), generator=gen)]
+        if augment:
+            pick = torch.randint(0, bank.shape[0], (batch_size,), generator=gen)
+            x = jitter(bank[pick, b], gen)
+        else:
+            x = x_train[b]
+        loss = F.cross_entropy(net(x), y_train[b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % eval_every == 0:
+            with torch.no_grad():
+                val_loss = F.cross_entropy(net(x_val[v]), y_val[v]).item()
+                if val_loss < best[0]:
+                    acc = (net(x_test).argmax(1) == y_test).float().mean().item()
+                    best = (val_loss, acc, step)
+    return best
+
+
 def validation_probe(features_: tuple, labels: tuple, seed: int, k: int) -> tuple[float, float]:
     """A probe with ``k`` labels per class on ``features_`` ``(train, val, test)``: labelled
     digits ``labelled_subset(y_train, k, seed)``, L2 strength chosen by cross-entropy on ``k``
@@ -646,7 +694,7 @@ def load_few_labels() -> tuple[FewLabels, dict]:
 
 # --- chapter 16's CLIP runs, shared by the chapter and tools/ch16_clip.py ----------------------
 CLIP_FILE = "ch16_clip.json"
-CLIP_CHECKPOINTS = [100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000]
+CLIP_CHECKPOINTS = [100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000]
 CLIP_LIVE_STEPS = 1000  # the chapter's own CLIPs: one checkpoint of the tool's curve
 CLIP_SETTLED = 0.005  # the budget: the first checkpoint this close to the best on validation
 HELD_OUT = 7  # the digit held out of training in the held-out test (picked before any run)

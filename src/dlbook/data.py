@@ -108,10 +108,10 @@ CHECKSUMS: dict[str, str] = {
         "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
     # chapter 16's CLIP budget and held-out sevens (dlbook.contrastive.load_clip_runs)
     "ch16_clip.json":
-        "45518d20f84de1c8001490d3718e175488a5225c7fa4c81fcbf8ed91b92e0e87",
+        "7aea2431d7a0e1e43efaaeac251af90785618251c2c22a258533813a5cbd17c7",
     # chapter 16's SimCLR temperature, budget and jitter checks (load_recipe_runs)
     "ch16_simclr.json":
-        "1a43fac8badd7601c0b2748bfdd372f443fc521f3789f0d612dd3d7c1a808323",
+        "7b2df5d457e5f18971e37916508c3ac7dc42767051b8903a2e5b775c9013a814",
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
