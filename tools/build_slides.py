@@ -484,6 +484,7 @@ class Slide:
     sizes: list[tuple[int, int, int]] = field(default_factory=list)  # body items: words, px, eq
     refs: bool = False  # a reading list: one slide, the references that fit, the rest in notes
     split: bool = False  # continued by the deck (its section ran out of room), not by the arc
+    code_notes: list[str] = field(default_factory=list)  # code that ran, after what to say
 
     @property
     def busy(self) -> bool:
@@ -822,8 +823,9 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
         # no room for (over CODE_LINES) goes to the notes, so the speaker knows what ran.
         if kind == "hidden" and not tags(cell) & HIDDEN_INPUT_TAGS and \
                 not is_setup_code(source(cell)):
-            deck.add_notes("<p class='dl-code-note'><em>On the page, not on the slide:</em></p>"
-                           f"<pre>{html.escape(source(cell).rstrip())}</pre>")
+            deck.current.code_notes.append(
+                "<p class='dl-code-note'><em>On the page, not on the slide:</em></p>"
+                f"<pre>{html.escape(source(cell).rstrip())}</pre>")
         for output in outputs:
             if is_visual(output):
                 deck.add_visual(output_html(output), starts)
@@ -872,6 +874,7 @@ def rebalance(slides: list[Slide]) -> list[Slide]:
             prev.n_eq += slide.n_eq
             prev.height += slide.height - head
             prev.notes += slide.notes
+            prev.code_notes += slide.code_notes
             prev.left_out += [(k + len(prev.body) - len(slide.body), t) for k, t in slide.left_out]
             continue
         if len(slide.body) == 1 and len(prev.body) >= 3:
@@ -939,7 +942,8 @@ def slide_html(slide: Slide, index: int) -> str:
         parts.append(f"<div class='dl-codebox'>{slide.code}</div>")
     if slide.visual:
         parts.append(f"<div class='dl-visual'>{slide.visual}</div>")
-    notes = f"<aside class='notes'>{''.join(slide.notes)}</aside>" if slide.notes else ""
+    said = slide.notes + slide.code_notes  # what to say first, then the code that ran
+    notes = f"<aside class='notes'>{''.join(said)}</aside>" if said else ""
     return (f"<section data-dl-slide='{index}'><div class='{' '.join(classes)}'>"
             + "\n".join(parts) + f"</div>{notes}</section>")
 
