@@ -893,6 +893,14 @@ def rebalance(slides: list[Slide]) -> list[Slide]:
 def fill_sparse(slide: Slide) -> None:
     """A slide left with little but its heading (its section is all long paragraphs) shows
     the opening sentences of those paragraphs, as many as fit; the notes keep them whole."""
+    if slide.kind == "content" and slide.visual and not slide.body and slide.left_out:
+        # a figure with no words: the first sentence said about it, as its takeaway
+        lead = first_sentence(slide.left_out[0][1])
+        if lead and words(lead) <= LEAD_WORDS and "<" not in lead and "|" not in lead:
+            slide.body.append(f"<p class='dl-lead'>{render_inline(lead)}</p>")
+            slide.sizes.append((words(lead), text_height(words(lead)), 0))
+            slide.n_words += words(lead)
+        return
     if slide.kind != "content" or slide.busy or slide.n_words >= SPARSE_WORDS:
         return
     shown = "".join(slide.body)
