@@ -682,7 +682,7 @@ def listing_chunks(code: str) -> list[str]:
     """A library listing on at most LISTING_SLIDES slides of at most CODE_LINES lines, each
     broken where a definition starts (a method, a function), so that a slide holds whole ones."""
     lines = without_docstrings(code).split("\n")
-    if len(lines) <= CODE_LINES + 3:  # a slide, not a second one for a line or three
+    if len(lines) < CODE_LINES + CODE_LINES // 2:  # one slide, cut: not a second for a scrap
         return ["\n".join(lines)]
     starts = [k for k, line in enumerate(lines)
               if k and re.match(r"\s{0,4}(@|def |async def |class )", line)
