@@ -571,10 +571,10 @@ class Deck:
                             self.current.notes.append(html_item)
                         continue
                     shown = short_point(item)
-                    if shown != item:  # the slide has the point, the notes all of it
-                        self.add_notes(f"<{tag}{start}><li>{render(item)}</li></{tag}>")
                     self.add_text(f"<{tag}{start}><li>{render(shown)}</li></{tag}>", words(shown),
                                   text_height(words(shown), bullet=True))
+                    if shown != item:  # the slide has the point, its notes all of it
+                        self.add_notes(f"<{tag}{start}><li>{render(item)}</li></{tag}>")
             elif block.kind == "table":
                 rows = block.text.count("\n") - 1
                 height = 20 + 40 * (rows + 1)
