@@ -14,9 +14,20 @@ hold for any chapter (no chapter is tuned by hand):
 - code only where it is the idea: a visible code cell of at most 15 lines, or a library listing
   (``show_source``), cut to 15 lines; never imports, set-up, drawing code (hide-input), hidden
   checks, ``say()`` cells' code or solutions;
+- code that shows and defines nothing (no print, display or value at its end, no def or
+  class) is the set-up of a result a later cell shows: the slide shows the result, the notes the
+  code; a library listing loses its docstrings and, if longer than a slide, breaks where a
+  definition starts, over two slides at most; a short code block in the prose (an interface, a
+  command) stays on its slide;
 - every paragraph too long for a slide goes, whole and with its maths typeset, into the slide's
-  speaker notes (``S``), as does visible code too long for a slide (the speaker sees what ran);
-  a section too long for one slide continues on the next.
+  speaker notes (``S``), what to say first and the code that ran after it; a slide keeps a
+  paragraph's first sentence (never cut inside a formula, markup, brackets or quotes, nor after
+  "et al." or an initial), and a long bullet its first sentence or clause, marked "...";
+- a section too long for one slide continues on the next, but leaves no orphan: a last slide
+  that fits on the one before rejoins it, a lone last point takes its neighbour along, and a
+  sentence ending in a colon goes with what it introduces; a figure alone on its slide shows
+  the first sentence the chapter says about it; a reading list is one slide (the references
+  that fit; the rest in its notes).
 
 Where the slides break is decided per cell by :func:`slide_arc`, which ``make format``
 (tools/nbformat_chapters.py) also writes into the notebooks as RISE metadata, so presenting live
