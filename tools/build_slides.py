@@ -851,6 +851,11 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
     return slides
 
 
+def lead_in_end(slide: Slide) -> bool:
+    """The slide ends with a sentence that introduces what follows (a colon)."""
+    return bool(slide.body) and re.sub(r"<[^>]+>|\s", "", slide.body[-1]).endswith(":")
+
+
 def rebalance(slides: list[Slide]) -> list[Slide]:
     """No orphans: a section's text that the deck continued on a slide of its own (not a break
     the arc makes) rejoins the slide before when both fit one; else a lone last point takes the
@@ -865,8 +870,7 @@ def rebalance(slides: list[Slide]) -> list[Slide]:
             out.append(slide)
             continue
         head = heading_height(re.sub(r"<[^>]+>", "", slide.heading))
-        lead_in = re.sub(r"<[^>]+>|\s", "", prev.body[-1]).endswith(":")
-        if lead_in and len(prev.body) > 1 and slide.height + prev.sizes[-1][1] <= BODY_HEIGHT:
+        if lead_in_end(prev) and len(prev.body) > 1 and slide.height + prev.sizes[-1][1] <= BODY_HEIGHT:
             # a sentence that introduces what follows goes with it
             n, height, eq = prev.sizes.pop()
             slide.body.insert(0, prev.body.pop())
@@ -889,14 +893,19 @@ def rebalance(slides: list[Slide]) -> list[Slide]:
             prev.left_out += [(k + len(prev.body) - len(slide.body), t) for k, t in slide.left_out]
             continue
         if len(slide.body) == 1 and len(prev.body) >= 3:
-            n, height, eq = prev.sizes[-1]
-            if slide.height + height <= BODY_HEIGHT and slide.n_words + n <= TEXT_WORDS:
+            moved = 0
+            while len(prev.body) > 1 and (moved == 0 or lead_in_end(prev)):
+                # the point before, and a sentence that introduced it
+                n, height, eq = prev.sizes[-1]
+                if slide.height + height > BODY_HEIGHT or slide.n_words + n > TEXT_WORDS:
+                    break
                 slide.body.insert(0, prev.body.pop())
                 slide.sizes.insert(0, prev.sizes.pop())
                 prev.n_words, slide.n_words = prev.n_words - n, slide.n_words + n
                 prev.height, slide.height = prev.height - height, slide.height + height
                 prev.n_points, slide.n_points = prev.n_points - 1, slide.n_points + 1
                 prev.n_eq, slide.n_eq = prev.n_eq - eq, slide.n_eq + eq
+                moved += 1
         out.append(slide)
     return out
 
