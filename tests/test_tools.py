@@ -120,7 +120,7 @@ def test_a_deck_has_a_title_slide_one_idea_a_slide_and_notes():
     shown = re.sub(r"<[^>]+>", "", " ".join(s.code + "".join(s.body) for s in slides))
     assert "w = 2" in shown and "import torch" not in shown and "x19" not in shown
     assert "# draw" not in shown and "assert True" not in shown and "Colab" not in shown
-    notes = " ".join("".join(s.notes) for s in slides)
+    notes = " ".join("".join(s.notes + s.code_notes) for s in slides)
     assert "x19 = 19" in notes, "code too long for a slide is in the speaker's notes"
     assert "# draw" not in notes and "import torch" not in notes
     idea = [s for s in slides if s.heading == "The idea"]
@@ -131,3 +131,45 @@ def test_a_deck_has_a_title_slide_one_idea_a_slide_and_notes():
     html_deck = build_slides.deck_html("07", "Modern networks", slides, "../_static", "x.html")
     sections = re.findall(r"</?section", html_deck)
     assert sections == ["<section", "</section"] * len(slides), "one flat sequence, no stacks"
+
+
+def test_slides_cut_no_sentence_and_leave_no_orphans():
+    """The deck's text rules: a sentence ends at . ! or ?, not after "et al.", an initial, a
+    number or inside maths or bold; a long bullet shows its first sentence or clause, never a
+    word cut; set-up code that shows and defines nothing is for the speaker; a reading list is
+    one slide; listings lose their docstrings; a section's lone last point does not sit alone."""
+    import build_slides as bs
+
+    assert bs.sentences("Bengio et al. (2003) did it. W. Pitts too. **1. A task.** Do it.") == [
+        "Bengio et al. (2003) did it.", "W. Pitts too.", "**1. A task.** Do it."]
+    assert bs.first_sentence("A rule: $$ y = x. $$ Then more.") == "A rule:"
+    assert bs.first_sentence("Why this helps: the score moves. More.") == \
+        "Why this helps: the score moves."
+    point = "**A** swaps " + "word " * 30 + "for **B** ones; " + "and more " * 20
+    shown = bs.short_point(point)
+    assert shown.endswith("\u2026") and shown.count("**") % 2 == 0 and "for **B** ones" in shown
+    assert bs.is_quiet_code("x = f(1)\ny = x + 1")
+    assert not bs.is_quiet_code("x = f(1)\nprint(x)") and not bs.is_quiet_code("def f():\n    pass")
+    assert not bs.is_quiet_code("x = 1\nx")
+    listing = 'def f(x):\n    """Doc.\n\n    More doc."""\n    return x\n'
+    assert bs.listing_chunks(listing) == ["def f(x):\n    return x"]
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 03 Things\n\nOpening."),
+        nbformat.v4.new_code_cell("import torch"),
+        nbformat.v4.new_markdown_cell("## Summary\n\n" + "".join(
+            f"- Point {k} says " + "much " * 25 + "here.\n" for k in range(4))),
+        nbformat.v4.new_code_cell("table = build(1)\nrows = table.rows"),
+        nbformat.v4.new_markdown_cell("## Further reading\n\n" + "".join(
+            f"- A. Author{k} (2020). A title of some length here. *Venue* {k}.\n"
+            for k in range(30))),
+    ]
+    slides = bs.build_deck(json.loads(nbformat.writes(nb)), "The Book")
+    shown = " ".join(s.code + "".join(s.body) for s in slides)
+    assert "table = build" not in shown
+    assert "table = build" in " ".join("".join(s.code_notes) for s in slides)
+    reading = [s for s in slides if s.heading == "Further reading"]
+    assert len(reading) == 1 and "Author29" in "".join(reading[0].notes)
+    summary = [s for s in slides if s.heading == "Summary"]
+    assert all(len(s.body) >= 2 for s in summary), "no slide holds one lone point"

@@ -14,9 +14,20 @@ hold for any chapter (no chapter is tuned by hand):
 - code only where it is the idea: a visible code cell of at most 15 lines, or a library listing
   (``show_source``), cut to 15 lines; never imports, set-up, drawing code (hide-input), hidden
   checks, ``say()`` cells' code or solutions;
+- code that shows and defines nothing (no print, display or value at its end, no def or
+  class) is the set-up of a result a later cell shows: the slide shows the result, the notes the
+  code; a library listing loses its docstrings and, if longer than a slide, breaks where a
+  definition starts, over two slides at most; a short code block in the prose (an interface, a
+  command) stays on its slide;
 - every paragraph too long for a slide goes, whole and with its maths typeset, into the slide's
-  speaker notes (``S``), as does visible code too long for a slide (the speaker sees what ran);
-  a section too long for one slide continues on the next.
+  speaker notes (``S``), what to say first and the code that ran after it; a slide keeps a
+  paragraph's first sentence (never cut inside a formula, markup, brackets or quotes, nor after
+  "et al." or an initial), and a long bullet its first sentence or clause, marked "...";
+- a section too long for one slide continues on the next, but leaves no orphan: a last slide
+  that fits on the one before rejoins it, a lone last point takes its neighbour along, and a
+  sentence ending in a colon goes with what it introduces; a figure alone on its slide shows
+  the first sentence the chapter says about it; a reading list is one slide (the references
+  that fit; the rest in its notes).
 
 Where the slides break is decided per cell by :func:`slide_arc`, which ``make format``
 (tools/nbformat_chapters.py) also writes into the notebooks as RISE metadata, so presenting live
@@ -58,7 +69,8 @@ SPARSE_WORDS = 25  # a slide with fewer on-slide words shows the start of its no
 FILL_WORDS = 75  # ... up to this many words
 POINT_WORDS = 45  # a longer bullet shows its first sentence (the notes have it whole)
 LEAD_WORDS = 30  # a long paragraph under a heading leaves its first sentence, if this short
-TEXT_WORDS = 80  # on-slide words of a text slide
+TEXT_WORDS = 100  # on-slide words of a text slide
+MERGE_WORDS = 110  # a section's last slide rejoins the one before if together they hold no more
 BESIDE_VISUAL_WORDS = 45  # on-slide words of a slide that also has a figure or code
 POINTS = 6  # bullets, sentences and equations on a slide
 EQUATIONS = 2
@@ -107,6 +119,9 @@ LISTING_CALL = re.compile(r"\bshow_source\(")
 DISPLAY_MATHS = re.compile(r"\$\$|\\begin\{")
 INLINE_DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)  # display maths inside a paragraph
 OBJECTIVES = re.compile(r"learning objectives", re.I)
+REFERENCES = re.compile(r"(further reading|references|bibliography|reading list)\b", re.I)
+REF_WORDS = 110  # a reading list's slide: as many references as this many words; the rest, notes
+MIN_OUTPUT_PX = 14  # printed output that would need a smaller font to fit is for the speaker
 
 
 def source(cell: dict) -> str:
@@ -161,31 +176,73 @@ def words(text: str) -> int:
 
 
 def short_point(item: str) -> str:
-    """A bullet as a slide shows it: whole when short; else its first sentence, or its bold
-    head, when that is short enough (the whole bullet is then in the speaker notes)."""
+    """A bullet as a slide shows it: whole when short; else its first sentence, or its first
+    clause (to a semicolon), when that is short enough, else its opening words; never cut inside
+    a word, a formula or markup, and a cut shows "..." (the whole bullet is in the notes)."""
     if words(item) <= POINT_WORDS:
         return item
     lead = first_sentence(item)
     if lead and words(lead) <= POINT_WORDS:
         return lead
-    head = re.match(r"\*\*[^*]+\*\*[^.;:]{0,80}[.;:]?", item)
-    if head and words(head.group(0)) <= LEAD_WORDS:
-        return head.group(0)
+    flat = " ".join(item.split())
+    for match in re.finditer(";", flat):
+        clause = flat[:match.start()]
+        if balanced(clause):
+            if words(clause) <= POINT_WORDS:
+                return clause + " \u2026"
+            break
     # else its opening words, cut where no formula or code is open
     kept, cut = [], ""
-    for token in " ".join(item.split()).split(" "):
+    for token in flat.split(" "):
         kept.append(token)
         text = " ".join(kept)
         if words(text) > LEAD_WORDS:
             break
-        if text.count("$") % 2 == 0 and text.count("`") % 2 == 0 and text.count("**") % 2 == 0:
+        if balanced(text):
             cut = text
     return (cut.rstrip(",;:") + " \u2026") if cut else item
 
 
+def balanced(text: str) -> bool:
+    """No formula, code, bold, bracket or quotation left open."""
+    return (text.count("$") % 2 == 0 and text.count("`") % 2 == 0 and text.count("**") % 2 == 0
+            and text.count("(") <= text.count(")") and text.count("[") <= text.count("]")
+            and text.count("\u201c") <= text.count("\u201d")
+            and text.replace("\\\"", "").count('"') % 2 == 0)
+
+
+# A full stop that ends no sentence: "et al.", "e.g.", "Mr.", an initial ("W. Pitts"), "1."
+NOT_AN_END = re.compile(r"(\bet al|\be\.g|\bi\.e|\bcf|\bvs|\bFig|\bEq|\bch|\bSec|\bMr|\bMrs|"
+                        r"\bDr|\bSt|\bNo|\b[A-Z]|^\W*\d+)\.$")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a paragraph: split after . ! or ? before a capital, a formula or markup,
+    never inside a formula, markup, brackets or quotes, nor after an abbreviation or a number."""
+    flat = " ".join(text.split())
+    out, start = [], 0
+    for match in re.finditer(r"[.!?][\"\u201d')]*(?=\s+[A-Z*`(\\$\"\u201c_\[])", flat):
+        piece = flat[start:match.end()]
+        if not balanced(piece) or NOT_AN_END.search(flat[start:match.start() + 1].strip()):
+            continue
+        out.append(piece.strip())
+        start = match.end()
+    if flat[start:].strip():
+        out.append(flat[start:].strip())
+    return out
+
+
 def first_sentence(text: str) -> str:
-    match = re.match(r"(.+?[.!?:])(\s|$)", " ".join(text.split()))
-    return match.group(1) if match else ""
+    """The paragraph's first sentence (ending in . ! or ?); if display maths opens first, the
+    words before it, which introduce the maths the slide keeps."""
+    parts = sentences(text)
+    if not parts:
+        return ""
+    lead = parts[0]
+    if "$$" in lead:
+        lead = lead.split("$$")[0].strip()
+        return lead if lead.endswith(":") and balanced(lead) else ""
+    return lead if re.search(r"[.!?][\"\u201d')]*$", lead) else ""
 
 
 @dataclass
@@ -229,6 +286,8 @@ def markdown_blocks(text: str) -> list[Block]:
             blocks.append(Block("equation", chunk))
         elif token.type == "table_open":
             blocks.append(Block("table", chunk))
+        elif token.type in ("fence", "code_block"):  # code in the prose: an interface, a command
+            blocks.append(Block("code", token.content.rstrip("\n"), items=[token.info.strip()]))
         elif token.type == "paragraph_open":
             blocks.append(Block("prose", chunk))
         else:  # code fences, quotes, html: kept as they are
@@ -259,6 +318,21 @@ def is_setup_code(src: str) -> bool:
     return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
 
 
+def is_quiet_code(src: str) -> bool:
+    """Code that shows nothing and defines nothing (no print, display or value at its end, no def
+    or class): the set-up of a computation whose result a later cell shows. The slide shows that
+    result; the code is for the speaker. Decided from the source, as the arc must be."""
+    try:
+        body = ast.parse(src).body
+    except SyntaxError:
+        return False
+    if not body or isinstance(body[-1], ast.Expr):
+        return False
+    if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in body):
+        return False
+    return not re.search(r"\b(print|display|show|interactive_plot|say|Markdown|HTML)\(", src)
+
+
 def code_lines(src: str) -> list[str]:
     return src.rstrip().split("\n") if src.strip() else []
 
@@ -276,7 +350,8 @@ def cell_kind(cell: dict, first_code: int, index: int) -> str:
         return "visual"
     if LISTING_CALL.search(src) and not tags(cell) & HIDDEN_INPUT_TAGS:
         return "listing"
-    if tags(cell) & HIDDEN_INPUT_TAGS or is_setup_code(src) or len(code_lines(src)) > CODE_LINES:
+    if tags(cell) & HIDDEN_INPUT_TAGS or is_setup_code(src) or len(code_lines(src)) > CODE_LINES \
+            or is_quiet_code(src):
         return "hidden"
     return "code"
 
@@ -334,7 +409,7 @@ def slide_arc(cells: list[dict]) -> list[str]:
             w, e = on_slide_words(blocks, False)
             if not w and not e:
                 arc.append("notes")
-            elif busy:
+            elif busy or n_words + w > TEXT_WORDS or n_eq + e > EQUATIONS:
                 arc.append("slide")
                 busy, n_words, n_eq = False, w, e
             else:
@@ -415,7 +490,12 @@ class Slide:
     n_eq: int = 0
     kind: str = "content"
     height: int = 0  # estimated, of the heading, text and code
-    left_out: list[str] = field(default_factory=list)  # prose (markdown) sent to the notes
+    # prose (markdown) sent to the notes, with the place in the body where it stood
+    left_out: list[tuple[int, str]] = field(default_factory=list)
+    sizes: list[tuple[int, int, int]] = field(default_factory=list)  # body items: words, px, eq
+    refs: bool = False  # a reading list: one slide, the references that fit, the rest in notes
+    split: bool = False  # continued by the deck (its section ran out of room), not by the arc
+    code_notes: list[str] = field(default_factory=list)  # code that ran, after what to say
 
     @property
     def busy(self) -> bool:
@@ -444,8 +524,9 @@ class Deck:
     def new(self, heading: str | None = None, continued: bool = False) -> Slide:
         if heading is not None:
             self.heading = render_inline(heading)
-        self.slides.append(Slide(self.heading, continued=continued,
-                                 height=heading_height(re.sub(r"<[^>]+>", "", self.heading))))
+        text = re.sub(r"<[^>]+>", "", self.heading)
+        self.slides.append(Slide(self.heading, continued=continued, height=heading_height(text),
+                                 refs=bool(REFERENCES.match(text))))
         return self.current
 
     def more(self) -> Slide:
@@ -456,7 +537,9 @@ class Deck:
         slide = self.current
         if not slide.room(n_words, height, equation):
             slide = self.more()
+            slide.split = True
         slide.body.append(html_text)
+        slide.sizes.append((n_words, height, int(equation)))
         slide.n_words += n_words
         slide.n_points += 1
         slide.n_eq += int(equation)
@@ -477,6 +560,7 @@ class Deck:
                     self.new(block.text)
                 else:  # a heading straight after a heading: the later one names the slide
                     self.current.heading = self.heading = render_inline(block.text)
+                    self.current.refs = bool(REFERENCES.match(block.text))
                 after_heading = True
                 continue
             if block.kind == "equation":
@@ -485,11 +569,23 @@ class Deck:
                 tag = "ol" if block.ordered else "ul"
                 for k, item in enumerate(block.items):
                     start = f' start="{block.level + k}"' if block.ordered else ""
+                    if self.current.refs:  # a reading list: what fits on its one slide
+                        n = words(item)
+                        html_item = f"<{tag}{start} class='dl-refs'><li>{render(item)}</li></{tag}>"
+                        if self.current.n_words + n <= REF_WORDS and not self.current.notes \
+                                and self.current.height + text_height(n, True) <= BODY_HEIGHT - 60:
+                            self.current.body.append(html_item)
+                            self.current.sizes.append((n, text_height(n, True), 0))
+                            self.current.n_words += n
+                            self.current.height += text_height(n, True)
+                        else:
+                            self.current.notes.append(html_item)
+                        continue
                     shown = short_point(item)
-                    if shown != item:  # the slide has the point, the notes all of it
-                        self.add_notes(f"<{tag}{start}><li>{render(item)}</li></{tag}>")
                     self.add_text(f"<{tag}{start}><li>{render(shown)}</li></{tag}>", words(shown),
                                   text_height(words(shown), bullet=True))
+                    if shown != item:  # the slide has the point, its notes all of it
+                        self.add_notes(f"<{tag}{start}><li>{render(item)}</li></{tag}>")
             elif block.kind == "table":
                 rows = block.text.count("\n") - 1
                 height = 20 + 40 * (rows + 1)
@@ -511,7 +607,17 @@ class Deck:
                     for tex in INLINE_DISPLAY.findall(block.text):  # the equations stay
                         self.add_text(render(f"$${tex}$$"), 1, equation_height(tex), True)
                     self.add_notes(render(block.text))
-                    self.current.left_out.append(block.text)
+                    self.current.left_out.append((len(self.current.body), block.text))
+            elif block.kind == "code" and len(code_lines(block.text)) <= CODE_LINES:
+                code = code_lines(block.text)
+                height = 40 + CODE_LINE * len(code)
+                lang = (block.items or [""])[0].lower()
+                body = highlight("\n".join(code)) if lang in ("", "python", "py", "python3") \
+                    else html.escape("\n".join(code))
+                self.add_text(f"<pre class='dl-code dl-fence'{mono_style(code, 20)}><code>{body}"
+                              "</code></pre>", 0, height)
+            elif block.kind == "code":
+                self.add_notes(f"<pre>{html.escape(block.text)}</pre>")
             else:
                 self.add_notes(render(block.text))
             after_heading = False
@@ -534,7 +640,9 @@ class Deck:
         printed = (24 + OUTPUT_LINE * len(output.split("\n"))) if output else 0
         heading = heading_height(re.sub(r"<[^>]+>", "", self.heading))
         dropped = ""
-        if output and heading + height + printed > BODY_HEIGHT - 16:
+        widest = max((len(line) for line in output.split("\n")), default=0)
+        if output and (heading + height + printed > BODY_HEIGHT - 16
+                       or CODE_WIDTH / (0.61 * max(widest, 1)) < MIN_OUTPUT_PX):
             # code and what it prints do not fit one slide: the printout is for the speaker
             dropped, output, printed = output, "", 0
         if starts or self.current.busy or self.current.height + height + printed > BODY_HEIGHT:
@@ -556,6 +664,56 @@ def highlight(code: str) -> str:
     from pygments.lexers import PythonLexer
 
     return pygmentize(code, PythonLexer(), HtmlFormatter(nowrap=True)).rstrip("\n")
+
+
+LISTING_SLIDES = 2  # a library listing longer than one slide continues on one more, at most
+
+
+def without_docstrings(code: str) -> str:
+    """A listing as a slide shows it: docstrings out (the page and the notes keep them), no runs
+    of blank lines."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    drop = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None),
+                                                          ast.Constant) \
+                    and isinstance(first.value.value, str) and len(node.body) > 1:
+                drop.update(range(first.lineno - 1, first.end_lineno))
+    lines = [line for k, line in enumerate(code.split("\n")) if k not in drop]
+    text = re.sub(r"\n\s*\n(\s*\n)+", "\n\n", "\n".join(lines))
+    return text.strip("\n")
+
+
+def listing_chunks(code: str) -> list[str]:
+    """A library listing on at most LISTING_SLIDES slides of at most CODE_LINES lines, each
+    broken where a definition starts (a method, a function), so that a slide holds whole ones."""
+    lines = without_docstrings(code).split("\n")
+    if len(lines) < CODE_LINES + CODE_LINES // 2:  # one slide, cut: not a second for a scrap
+        return ["\n".join(lines)]
+    starts = [k for k, line in enumerate(lines)
+              if k and re.match(r"\s{0,4}(@|def |async def |class )", line)
+              and not re.match(r"\s{0,4}@", lines[k - 1])]
+    chunks, begin = [], 0
+    while begin < len(lines) and len(chunks) < LISTING_SLIDES:
+        ends = [k for k in starts if begin + CODE_LINES // 2 <= k <= begin + CODE_LINES]
+        if len(lines) - begin <= CODE_LINES:
+            end = len(lines)
+        else:  # at a definition, if one starts in the slide's second half; else a full slide
+            end = ends[-1] if ends else begin + CODE_LINES
+        chunk = lines[begin:end]
+        while chunk and not chunk[-1].strip():
+            chunk.pop()
+        chunks.append("\n".join(chunk))
+        begin = end
+    if begin < len(lines):  # what is left: the last slide says so
+        chunks[-1] = "\n".join(chunks[-1].split("\n")[:CODE_LINES]) + "\n" + \
+            "\n".join(lines[begin:])
+    return chunks
 
 
 def listing_code(output: dict) -> str | None:
@@ -650,14 +808,15 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
                 else:
                     deck.add_notes(render(text))
                     if "|" not in text:
-                        deck.current.left_out.append(text)
+                        deck.current.left_out.append((len(deck.current.body), text))
             continue
         if kind == "listing":
             for output in outputs:
                 code = listing_code(output)
                 if code:
-                    deck.add_code(code, starts)
-                    starts = True
+                    for chunk in listing_chunks(code):
+                        deck.add_code(chunk, starts)
+                        starts = True
             continue
         if kind == "code":
             printed = "".join(t for t in map(output_text, outputs) if t).rstrip()
@@ -675,8 +834,9 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
         # no room for (over CODE_LINES) goes to the notes, so the speaker knows what ran.
         if kind == "hidden" and not tags(cell) & HIDDEN_INPUT_TAGS and \
                 not is_setup_code(source(cell)):
-            deck.add_notes("<p class='dl-code-note'><em>On the page, not on the slide:</em></p>"
-                           f"<pre>{html.escape(source(cell).rstrip())}</pre>")
+            deck.current.code_notes.append(
+                "<p class='dl-code-note'><em>On the page, not on the slide:</em></p>"
+                f"<pre>{html.escape(source(cell).rstrip())}</pre>")
         for output in outputs:
             if is_visual(output):
                 deck.add_visual(output_html(output), starts)
@@ -685,27 +845,93 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
                 deck.add_notes(render(output_markdown(output)))
             elif output_text(output):
                 deck.add_notes(f"<pre>{html.escape(output_text(output).rstrip())}</pre>")
-    for slide in deck.slides:
+    slides = rebalance(deck.slides)
+    for slide in slides:
         fill_sparse(slide)
-    return deck.slides
+    return slides
 
 
-def sentences(text: str) -> list[str]:
-    flat = " ".join(text.split())
-    return [t for t in re.split(r"(?<=[.!?])\s+(?=[A-Z*`(\\$])", flat) if t]
+def lead_in_end(slide: Slide) -> bool:
+    """The slide ends with a sentence that introduces what follows (a colon)."""
+    return bool(slide.body) and re.sub(r"<[^>]+>|\s", "", slide.body[-1]).endswith(":")
+
+
+def rebalance(slides: list[Slide]) -> list[Slide]:
+    """No orphans: a section's text that the deck continued on a slide of its own (not a break
+    the arc makes) rejoins the slide before when both fit one; else a lone last point takes the
+    point before it along, so the two slides share the section."""
+    out: list[Slide] = []
+    for slide in slides:
+        prev = out[-1] if out else None
+        if not (prev and slide.split and slide.heading == prev.heading
+                and prev.kind == slide.kind == "content" and not slide.busy and not prev.busy
+                and not prev.refs and len(slide.sizes) == len(slide.body) > 0
+                and len(prev.sizes) == len(prev.body) > 0):
+            out.append(slide)
+            continue
+        head = heading_height(re.sub(r"<[^>]+>", "", slide.heading))
+        if lead_in_end(prev) and len(prev.body) > 1 and slide.height + prev.sizes[-1][1] <= BODY_HEIGHT:
+            # a sentence that introduces what follows goes with it
+            n, height, eq = prev.sizes.pop()
+            slide.body.insert(0, prev.body.pop())
+            slide.sizes.insert(0, (n, height, eq))
+            prev.n_words, slide.n_words = prev.n_words - n, slide.n_words + n
+            prev.height, slide.height = prev.height - height, slide.height + height
+            prev.n_points, slide.n_points = prev.n_points - 1, slide.n_points + 1
+            prev.n_eq, slide.n_eq = prev.n_eq - eq, slide.n_eq + eq
+        if prev.height + slide.height - head <= BODY_HEIGHT - 10 and \
+                prev.n_words + slide.n_words <= MERGE_WORDS and prev.n_eq + slide.n_eq <= EQUATIONS \
+                and prev.n_points + slide.n_points <= POINTS + 1:
+            prev.body += slide.body
+            prev.sizes += slide.sizes
+            prev.n_words += slide.n_words
+            prev.n_points += slide.n_points
+            prev.n_eq += slide.n_eq
+            prev.height += slide.height - head
+            prev.notes += slide.notes
+            prev.code_notes += slide.code_notes
+            prev.left_out += [(k + len(prev.body) - len(slide.body), t) for k, t in slide.left_out]
+            continue
+        if len(slide.body) == 1 and len(prev.body) >= 3:
+            moved = 0
+            while len(prev.body) > 1 and (moved == 0 or lead_in_end(prev)):
+                # the point before, and a sentence that introduced it
+                n, height, eq = prev.sizes[-1]
+                if slide.height + height > BODY_HEIGHT or slide.n_words + n > TEXT_WORDS:
+                    break
+                slide.body.insert(0, prev.body.pop())
+                slide.sizes.insert(0, prev.sizes.pop())
+                prev.n_words, slide.n_words = prev.n_words - n, slide.n_words + n
+                prev.height, slide.height = prev.height - height, slide.height + height
+                prev.n_points, slide.n_points = prev.n_points - 1, slide.n_points + 1
+                prev.n_eq, slide.n_eq = prev.n_eq - eq, slide.n_eq + eq
+                moved += 1
+        out.append(slide)
+    return out
 
 
 def fill_sparse(slide: Slide) -> None:
     """A slide left with little but its heading (its section is all long paragraphs) shows
     the opening sentences of those paragraphs, as many as fit; the notes keep them whole."""
+    if slide.kind == "content" and slide.visual and not slide.body and slide.left_out:
+        # a figure with no words: the first sentence said about it, as its takeaway
+        lead = first_sentence(slide.left_out[0][1])
+        if lead and words(lead) <= LEAD_WORDS and "<" not in lead and "|" not in lead:
+            slide.body.append(f"<p class='dl-lead'>{render_inline(lead)}</p>")
+            slide.sizes.append((words(lead), text_height(words(lead)), 0))
+            slide.n_words += words(lead)
+        return
     if slide.kind != "content" or slide.busy or slide.n_words >= SPARSE_WORDS:
         return
     shown = "".join(slide.body)
-    for text in slide.left_out:
+    added = 0
+    for place, text in slide.left_out:
         kept = []
         for sentence in sentences(text):
-            if DISPLAY_MATHS.search(sentence) or render_inline(sentence) in shown:
-                continue
+            if render_inline(sentence) in shown and not kept:
+                continue  # the paragraph's lead, already on the slide
+            if DISPLAY_MATHS.search(sentence):
+                break
             n, height = words(" ".join(kept + [sentence])), text_height(
                 words(" ".join(kept + [sentence])))
             if slide.n_words + n > FILL_WORDS or slide.height + height > BODY_HEIGHT - 20 \
@@ -716,7 +942,10 @@ def fill_sparse(slide: Slide) -> None:
             break
         n = words(" ".join(kept))
         cut = len(kept) < len(sentences(text))
-        slide.body.append(f"<p>{render_inline(' '.join(kept))}{' &hellip;' if cut else ''}</p>")
+        slide.body.insert(place + added,
+                          f"<p>{render_inline(' '.join(kept))}{' &hellip;' if cut else ''}</p>")
+        slide.sizes.insert(place + added, (n, text_height(n), 0))
+        added += 1
         slide.n_words += n
         slide.height += text_height(n)
         slide.n_points += 1
@@ -741,7 +970,8 @@ def slide_html(slide: Slide, index: int) -> str:
         parts.append(f"<div class='dl-codebox'>{slide.code}</div>")
     if slide.visual:
         parts.append(f"<div class='dl-visual'>{slide.visual}</div>")
-    notes = f"<aside class='notes'>{''.join(slide.notes)}</aside>" if slide.notes else ""
+    said = slide.notes + slide.code_notes  # what to say first, then the code that ran
+    notes = f"<aside class='notes'>{''.join(said)}</aside>" if said else ""
     return (f"<section data-dl-slide='{index}'><div class='{' '.join(classes)}'>"
             + "\n".join(parts) + f"</div>{notes}</section>")
 
