@@ -24,6 +24,8 @@ Review r8 added (``--parts`` recomputes only the named parts and keeps the other
   both directions (TRIVIA with its own key / TRIVIA_CONTROL's, and the other way round);
 - ``four_bit``: bits per byte of SmolLM2 with every block linear rounded to 4 bits with a
   scale per row (``fake_quantize``) and NF4 with a scale per 64 (``block_quantize``);
+- ``chat``: the greedy replies (8 tokens) of chapter 15's chat-template sentiment prompts,
+  zero-shot and with one solved turn (three draws), with each reply's first token;
 - ``speculative``: greedy speculative decoding (gamma 3, 32 new tokens) on 5 held-out prompts
   of 100 tokens with three drafts (SmolLM2 rounded to NF4, prompt lookup, SmolLM2's first 8
   blocks), acceptance, tokens per target pass and CPU seconds (one thread) of each run and of
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import random
 import json
 import os
 import statistics
@@ -47,7 +50,7 @@ import numpy as np
 import torch
 
 from dlbook.data import load_moby_dick
-from dlbook.evaluation import (TRIVIA, TRIVIA_CONTROL, TRIVIA_MORE, answer_key, bits_per_byte,
+from dlbook.evaluation import (NEGATIVE_REVIEWS, POSITIVE_REVIEWS, TRIVIA, TRIVIA_CONTROL, TRIVIA_MORE, answer_key, bits_per_byte,
                                grouped_logprobs, multiple_choice)
 from dlbook.llama import from_hf
 from dlbook.pretrained import embed, load_smollm2
@@ -61,7 +64,7 @@ OUT = ROOT / "data" / "ch15_llm_evals.json"
 N_HELD, N_SAMPLE, K = 2048, 256, 2
 
 
-PARTS = ("bits_per_byte", "rag", "mc", "four_bit", "speculative")
+PARTS = ("bits_per_byte", "rag", "mc", "four_bit", "speculative", "chat")
 N_SPEC, GAMMA, PROMPT_TOKENS = 32, 3, 100
 SPEC_STARTS = (0, 5000, 20000, 40000, 60000)  # characters into the held-out tenth
 
@@ -210,6 +213,51 @@ def part_speculative(tokenizer, smol, held_text):
             "verify_pass_cpu_s": verify}
 
 
+ASK = "Is this review positive or negative? Answer with one word."
+
+
+def chat_prompt(tokenizer, review, demos=()):
+    """The chapter's chat prompt: solved turns (user asks, assistant answers), then the review."""
+    turns = []
+    for s, l in demos:
+        turns += [{"role": "user", "content": f"{ASK}\n\n{s}"},
+                  {"role": "assistant", "content": l}]
+    turns.append({"role": "user", "content": f"{ASK}\n\n{review}"})
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
+@torch.no_grad()
+def chat_replies(tokenizer, smol, prompts):
+    """The chapter's ``chat_replies``: greedy, 8 new tokens, one left-padded batch; for each
+    prompt its first token (decoded, stripped, lower case) and the whole reply."""
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    tokenizer.padding_side = "right"
+    out = smol.generate(**batch, max_new_tokens=8, do_sample=False,
+                        pad_token_id=tokenizer.eos_token_id)
+    new = out[:, batch["input_ids"].shape[1]:]
+    return [(tokenizer.decode(r[0]).strip().lower(),
+             tokenizer.decode(r, skip_special_tokens=True).strip()) for r in new]
+
+
+def part_chat(tokenizer, smol):
+    """Chapter 15's chat-template sentiment replies: the chapter's split of the review pairs,
+    zero-shot and with one solved turn (three draws of the demonstration), one batch each."""
+    pairs = list(zip(POSITIVE_REVIEWS, NEGATIVE_REVIEWS))
+    random.Random(0).shuffle(pairs)
+    demo_pool = [(p, "positive") for p, _ in pairs[:8]] + [(n, "negative") for _, n in pairs[:8]]
+    test = [(p, "positive") for p, _ in pairs[8:]] + [(n, "negative") for _, n in pairs[8:]]
+    random.Random(1).shuffle(demo_pool)
+    random.Random(2).shuffle(test)
+    settings = {"zero-shot": []}
+    settings.update({f"one solved turn, draw {d}": random.Random(d).sample(demo_pool, 1)
+                     for d in (0, 1, 2)})
+    return {"test_reviews": test,
+            "settings": {name: {"demos": demos, "replies": chat_replies(
+                tokenizer, smol, [chat_prompt(tokenizer, s, demos) for s, _ in test])}
+                for name, demos in settings.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--parts", nargs="*", default=list(PARTS), choices=PARTS)
@@ -232,6 +280,8 @@ def main() -> None:
             result[part] = part_mc(tokenizer, smol)
         elif part == "speculative":
             result[part] = part_speculative(tokenizer, smol, held_text)
+        elif part == "chat":
+            result[part] = part_chat(tokenizer, smol)
         print(f"{part}: {time.process_time() - t0:.0f} CPU s", flush=True)
         OUT.write_text(json.dumps(result, indent=1) + "\n")
     print("->", OUT)

@@ -337,3 +337,43 @@ TRIVIA_MORE: list[Question] = [
     _q("Which planet is known as the Red Planet?", "Venus", "Jupiter", "Mercury", "Mars",
        answer=3),
 ]
+
+
+# Chapter 15's sentiment reviews, written for the book: 16 pairs that differ in a word or two
+# (the i-th positive and the i-th negative are twins). The chapter shows them; its tool reads them.
+POSITIVE_REVIEWS: list[str] = [
+    'I loved every minute of this film.',
+    'The food was delicious and the staff were kind.',
+    'What a wonderful, heart-warming story.',
+    'This is the best phone I have ever owned.',
+    'The concert was absolutely brilliant.',
+    'A delightful book that I will read again.',
+    'The hotel room was clean, quiet and comfortable.',
+    'Great service and a fair price.',
+    'The new update makes the app fast and easy to use.',
+    'My kids had a fantastic time at the park.',
+    'The acting was superb from start to finish.',
+    'I am thrilled with how well this works.',
+    'Fresh bread, friendly people, lovely cafe.',
+    'The trip was relaxing and beautiful.',
+    'This jacket keeps me warm and looks great.',
+    'An inspiring talk that made my day.',
+]
+NEGATIVE_REVIEWS: list[str] = [
+    'I hated every minute of this film.',
+    'The food was cold and the staff were rude.',
+    'What a boring, pointless story.',
+    'This is the worst phone I have ever owned.',
+    'The concert was a complete disaster.',
+    'A dull book that I could not finish.',
+    'The hotel room was dirty, noisy and cramped.',
+    'Terrible service and far too expensive.',
+    'The new update makes the app slow and confusing.',
+    'My kids were miserable at the park.',
+    'The acting was awful from start to finish.',
+    'I am disappointed with how badly this works.',
+    'Stale bread, unfriendly people, gloomy cafe.',
+    'The trip was stressful and exhausting.',
+    'This jacket fell apart after one week.',
+    'A tedious talk that wasted my afternoon.',
+]
