@@ -97,6 +97,15 @@ def test_benchmarks_are_well_formed():
     assert len(TRIVIA) == len(TRIVIA_CONTROL) == 12
     assert {q.answer for q in TRIVIA} == {0, 1, 2, 3}
     assert not {q.question for q in TRIVIA} & {q.question for q in TRIVIA_CONTROL}
+    from dlbook.evaluation import TRIVIA_MORE
+    every = TRIVIA + TRIVIA_CONTROL + TRIVIA_MORE
+    assert len(every) == 48 and len({q.question for q in every}) == 48  # no repeats
+    assert all(len(q.options) == 4 and len(set(q.options)) == 4 for q in every)
+    # the right option is at each place equally often: position alone cannot score
+    assert [sum(q.answer == j for q in every) for j in range(4)] == [12] * 4
+    from dlbook.evaluation import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+    assert len(POSITIVE_REVIEWS) == len(NEGATIVE_REVIEWS) == 16
+    assert not set(POSITIVE_REVIEWS) & set(NEGATIVE_REVIEWS)
 
 
 def test_bad_input(lm):

@@ -81,3 +81,36 @@ def test_bad_input():
         early_exit(target, 4)
     with pytest.raises(TypeError):
         speculative_greedy(target, object(), idx, 4)
+
+
+def test_speculative_sampling_gives_the_targets_distribution():
+    from dlbook.speculative import (acceptance_probability, speculative_output_distribution,
+                                    speculative_sample_step)
+    g = torch.Generator().manual_seed(0)
+    p = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05], dtype=torch.float64)
+    q = torch.tensor([0.1, 0.1, 0.3, 0.4, 0.1], dtype=torch.float64)
+    # exact: the output distribution is p, for this q and for random ones
+    assert torch.allclose(speculative_output_distribution(p, q), p, atol=1e-12)
+    for _ in range(20):
+        a = torch.rand(7, generator=g, dtype=torch.float64) ** 3
+        b = torch.rand(7, generator=g, dtype=torch.float64) ** 3
+        a, b = a / a.sum(), b / b.sum()
+        assert torch.allclose(speculative_output_distribution(a, b), a, atol=1e-12)
+    # the control: keeping the draft's guess always would give q, far from p
+    assert (q - p).abs().max() > 0.2
+    # empirical: 20,000 draws, each guess from q, match p (and not q)
+    n, counts, kept = 20000, torch.zeros(5), 0
+    for _ in range(n):
+        guess = int(torch.multinomial(q, 1, generator=g))
+        tok, acc = speculative_sample_step(p, q, guess, g)
+        counts[tok] += 1
+        kept += acc
+    freq = counts / n
+    assert (freq - p.float()).abs().max() < 0.015
+    assert (freq - q.float()).abs().max() > 0.2
+    assert abs(kept / n - acceptance_probability(p, q)) < 0.015
+    assert acceptance_probability(p, p) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        speculative_sample_step(p, q[:4], 0)
+    with pytest.raises(ValueError):
+        speculative_sample_step(p, torch.tensor([1.0, 0, 0, 0, 0]), 2)

@@ -119,10 +119,11 @@ CHECKSUMS: dict[str, str] = {
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
         "90432b0ba3075431fada5bd7acad6f916313f08f88fe623b48e6f8bb4517c7fe",
-    # chapter 15's SmolLM2 evaluations: bits per byte (float32, int8) and RAG log-probabilities
+    # chapter 15's SmolLM2 evaluations: bits per byte (float32, int8, 4-bit), RAG log-probabilities,
+    # multiple choice and the leak, speculative-decoding runs
     # (dlbook.evaluation.load_llm_evals), rebuilt by tools/ch15_llm_evals.py
     "ch15_llm_evals.json":
-        "715b5fb165cb9e347262233f32c9e60552c9b702a16389e30332719cef13b310",
+        "b3aee8d392fdcf01c71b06340f2200ca62b314002f7272d77bf308cc7cff8de8",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.

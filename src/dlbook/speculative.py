@@ -1,8 +1,9 @@
-"""Speculative decoding (Leviathan et al., 2023; Chen et al., 2023), greedy and from scratch.
+"""Speculative decoding (Leviathan et al., 2023; Chen et al., 2023), greedy and from scratch,
+and the acceptance rule that makes it exact under sampling.
 
-A large *target* model generates one token per forward pass, and on a small batch that pass is
-bound by reading the weights, not by arithmetic: checking five tokens costs about what
-generating one does. A cheap *draft* model guesses ``gamma`` tokens one by one; the target
+A large *target* model generates one token per forward pass, and on a GPU with a small batch
+that pass is bound by reading the weights, not by arithmetic: checking five tokens costs little
+more than generating one (on a CPU it costs more; chapter 15 measures it). A cheap *draft* model guesses ``gamma`` tokens one by one; the target
 reads them all in one pass and keeps the longest prefix it agrees with, plus its own next token:
 
     draft:   d1 d2 ... d_gamma            (gamma cheap passes)
@@ -22,6 +23,10 @@ first blocks, its final norm and head: no second model to train or ship).
     >>> out, stats = speculative_greedy(target, draft, prompt_ids, 40, gamma=4)
     >>> ref, passes = greedy(target, prompt_ids, 40)     # torch.equal(out, ref)
     >>> stats.acceptance_rate, stats.tokens_per_target_pass
+
+Under sampling, :func:`speculative_sample_step` keeps a draft token with probability
+``min(1, p / q)`` and otherwise draws from the residual ``norm(max(0, p - q))``, so that the
+token is distributed exactly as the target's ``p`` (:func:`speculative_output_distribution`).
 """
 from __future__ import annotations
 
@@ -216,3 +221,62 @@ def speculative_greedy(target: nn.Module, draft, idx: torch.Tensor, max_new_toke
         draft.keep(len(seq) - 1)
     stats.tokens, stats.draft_passes = len(seq) - n_prompt, draft.passes
     return torch.tensor([seq], device=idx.device), stats
+
+
+# --- Speculative *sampling* (Leviathan et al., 2023, Algorithm 1; Chen et al., 2023) -------------
+#
+# Under sampling the target's next token is a draw from p (its distribution at that place), the
+# draft's guess x a draw from q. Accept x with probability min(1, p(x) / q(x)); on rejection,
+# draw instead from the residual r = max(0, p - q) / sum(max(0, p - q)). The token that comes out
+# is distributed exactly as p:
+#
+#     P(out = x) = q(x) min(1, p(x)/q(x)) + (1 - beta) r(x) = min(p(x), q(x)) + max(0, p(x) - q(x))
+#                = p(x),
+#
+# because the probability of rejecting, 1 - beta = 1 - sum_y min(p(y), q(y)), is exactly
+# sum_y max(0, p(y) - q(y)), the residual's normaliser. The acceptance probability beta equals
+# 1 - TV(p, q): the closer the draft's distribution to the target's, the more guesses stand.
+
+
+def _check_pq(p: torch.Tensor, q: torch.Tensor) -> None:
+    if p.shape != q.shape or p.ndim != 1 or len(p) < 1:
+        raise ValueError(f"p and q must be 1-D distributions of one length, got shapes "
+                         f"{tuple(p.shape)} and {tuple(q.shape)}")
+    for name, d in (("p", p), ("q", q)):
+        if not torch.isfinite(d).all() or (d < 0).any() or abs(float(d.sum()) - 1) > 1e-4:
+            raise ValueError(f"{name} must be a probability vector (finite, >= 0, sum 1)")
+
+
+def acceptance_probability(p: torch.Tensor, q: torch.Tensor) -> float:
+    """The chance that a draft guess drawn from ``q`` is accepted by a target with
+    distribution ``p``: ``sum_x min(p(x), q(x)) = 1 - TV(p, q)``."""
+    _check_pq(p, q)
+    return float(torch.minimum(p, q).sum())
+
+
+def speculative_sample_step(p: torch.Tensor, q: torch.Tensor, guess: int,
+                            generator: torch.Generator | None = None) -> tuple[int, bool]:
+    """One token of speculative sampling: keep the draft's ``guess`` (drawn from ``q``) with
+    probability ``min(1, p[guess] / q[guess])``, else draw from ``norm(max(0, p - q))``.
+    Returns ``(token, accepted)``; the token is distributed as ``p`` (see the module's note)."""
+    _check_pq(p, q)
+    if not 0 <= int(guess) < len(p) or q[guess] <= 0:
+        raise ValueError(f"guess must be a token the draft can propose (q > 0), got {guess!r}")
+    u = float(torch.rand((), generator=generator))
+    if u < min(1.0, float(p[guess] / q[guess])):
+        return int(guess), True
+    residual = (p - q).clamp_min(0)  # zero only if p == q, when nothing is ever rejected
+    token = torch.multinomial(residual / residual.sum(), 1, generator=generator)
+    return int(token), False
+
+
+def speculative_output_distribution(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The exact distribution of :func:`speculative_sample_step`'s token when the guess is drawn
+    from ``q``: ``q min(1, p/q) + (1 - beta) norm(max(0, p - q))``. It equals ``p``."""
+    _check_pq(p, q)
+    kept = torch.minimum(p, q)  # q(x) min(1, p(x)/q(x))
+    residual = (p - q).clamp_min(0)
+    rejected = 1 - kept.sum()
+    if residual.sum() > 0:
+        return kept + rejected * residual / residual.sum()
+    return kept
