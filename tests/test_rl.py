@@ -1,6 +1,8 @@
 """dlbook.rl against hand-solved answers, torch autograd, finite differences and direct formulas."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -122,6 +124,13 @@ def test_replay_buffer_wraps_and_samples():
         rl.ReplayBuffer(0, 2)
 
 
+def test_mlp_activations():
+    assert isinstance(rl.mlp([4, 8, 2])[1], torch.nn.Tanh)
+    assert isinstance(rl.mlp([4, 8, 2], "relu")[1], torch.nn.ReLU)
+    with pytest.raises(ValueError, match="activation"):
+        rl.mlp([4, 8, 2], "gelu")
+
+
 def test_dqn_targets_against_a_direct_computation():
     torch.manual_seed(0)
     net = rl.mlp([4, 8, 2])
@@ -169,6 +178,12 @@ def test_cartpole_agents_run_and_evaluate():
     assert curve.steps == [0, 300, 600] and np.asarray(curve.returns).shape == (3, 2)
     again, _ = rl.train_dqn(cfg, seed=0)
     assert again.returns == curve.returns  # seeded
+    zoo = dataclasses.replace(rl.ZOO_CARTPOLE_DQN, steps=600, learning_starts=100,
+                              eval_every=300, eval_episodes=2, hidden=16, gradient_steps=8)
+    for target_network in (True, False):  # bursts, clipping, ReLU; and the ablation
+        cfg = dataclasses.replace(zoo, target_network=target_network)
+        curve, net = rl.train_dqn(cfg, seed=0)
+        assert curve.steps == [0, 300, 600] and isinstance(net[1], torch.nn.ReLU)
     rcfg = rl.ReinforceConfig(steps=600, batch_steps=200, eval_every=300, eval_episodes=2)
     curve, _ = rl.train_reinforce(rcfg, seed=0)
     assert curve.steps == [0, 300, 600]

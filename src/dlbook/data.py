@@ -114,7 +114,7 @@ CHECKSUMS: dict[str, str] = {
         "7b2df5d457e5f18971e37916508c3ac7dc42767051b8903a2e5b775c9013a814",
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
-        "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
+        "3f225d47fe7e3860c7ee809c66e12e77a722912a7bcb4a503a54130989082c70",
     # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":

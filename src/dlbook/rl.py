@@ -302,10 +302,15 @@ def reinforce_gradients(mdp: TabularMDP, theta: np.ndarray, states, actions, rew
 
 
 # --- deep RL on gymnasium -----------------------------------------------------------------------
-def mlp(sizes: list[int]) -> nn.Sequential:
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def mlp(sizes: list[int], activation: str = "tanh") -> nn.Sequential:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        layers += [nn.Linear(a, b)] + ([nn.Tanh()] if i < len(sizes) - 2 else [])
+        layers += [nn.Linear(a, b)] + ([ACTIVATIONS[activation]()] if i < len(sizes) - 2 else [])
     return nn.Sequential(*layers)
 
 
@@ -323,21 +328,33 @@ class ReinforceConfig:
 
 @dataclass(frozen=True)
 class DQNConfig:
+    """Defaults: a plain DQN (one gradient step per environment step, no gradient clipping);
+    ZOO_CARTPOLE_DQN below holds rl-baselines3-zoo's tuned settings for CartPole-v1."""
     env_id: str = "CartPole-v1"
     steps: int = 50_000
     hidden: int = 64
+    activation: str = "tanh"
     lr: float = 1e-3
     gamma: float = 0.99
     buffer_size: int = 50_000
     batch_size: int = 64
     learning_starts: int = 1000
-    train_every: int = 1  # env steps between gradient steps
+    train_every: int = 1  # env steps between bursts of gradient steps
+    gradient_steps: int = 1  # gradient steps per burst
     target_every: int = 500  # env steps between copies into the target network
+    target_network: bool = True  # False: bootstrap from the online network itself (ablation)
+    grad_clip: float | None = None  # max gradient norm (None: no clipping)
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_fraction: float = 0.2  # of the steps over which epsilon decays linearly
     eval_every: int = 5000
     eval_episodes: int = 10
+
+
+ZOO_CARTPOLE_DQN = DQNConfig(
+    hidden=256, activation="relu", lr=2.3e-3, gamma=0.98, buffer_size=100_000,
+    train_every=256, gradient_steps=128, target_every=10, grad_clip=10.0, eps_end=0.04,
+    eps_fraction=0.16)  # rl-baselines3-zoo's hyperparams/dqn.yml, CartPole-v1
 
 
 @dataclass
@@ -529,14 +546,16 @@ def epsilon_at(cfg: DQNConfig, step: int) -> float:
 
 def train_dqn(cfg: DQNConfig, seed: int) -> tuple[Curve, nn.Module]:
     """DQN: epsilon-greedy acting, a replay buffer, a Huber loss on the TD error, a target
-    network copied every ``target_every`` steps."""
+    network copied every ``target_every`` steps (or, with ``target_network=False``, none: the
+    target is bootstrapped from the online network's current weights)."""
     t0 = time.process_time()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     env = make_env(cfg.env_id)
     obs_dim, n_actions = env.observation_space.shape[0], env.action_space.n
-    q_net = mlp([obs_dim, cfg.hidden, cfg.hidden, n_actions])
-    target = mlp([obs_dim, cfg.hidden, cfg.hidden, n_actions])
+    sizes = [obs_dim, cfg.hidden, cfg.hidden, n_actions]
+    q_net = mlp(sizes, cfg.activation)
+    target = mlp(sizes, cfg.activation) if cfg.target_network else q_net
     target.load_state_dict(q_net.state_dict())
     opt = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
     buffer = ReplayBuffer(cfg.buffer_size, obs_dim)
@@ -551,14 +570,17 @@ def train_dqn(cfg: DQNConfig, seed: int) -> tuple[Curve, nn.Module]:
         buffer.add(obs, a, r, next_obs, terminated)
         obs = env.reset()[0] if terminated or truncated else next_obs
         if step >= cfg.learning_starts and step % cfg.train_every == 0:
-            o, act, rew, o2, term = buffer.sample(cfg.batch_size, rng)
-            y = dqn_targets(target, rew, o2, term, cfg.gamma)  # (B,)
-            q = q_net(o).gather(1, act[:, None]).squeeze(1)  # (B,)
-            loss = F.smooth_l1_loss(q, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if step % cfg.target_every == 0:
+            for _ in range(cfg.gradient_steps):
+                o, act, rew, o2, term = buffer.sample(cfg.batch_size, rng)
+                y = dqn_targets(target, rew, o2, term, cfg.gamma)  # (B,)
+                q = q_net(o).gather(1, act[:, None]).squeeze(1)  # (B,)
+                loss = F.smooth_l1_loss(q, y)
+                opt.zero_grad()
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(q_net.parameters(), cfg.grad_clip)
+                opt.step()
+        if cfg.target_network and step % cfg.target_every == 0:
             target.load_state_dict(q_net.state_dict())
         if step % cfg.eval_every == 0:
             curve.steps.append(step)
@@ -582,11 +604,13 @@ def sb3_agent(kind: str, cfg: DQNConfig, env, seed: int):
     return DQN(
         "MlpPolicy", env, learning_rate=cfg.lr, buffer_size=cfg.buffer_size,
         learning_starts=cfg.learning_starts, batch_size=cfg.batch_size,
-        gamma=cfg.gamma, train_freq=cfg.train_every, gradient_steps=1,
+        gamma=cfg.gamma, train_freq=cfg.train_every, gradient_steps=cfg.gradient_steps,
         target_update_interval=cfg.target_every,
+        max_grad_norm=10.0 if cfg.grad_clip is None else cfg.grad_clip,  # 10: SB3's default
         exploration_fraction=cfg.eps_fraction,
         exploration_initial_eps=cfg.eps_start, exploration_final_eps=cfg.eps_end,
-        policy_kwargs=dict(net_arch=[cfg.hidden] * 2, activation_fn=nn.Tanh),
+        policy_kwargs=dict(net_arch=[cfg.hidden] * 2,
+                           activation_fn=ACTIVATIONS[cfg.activation]),
         seed=seed, device="cpu")
 
 
