@@ -126,3 +126,20 @@ def test_bigram_baseline_is_the_count_table():
     # from 1: to 1 once, to 2 once, to 0 never -> (0.5, 1.5, 1.5) / 3.5
     assert torch.allclose(p[1], torch.tensor([0.5, 1.5, 1.5]) / 3.5)
     assert torch.allclose(p.sum(1), torch.ones(3))
+
+
+def test_fine_tune_names_is_seeded_whatever_ran_before():
+    from dlbook.training import TokenStream
+
+    tokens = torch.randint(0, TOK.vocab_size, (400,), generator=torch.Generator().manual_seed(0))
+    streams = {k: TokenStream(tokens, 8) for k in ("train", "val")}
+    base = _gpt()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    for mode in ft.MODES:
+        torch.manual_seed(123)
+        a, _ = ft.fine_tune_names(base, mode, 1e-2, 0, streams, steps=2, batch_size=4)
+        torch.rand(7)  # the global RNG moved on: the result must not depend on it
+        b, _ = ft.fine_tune_names(base, mode, 1e-2, 0, streams, steps=2, batch_size=4)
+        for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(v, w), (mode, k)
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())

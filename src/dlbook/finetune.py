@@ -245,8 +245,8 @@ def fine_tune_names(base: nn.Module, mode: str, lr: float, seed: int, streams, *
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    torch.manual_seed(seed)  # the new weights (LoRA's A, or all of them) depend on it
     if mode == "scratch":
-        torch.manual_seed(seed)
         model = GPT(base.config)
     else:
         model = copy.deepcopy(base)
