@@ -123,6 +123,10 @@ CHECKSUMS: dict[str, str] = {
     # (dlbook.evaluation.load_llm_evals), rebuilt by tools/ch15_llm_evals.py
     "ch15_llm_evals.json":
         "715b5fb165cb9e347262233f32c9e60552c9b702a16389e30332719cef13b310",
+    # chapter 18's SFT and LoRA runs over seeds and learning-rate grids
+    # (dlbook.finetune.load_runs), by tools/ch18_finetune_sweep.py
+    "ch18_finetune.json":
+        "4303b011f1646519c78ffda4c99bb7d0db5d7a0cb4ce76e0a7abe2a2e03bf5eb",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -161,6 +165,7 @@ REBUILT_BY = {
     "ch16_clip.json": "`python tools/ch16_clip.py`",
     "ch16_simclr.json": "`python tools/ch16_simclr.py`",
     "ch17_rl_runs.json": "`python tools/ch17_rl_sweep.py`",
+    "ch18_finetune.json": "`python tools/ch18_finetune_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
