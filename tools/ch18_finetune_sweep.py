@@ -40,6 +40,7 @@ OUT = ROOT / "data" / "ch18_finetune.json"
 SEEDS = [0, 1, 2]
 SFT_STEPS, SFT_BATCH, SFT_EVERY = 300, 16, 20
 SFT_GRID = [3e-4, 1e-3, 3e-3, 1e-2]
+SHOWN = 4  # test prompts whose greedy answers the seed-0 runs record every SFT_EVERY steps
 NAMES_STEPS = [20, 100]
 NAMES_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [3e-4, 1e-3, 3e-3, 1e-2],
               "scratch": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}
@@ -57,15 +58,17 @@ def sft_part(gpt, tok) -> dict:
                                                   tok).float().mean().item()
                             for split in ("val", "test")}
     print("few-shot", few_shot, flush=True)
+    shown = [p for p, _ in pairs["test"][:SHOWN]]  # greedy answers recorded for these
     out = {"steps": SFT_STEPS, "batch_size": SFT_BATCH, "eval_every": SFT_EVERY,
-           "grid": SFT_GRID, "shots": shots, "few_shot": few_shot, "runs": {}}
+           "grid": SFT_GRID, "shots": shots, "few_shot": few_shot, "shown": shown, "runs": {}}
     for mode, mask in (("masked", True), ("unmasked", False)):
         runs = {}
         for lr in SFT_GRID:
             t0 = time.process_time()
             model, h = ft.train_sft(gpt, pairs["train"], tok, steps=SFT_STEPS, lr=lr,
                                     batch_size=SFT_BATCH, seed=SEEDS[0], mask_prompt=mask,
-                                    val_pairs=pairs["val"], eval_every=SFT_EVERY)
+                                    val_pairs=pairs["val"], eval_every=SFT_EVERY,
+                                    show_prompts=shown)
             runs[lr] = (model, h, time.process_time() - t0)
             print(mode, lr, [round(v, 3) for v in h.val_exact[::4]], flush=True)
         pick = max(SFT_GRID, key=lambda lr: runs[lr][1].val_exact[-1])
@@ -84,7 +87,7 @@ def sft_part(gpt, tok) -> dict:
                 "loss": h.loss, "cpu_seconds": cpu,
                 "test_exact": ft.exact_match(model, pairs["test"], tok).float().mean().item()}
             print(mode, "seed", seed, seeds[str(seed)]["test_exact"], flush=True)
-        out["runs"][mode] = {"choice": pick,
+        out["runs"][mode] = {"choice": pick, "snapshots": runs[pick][1].snapshots,
                              "grid_val_exact": {str(lr): runs[lr][1].val_exact[-1]
                                                 for lr in SFT_GRID},
                              "seeds": seeds}
