@@ -115,6 +115,10 @@ CHECKSUMS: dict[str, str] = {
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
+    # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
+    # by tools/ch18_alignment_sweep.py
+    "ch18_alignment.json":
+        "e9c180acea144621df47633bc9e7562a5410ad6dfb67326995f20f22bde4cfd8",
     # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
@@ -161,6 +165,7 @@ REBUILT_BY = {
     "ch16_clip.json": "`python tools/ch16_clip.py`",
     "ch16_simclr.json": "`python tools/ch16_simclr.py`",
     "ch17_rl_runs.json": "`python tools/ch17_rl_sweep.py`",
+    "ch18_alignment.json": "`python tools/ch18_alignment_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first
