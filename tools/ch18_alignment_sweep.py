@@ -29,8 +29,8 @@ from dlbook.gpt import load_checkpoint
 
 OUT = ROOT / "data" / "ch18_alignment.json"
 SEEDS = [0, 1, 2]
-RLHF_BETAS = [0.0, 0.03, 0.1]
-DPO_BETAS = [0.03, 0.1, 0.3]
+RLHF_BETAS = [0.0, 0.03, 0.1, 0.3]
+DPO_BETAS = [0.03, 0.1, 0.3, 1.0]
 BON_NS = [1, 2, 4, 8, 16, 32, 64, 128]
 BON_POOL = 1024
 
@@ -51,8 +51,11 @@ def merge(parts: list[str]) -> None:
     print("wrote", OUT, "seeds", list(out["seeds"]))
 
 
-def main(seeds=SEEDS, path=OUT) -> None:
+def main(seeds=SEEDS, path=OUT, extend: bool = False) -> None:
+    """``extend``: read ``path`` and run only the settings it lacks (every run starts from its
+    own seed, so the file is the one a full run with the present grids writes)."""
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
+    old = json.loads(Path(path).read_text()) if extend else None
     gpt, tok, _ = load_checkpoint()
     setup = al.ExperimentConfig()
     scfg = setup.sample
@@ -62,6 +65,8 @@ def main(seeds=SEEDS, path=OUT) -> None:
     out = {"experiment": asdict(setup), "rlhf": asdict(rcfg), "dpo": asdict(dcfg),
            "rlhf_betas": RLHF_BETAS, "dpo_betas": DPO_BETAS, "bon_ns": BON_NS,
            "bon_pool": BON_POOL, "versions": {"torch": torch.__version__}, "seeds": {}}
+    if old is not None:
+        seeds = [int(k) for k in old["seeds"]]
     for seed in seeds:
         t0 = time.process_time()
         prefs = al.collect_preferences(gpt, tok, scorer, scfg, setup.n_pairs, setup.temperature,
@@ -84,7 +89,14 @@ def main(seeds=SEEDS, path=OUT) -> None:
                                        for n in BON_NS]}
         print(f"seed {seed}: reward model {time.process_time() - t0:.0f} s", flush=True)
         rec["rlhf"] = {}
+        done = old["seeds"][str(seed)] if old is not None else None
+        if done is not None:
+            assert done["reward_model"] == rec["reward_model"], "not the stored reward model"
+            assert done["best_of_n"] == rec["best_of_n"], "not the stored best-of-n"
         for beta in RLHF_BETAS:
+            if done is not None and str(beta) in done["rlhf"]:
+                rec["rlhf"][str(beta)] = done["rlhf"][str(beta)]
+                continue
             _, hist = al.train_rlhf(gpt, reward_fn, scorer, tok, scfg,
                                     al.RLHFConfig(beta=beta), seed)
             rec["rlhf"][str(beta)] = hist
@@ -93,6 +105,9 @@ def main(seeds=SEEDS, path=OUT) -> None:
         chosen, rejected = train.chosen_rejected()
         rec["dpo"] = {}
         for beta in DPO_BETAS:
+            if done is not None and str(beta) in done["dpo"]:
+                rec["dpo"][str(beta)] = done["dpo"][str(beta)]
+                continue
             _, hist = al.train_dpo(gpt, chosen, rejected, reward_fn, scorer, tok, scfg,
                                    al.DPOConfig(beta=beta), seed)
             rec["dpo"][str(beta)] = hist
@@ -105,9 +120,12 @@ def main(seeds=SEEDS, path=OUT) -> None:
 
 if __name__ == "__main__":
     # default: all seeds into OUT; or `--seeds 2 --out part.json` for one part, and
-    # `--merge part0.json part1.json ...` to join parts into OUT
+    # `--merge part0.json part1.json ...` to join parts into OUT; `--extend` adds to OUT the
+    # settings a grid gained since it was written
     args = sys.argv[1:]
-    if args[:1] == ["--merge"]:
+    if args[:1] == ["--extend"]:
+        main(extend=True)
+    elif args[:1] == ["--merge"]:
         merge(args[1:])
     elif args[:1] == ["--seeds"]:
         main([int(s) for s in args[1].split(",")], args[3] if args[2:3] == ["--out"] else OUT)
