@@ -115,6 +115,10 @@ CHECKSUMS: dict[str, str] = {
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
+    # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
+    # by tools/ch18_alignment_sweep.py
+    "ch18_alignment.json":
+        "5c8029b125148e910a4e4f36ec812b07b7ccc4ab2acfa4da330f0ea8010513ce",
     # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
@@ -165,6 +169,7 @@ REBUILT_BY = {
     "ch16_clip.json": "`python tools/ch16_clip.py`",
     "ch16_simclr.json": "`python tools/ch16_simclr.py`",
     "ch17_rl_runs.json": "`python tools/ch17_rl_sweep.py`",
+    "ch18_alignment.json": "`python tools/ch18_alignment_sweep.py`",
     "ch18_finetune.json": "`python tools/ch18_finetune_sweep.py`",
 }
 
