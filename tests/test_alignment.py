@@ -1,0 +1,211 @@
+"""dlbook.alignment against direct formulas, exact enumeration, autograd and trl's DPO loss."""
+from __future__ import annotations
+
+import copy
+import math
+from collections import defaultdict
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from dlbook import alignment as al
+from dlbook.gpt import GPT, GPTConfig
+from dlbook.language_models import CharTokenizer
+
+
+def test_bradley_terry_loss_is_the_formula():
+    g = torch.Generator().manual_seed(0)
+    rw, rl_ = torch.randn(50, generator=g), torch.randn(50, generator=g)
+    direct = np.mean([-math.log(1 / (1 + math.exp(-(a - b)))) for a, b in zip(rw.tolist(),
+                                                                              rl_.tolist())])
+    assert abs(al.bradley_terry_loss(rw, rl_).item() - direct) < 1e-6
+    # equal rewards: log 2; a pair ordered right costs less than the same pair reversed
+    assert abs(al.bradley_terry_loss(torch.zeros(3), torch.zeros(3)).item() - math.log(2)) < 1e-7
+    assert al.bradley_terry_loss(rw.abs() + 1, -rw.abs()) < al.bradley_terry_loss(-rw.abs(),
+                                                                                 rw.abs() + 1)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="same shape"):
+        al.bradley_terry_loss(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match="empty"):
+        al.bradley_terry_loss(torch.zeros(0), torch.zeros(0))
+    with pytest.raises(ValueError, match="beta"):
+        al.dpo_loss(*(torch.zeros(2),) * 4, beta=-0.1)
+    with pytest.raises(ValueError, match="beta"):
+        al.RLHFConfig(beta=-1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        al.dpo_loss(torch.zeros(2), torch.zeros(3), torch.zeros(2), torch.zeros(3), 0.1)
+    with pytest.raises(ValueError, match="empty"):
+        al.fit_reward_model(torch.zeros(0, 3), torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="unequal"):
+        al.sample_preferences(np.zeros(3), np.zeros(4), 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="empty"):
+        al.pair_accuracy(np.zeros(0), np.zeros(0), np.zeros(0, bool))
+
+
+def test_reward_model_recovers_the_weights_of_bradley_terry_raters():
+    rng = np.random.default_rng(0)
+    w_true = torch.tensor([1.0, -2.0, 0.5])
+    xa, xb = torch.randn(20_000, 3), torch.randn(20_000, 3)
+    a_won = torch.as_tensor(rng.random(20_000) < torch.sigmoid((xa - xb) @ w_true).numpy())
+    cw, cl = torch.where(a_won[:, None], xa, xb), torch.where(a_won[:, None], xb, xa)
+    w = al.fit_reward_model(cw, cl, al.RewardConfig(weight_decay=0.0))
+    assert torch.allclose(w, w_true, atol=0.06), w
+    # and its loss is at a stationary point of the Bradley-Terry loss (autograd)
+    w_ = w.clone().requires_grad_()
+    al.bradley_terry_loss(cw @ w_, cl @ w_).backward()
+    assert w_.grad.abs().max() < 1e-4
+
+
+def test_dpo_loss_is_the_formula_and_its_gradient():
+    g = torch.Generator().manual_seed(1)
+    pw, pl, qw, ql = (torch.randn(8, generator=g, dtype=torch.float64) for _ in range(4))
+    beta = 0.3
+    z = beta * ((pw - qw) - (pl - ql))
+    direct = torch.mean(torch.log1p(torch.exp(-z)))
+    assert torch.allclose(al.dpo_loss(pw, pl, qw, ql, beta), direct)
+    # d loss / d log pi(y_w) = -beta sigmoid(-z) / N
+    pw_ = pw.clone().requires_grad_()
+    al.dpo_loss(pw_, pl, qw, ql, beta).backward()
+    assert torch.allclose(pw_.grad, -beta * torch.sigmoid(-z) / len(z))
+    # at the reference itself the loss is log 2 whatever beta is
+    assert torch.allclose(al.dpo_loss(qw, ql, qw, ql, 5.0), torch.tensor(math.log(2),
+                                                                        dtype=torch.float64))
+
+
+def test_dpo_loss_agrees_with_trl():  # trl (a test dependency): the library the chapter names
+    pytest.importorskip("trl")
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    g = torch.Generator().manual_seed(2)
+    N, T, beta = 4, 6, 0.2
+    token_logps = -torch.rand(2 * N, T - 1, generator=g)  # policy, (2N, T-1): chosen, rejected
+    completion = torch.zeros(2 * N, T, dtype=torch.long)
+    completion[:, 2:] = 1  # the first two tokens are the prompt
+    ref = -torch.rand(2 * N, generator=g)  # reference sequence log-probs
+
+    class Model(torch.nn.Module):  # returns what trl's fused head returns: masked log-probs
+        training = True
+
+        def forward(self, labels=None, **_):
+            logps = token_logps * (labels[:, 1:] != -100)
+            zero = torch.zeros_like(logps)
+            return SimpleNamespace(log_probs=logps, entropy=zero, mean_logits=zero,
+                                   is_top1=zero.bool())
+
+    acc = SimpleNamespace(device="cpu", gather_for_metrics=lambda x: x, gather=lambda x: x)
+    trainer = SimpleNamespace(
+        model=Model(), accelerator=acc, aux_loss_enabled=False, ld_alpha=None,
+        precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=["sigmoid"],
+        loss_weights=[1.0], beta=beta, use_weighting=False,
+        _metrics={"train": defaultdict(list)}, _total_train_tokens=0, _tp_size=1)
+    inputs = {"input_ids": torch.zeros(2 * N, T, dtype=torch.long),
+              "attention_mask": torch.ones(2 * N, T, dtype=torch.long),
+              "completion_mask": completion, "ref_chosen_logps": ref[:N],
+              "ref_rejected_logps": ref[N:]}
+    theirs = DPOTrainer._compute_loss(trainer, trainer.model, inputs, return_outputs=False)
+    seq = (token_logps * (completion[:, 1:] == 1)).sum(1)  # (2N,) completion tokens only
+    ours = al.dpo_loss(seq[:N], seq[N:], ref[:N], ref[N:], beta)
+    assert torch.allclose(theirs, ours, atol=1e-6), (theirs, ours)
+
+
+def test_kl_estimators_against_exact_kl():
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.ones(6)), rng.dirichlet(np.ones(6))
+    exact = al.exact_kl(p, q)
+    assert abs(exact - sum(p * np.log(p / q))) < 1e-12 and exact > 0
+    x = rng.choice(6, size=400_000, p=p)
+    est = al.kl_estimates(torch.tensor(np.log(p[x])), torch.tensor(np.log(q[x])))
+    for name in ("k1", "k3"):  # unbiased: within 4 standard errors
+        se = est[name].std().item() / math.sqrt(len(x))
+        assert abs(est[name].mean().item() - exact) < 4 * se, (name, exact)
+    assert (est["k3"] >= 0).all() and (est["k1"] < 0).any()  # k3 never negative, k1 can be
+    # k3's expectation, exactly: sum p ((q/p - 1) - log(q/p)) = KL
+    assert abs(np.sum(p * ((q / p - 1) - np.log(q / p))) - exact) < 1e-12
+    assert al.exact_kl(p, p) == 0 and al.exact_kl([0.5, 0.5], [1.0, 0.0]) == math.inf
+
+
+def test_best_of_n_kl_closed_form():
+    assert al.best_of_n_kl(1) == 0
+    for n in (2, 4, 16):
+        # many equally likely outcomes, all rewards different: nearly continuous, so exact
+        m = 20_000
+        probs, rewards = np.full(m, 1 / m), np.random.default_rng(n).permutation(m)
+        bon = al.best_of_n_distribution(probs, rewards, n)
+        assert abs(bon.sum() - 1) < 1e-12
+        assert abs(al.exact_kl(bon, probs) - al.best_of_n_kl(n)) < 2e-3 * n
+        # a few outcomes, or ties: below the formula (an upper bound)
+        rng = np.random.default_rng(n)
+        small = rng.dirichlet(np.ones(5))
+        kl_small = al.exact_kl(al.best_of_n_distribution(small, rng.normal(size=5), n), small)
+        tied = al.best_of_n_distribution(probs, rewards // 100, n)  # 200 tied groups
+        assert kl_small < al.best_of_n_kl(n) - 1e-3
+        assert al.exact_kl(tied, probs) < al.best_of_n_kl(n)
+
+
+def test_best_of_n_distribution_by_enumeration():
+    probs, rewards, n = np.array([0.5, 0.3, 0.2]), np.array([1.0, 3.0, 1.0]), 2
+    # enumerate the 9 ordered pairs of draws; ties (outcomes 0 and 2) broken uniformly
+    direct = np.zeros(3)
+    for i in range(3):
+        for j in range(3):
+            p = probs[i] * probs[j]
+            if rewards[i] == rewards[j]:
+                direct[i] += p / 2
+                direct[j] += p / 2
+            else:
+                direct[i if rewards[i] > rewards[j] else j] += p
+    assert np.allclose(al.best_of_n_distribution(probs, rewards, n), direct)
+    # from a pool sorted by reward, the weights are the same formula with equal probabilities
+    m, n = 7, 3
+    w = al.best_of_n_weights(m, n)
+    assert np.allclose(w, al.best_of_n_distribution(np.full(m, 1 / m), np.arange(m), n))
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    tok = CharTokenizer(list("\n abcdefgh"))
+    return GPT(GPTConfig.tiny(vocab_size=tok.vocab_size)).eval(), tok
+
+
+def test_sequence_logprob_scores_only_the_generated_tokens():
+    model, tok = tiny_model()
+    idx = torch.randint(tok.vocab_size, (3, 10))
+    P = 4
+    logits, _ = model(idx)
+    direct = sum(logits[:, t - 1].log_softmax(-1).gather(1, idx[:, t:t + 1])[:, 0]
+                 for t in range(P, 10))
+    assert torch.allclose(al.sequence_logprob(model, idx, P), direct, atol=1e-5)
+    with pytest.raises(ValueError):
+        al.sequence_logprob(model, idx, 10)
+
+
+def test_rlhf_step_with_a_large_kl_coefficient_stays_near_the_reference():
+    model, tok = tiny_model()
+    scfg = al.SampleConfig(prompt="a", new_tokens=6)
+    reward = al.linear_reward(torch.eye(tok.vocab_size)[tok.stoi["b"]],
+                              al.char_features(tok, 1))  # counts the "b"s
+    runs = {}
+    for beta in (0.0, 1.0):
+        policy = copy.deepcopy(model)
+        opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(30):
+            al.rlhf_step(policy, model, reward, tok, scfg, beta, opt, 32, gen)
+        runs[beta] = al.evaluate(policy, model, reward, lambda t: np.zeros(len(t)), tok, scfg,
+                                 512, torch.Generator().manual_seed(1))
+    base = al.evaluate(model, model, reward, lambda t: np.zeros(len(t)), tok, scfg, 512,
+                       torch.Generator().manual_seed(1))
+    assert runs[0.0]["reward"] > base["reward"] + 0.5  # the reward alone is climbed
+    assert runs[1.0]["kl"] < runs[0.0]["kl"] / 3  # the penalty holds the policy back
+    assert abs(base["kl"]) < 1e-6
+
+
+def test_word_length_counts_and_scorer():
+    counts = al.word_length_counts(["a bb ccc", "whale whales"], max_len=5)
+    assert counts.tolist() == [[1, 1, 1, 0, 0], [0, 0, 0, 0, 2]]
+    scorer = al.LongWordScorer(frozenset({"whale", "ocean"}))
+    assert scorer(["whale whale Whale", "wha le ocean", "whalee"]).tolist() == [5, 5, 0]

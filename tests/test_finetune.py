@@ -1,0 +1,145 @@
+"""dlbook.finetune: prompt masking checked against a direct computation, exact match against
+greedy decoding, and clear errors for bad input."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlbook import finetune as ft
+from dlbook.gpt import GPT, GPTConfig
+from dlbook.language_models import CharTokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TOK = CharTokenizer(set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ :\n"))
+PAIRS = ft.upper_pairs(["whale", "sea", "ahab"])
+
+
+def _gpt(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=32, n_layer=1, n_head=2,
+                         n_embd=16, dropout=0.0)).eval()
+
+
+def test_upper_pairs_format():
+    assert PAIRS[0] == ("Upper: whale\n", "WHALE\n")
+    with pytest.raises(ValueError, match="lower-case"):
+        ft.upper_pairs(["Whale"])
+    with pytest.raises(ValueError, match="lower-case"):
+        ft.upper_pairs([""])
+
+
+def test_task_words_splits_are_disjoint_and_seeded():
+    text = " ".join(f"w{'a' * (i % 5)}{'b' * (i // 5)}" for i in range(60)).replace("w", "")
+    w = ft.task_words(text, min_len=1, max_len=20, n_val=5, n_test=5)
+    assert not set(w["train"]) & set(w["val"]) and not set(w["val"]) & set(w["test"])
+    assert w == ft.task_words(text, min_len=1, max_len=20, n_val=5, n_test=5)
+    with pytest.raises(ValueError, match="too few"):
+        ft.task_words("a bb ccc", n_val=5, n_test=5)
+
+
+def test_sft_batch_masks_exactly_the_prompt():
+    x, y = ft.sft_batch(PAIRS, TOK, mask_prompt=True)
+    xu, yu = ft.sft_batch(PAIRS, TOK, mask_prompt=False)
+    assert torch.equal(x, xu)
+    for i, (p, a) in enumerate(PAIRS):
+        seq = TOK.encode(p + a)
+        n = len(seq) - 1
+        assert x[i, :n].tolist() == seq[:-1]
+        # masked: exactly the answer's tokens are targets, in order
+        assert y[i][y[i] != -1].tolist() == TOK.encode(a)
+        assert (y[i, :len(p) - 1] == -1).all() and (y[i, n:] == -1).all()
+        # unmasked: every next token is a target, padding is not
+        assert yu[i, :n].tolist() == seq[1:] and (yu[i, n:] == -1).all()
+
+
+def test_masked_loss_equals_the_direct_sum_over_answer_tokens():
+    model = _gpt()
+    x, y = ft.sft_batch(PAIRS, TOK, mask_prompt=True)
+    _, loss = model(x, y)
+    # direct: for each example, feed prompt + answer alone (no padding) and sum -log p of the
+    # answer's tokens; divide by the number of answer tokens in the batch
+    total, count = 0.0, 0
+    for p, a in PAIRS:
+        seq = torch.tensor([TOK.encode(p + a)])
+        logp = F.log_softmax(model(seq[:, :-1])[0], -1)[0]  # (T, V)
+        for t in range(len(TOK.encode(p)) - 1, seq.shape[1] - 1):
+            total -= logp[t, seq[0, t + 1]].item()
+            count += 1
+    assert count == sum(len(a) for _, a in PAIRS)
+    assert math.isclose(loss.item(), total / count, rel_tol=1e-5)
+    # and the unmasked loss is a different number: the prompt's tokens count
+    _, unmasked = model(*ft.sft_batch(PAIRS, TOK, mask_prompt=False))
+    assert abs(unmasked.item() - loss.item()) > 1e-3
+
+
+def test_exact_match_agrees_with_greedy_decoding():
+    model = _gpt(1)
+    # a trained model gets some right and some wrong: train briefly on two of the pairs
+    model, _ = ft.train_sft(model, PAIRS[:2], TOK, steps=60, lr=3e-2, batch_size=2, seed=0)
+    em = ft.exact_match(model, PAIRS, TOK)
+    for (p, a), ok in zip(PAIRS, em.tolist()):
+        assert ok == (ft.greedy_answer(model, p, TOK, max_new_tokens=len(a) + 2) + "\n" == a)
+    assert em[:2].all()  # it learned the pairs it trained on
+
+
+def test_train_sft_leaves_the_base_untouched_and_is_seeded():
+    base = _gpt()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    m1, h1 = ft.train_sft(base, PAIRS, TOK, steps=5, lr=1e-2, seed=3, val_pairs=PAIRS,
+                          eval_every=2, show_prompts=[PAIRS[0][0]])
+    m2, h2 = ft.train_sft(base, PAIRS, TOK, steps=5, lr=1e-2, seed=3)
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    assert h1.loss == h2.loss and h1.steps == [0, 2, 4, 5] and len(h1.snapshots) == 4
+
+
+def test_bad_input_fails_clearly():
+    with pytest.raises(ValueError, match="at least one"):
+        ft.sft_batch([], TOK)
+    with pytest.raises(ValueError, match="non-empty"):
+        ft.sft_batch([("Upper: a\n", "")], TOK)
+    with pytest.raises(ValueError, match="pair"):
+        ft.sft_batch(["Upper: a\n"], TOK)
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        ft.sft_batch([("Upper: é\n", "É\n")], TOK)
+    with pytest.raises(ValueError, match="block_size"):
+        ft.sft_batch(ft.upper_pairs(["a" * 40]), TOK, block_size=32)
+    with pytest.raises(ValueError, match="block_size"):
+        ft.train_sft(_gpt(), ft.upper_pairs(["a" * 40]), TOK, steps=1, lr=1e-3)
+    with pytest.raises(ValueError, match="steps"):
+        ft.train_sft(_gpt(), PAIRS, TOK, steps=0, lr=1e-3)
+    with pytest.raises(ValueError, match="lr"):
+        ft.train_sft(_gpt(), PAIRS, TOK, steps=1, lr=0.0)
+    with pytest.raises(ValueError, match="mode"):
+        ft.fine_tune_names(_gpt(), "qlora", 1e-3, 0, {})
+    with pytest.raises(ValueError, match="smoothing"):
+        ft.bigram_baseline(torch.tensor([0, 1, 2]), 3, 0.0)
+
+
+def test_bigram_baseline_is_the_count_table():
+    tokens = torch.tensor([0, 1, 1, 2, 0, 1])
+    model = ft.bigram_baseline(tokens, 3, smoothing=0.5)
+    p = model.table.exp()
+    # from 1: to 1 once, to 2 once, to 0 never -> (0.5, 1.5, 1.5) / 3.5
+    assert torch.allclose(p[1], torch.tensor([0.5, 1.5, 1.5]) / 3.5)
+    assert torch.allclose(p.sum(1), torch.ones(3))
+
+
+def test_fine_tune_names_is_seeded_whatever_ran_before():
+    from dlbook.training import TokenStream
+
+    tokens = torch.randint(0, TOK.vocab_size, (400,), generator=torch.Generator().manual_seed(0))
+    streams = {k: TokenStream(tokens, 8) for k in ("train", "val")}
+    base = _gpt()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    for mode in ft.MODES:
+        torch.manual_seed(123)
+        a, _ = ft.fine_tune_names(base, mode, 1e-2, 0, streams, steps=2, batch_size=4)
+        torch.rand(7)  # the global RNG moved on: the result must not depend on it
+        b, _ = ft.fine_tune_names(base, mode, 1e-2, 0, streams, steps=2, batch_size=4)
+        for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(v, w), (mode, k)
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
