@@ -6,6 +6,7 @@ import torch
 
 from dlbook.rag import (
     MOBY_QUESTIONS,
+    ORACLE_ANSWERS,
     chunk_text,
     contains_answer,
     rag_messages,
@@ -75,3 +76,19 @@ def test_rag_contexts_oracle_and_control():
         rag_contexts(["Ship?"], [["Pequod"]], passages, q, index, [])
     with pytest.raises(ValueError):
         rag_contexts(["Ship?"], [["Ahab"]], passages, q, index, [[3, 1]])
+
+
+def test_messages_without_the_demo():
+    m = rag_messages("Who?", ["a passage"], demo=False)
+    assert [t["role"] for t in m] == ["system", "user"] and "Ahab" not in str(m)
+    assert len(rag_messages("Who?", ["a passage"])) == 4
+
+
+def test_oracle_marks_cover_the_questions():
+    # One hand mark per question; the three mates' passage does not rank them; each marked
+    # passage id is a whole passage number.
+    assert len(ORACLE_ANSWERS) == len(MOBY_QUESTIONS)
+    assert all(isinstance(a, bool) and isinstance(j, int) and j >= 0
+               for a, j in ORACLE_ANSWERS)
+    assert ORACLE_ANSWERS[3] == ORACLE_ANSWERS[4] == (False, 925)
+    assert ORACLE_ANSWERS[2][0] and 0 < sum(a for a, _ in ORACLE_ANSWERS) < len(MOBY_QUESTIONS)

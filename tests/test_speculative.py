@@ -114,3 +114,28 @@ def test_speculative_sampling_gives_the_targets_distribution():
         speculative_sample_step(p, q[:4], 0)
     with pytest.raises(ValueError):
         speculative_sample_step(p, torch.tensor([1.0, 0, 0, 0, 0]), 2)
+
+
+def test_alpha_counts_examined_guesses_only():
+    # A draft whose first guess is always right and second always wrong: per round one guess
+    # is accepted and one refused, the third never read. Leviathan's alpha is 1/2; accepted
+    # per proposed is 1/3; tokens per pass are 2 = 1 + gamma * (accepted per proposed).
+    target = tiny(0)
+    idx = torch.tensor([[1, 5, 7]])
+    ref = greedy(target, idx, 12)[0][0].tolist()
+
+    class HalfRight:
+        vocab_size, passes = 50, 0
+
+        def propose(self, seq, gamma):
+            right = ref[len(seq)]
+            return [right, (right + 1) % 50, (right + 2) % 50][:gamma]
+
+        def keep(self, length):
+            pass
+
+    out, stats = speculative_greedy(target, HalfRight(), idx, 12, gamma=3)
+    assert out[0].tolist() == ref
+    assert (stats.accepted, stats.rejected, stats.proposed) == (6, 6, 18)
+    assert stats.alpha == 0.5 and abs(stats.acceptance_rate - 1 / 3) < 1e-12
+    assert stats.tokens_per_target_pass == 2.0

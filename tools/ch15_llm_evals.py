@@ -28,8 +28,10 @@ Review r8 added (``--parts`` recomputes only the named parts and keeps the other
   zero-shot and with one solved turn (three draws), with each reply's first token;
 - ``speculative``: greedy speculative decoding (gamma 3, 32 new tokens) on 5 held-out prompts
   of 100 tokens with three drafts (SmolLM2 rounded to NF4, prompt lookup, SmolLM2's first 8
-  blocks), acceptance, tokens per target pass and CPU seconds (one thread) of each run and of
-  plain greedy decoding; and the CPU time of one target pass over 1 and over gamma + 1 tokens.
+  blocks), accepted, proposed and refused guesses, tokens per target pass and CPU seconds (one thread) of each run and of
+  plain greedy decoding; and the CPU time of one target pass over 1 and over gamma + 1 tokens;
+- ``rag_no_demo``: the 16 greedy replies closed book and with MiniLM's passages, with no solved
+  example in the chat (``rag_messages(..., demo=False)``), 16 new tokens each.
 
 The chapter re-measures a sample of each (256 tokens float32 and int8; one question's
 log-probabilities closed-book and with MiniLM's passages, and its reply with them) and checks
@@ -64,7 +66,7 @@ OUT = ROOT / "data" / "ch15_llm_evals.json"
 N_HELD, N_SAMPLE, K = 2048, 256, 2
 
 
-PARTS = ("bits_per_byte", "rag", "mc", "four_bit", "speculative", "chat")
+PARTS = ("bits_per_byte", "rag", "mc", "four_bit", "speculative", "chat", "rag_no_demo")
 N_SPEC, GAMMA, PROMPT_TOKENS = 32, 3, 100
 SPEC_STARTS = (0, 5000, 20000, 40000, 60000)  # characters into the held-out tenth
 
@@ -150,6 +152,27 @@ def part_rag(tokenizer, smol, text):
             "choice": choice, "replies": replies}
 
 
+RAG_NO_DEMO_TOKENS = 16
+
+
+def part_rag_no_demo(tokenizer, smol, text):
+    """The 16 greedy replies again, closed book and with the retrieved passages, with no solved
+    example in the chat (the example's answer, Ahab, is copied by the reader). Without the
+    example the reader restates the question first, so it gets 16 new tokens, not 8."""
+    passages = chunk_text(text)
+    index, _ = load_index()
+    questions = [q for q, _ in MOBY_QUESTIONS]
+    found = retrieve(embed(questions), index, K).tolist()
+    out = {}
+    for c, rows in (("closed book", [[] for _ in questions]), ("retrieved", found)):
+        prompts = [tokenizer.apply_chat_template(
+            rag_messages(q, [passages[j] for j in ids], demo=False), tokenize=False,
+            add_generation_prompt=True) for q, ids in zip(questions, rows)]
+        out[c] = generate_replies(prompts, tokenizer=tokenizer, model=smol,
+                                  max_new_tokens=RAG_NO_DEMO_TOKENS)
+    return out
+
+
 def part_mc(tokenizer, smol):
     bench = TRIVIA + TRIVIA_CONTROL + TRIVIA_MORE
     right = lambda p, r="sum": (p[r] == p["truth"]).int().tolist()
@@ -192,6 +215,7 @@ def part_speculative(tokenizer, smol, held_text):
             runs[name].append({"cpu_s": time.process_time() - t0,
                                "same": bool(torch.equal(out, ref)),
                                "accepted": st.accepted, "proposed": st.proposed,
+                               "rejected": st.rejected,
                                "target_passes": st.target_passes,
                                "draft_passes": st.draft_passes, "tokens": st.tokens})
     # One target pass over 1 and over gamma + 1 new tokens after a 132-token cache (the
@@ -280,6 +304,8 @@ def main() -> None:
             result[part] = part_mc(tokenizer, smol)
         elif part == "speculative":
             result[part] = part_speculative(tokenizer, smol, held_text)
+        elif part == "rag_no_demo":
+            result[part] = part_rag_no_demo(tokenizer, smol, text)
         elif part == "chat":
             result[part] = part_chat(tokenizer, smol)
         print(f"{part}: {time.process_time() - t0:.0f} CPU s", flush=True)

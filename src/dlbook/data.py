@@ -127,7 +127,7 @@ CHECKSUMS: dict[str, str] = {
     # multiple choice and the leak, speculative-decoding runs
     # (dlbook.evaluation.load_llm_evals), rebuilt by tools/ch15_llm_evals.py
     "ch15_llm_evals.json":
-        "b3aee8d392fdcf01c71b06340f2200ca62b314002f7272d77bf308cc7cff8de8",
+        "faa22e189c24114ef5e15d27727614b88b4645fae22ebdf2005aef3826d5b658",
     # chapter 18's SFT and LoRA runs over seeds and learning-rate grids
     # (dlbook.finetune.load_runs), by tools/ch18_finetune_sweep.py
     "ch18_finetune.json":

@@ -86,11 +86,12 @@ DEMO_PASSAGE = ("“Who is Captain Ahab, sir?” “Aye, aye, I thought so. Capt
                 "Captain of this ship.”")  # chapter 16, word for word
 
 
-def rag_messages(question: str, passages=()) -> list[dict]:
+def rag_messages(question: str, passages=(), demo: bool = True) -> list[dict]:
     """A chat for an instruction-tuned model: a short system message, one solved example (a
     question about the book that is not in :data:`MOBY_QUESTIONS`, answered in a few words,
     with one passage when the question has passages: it shows the format of the answer), then
-    the passages (if any) and the question."""
+    the passages (if any) and the question. ``demo=False`` leaves the solved example out (its
+    answer, *Ahab*, is one a small reader may copy)."""
     if not isinstance(question, str) or not question.strip():
         raise ValueError("need a non-empty question")
 
@@ -98,11 +99,14 @@ def rag_messages(question: str, passages=()) -> list[dict]:
         text = "".join(f"Passage {i + 1}: {p}\n\n" for i, p in enumerate(context))
         return text + ("Use the passages to answer. " if context else "") + f"Question: {q}"
 
-    demo = [DEMO_PASSAGE] if passages else []
-    return [{"role": "system", "content": "Answer with a name or a short phrase only."},
-            {"role": "user", "content": ask("Who is the captain of the Pequod?", demo)},
-            {"role": "assistant", "content": "Ahab"},
-            {"role": "user", "content": ask(question, list(passages))}]
+    system = [{"role": "system", "content": "Answer with a name or a short phrase only."}]
+    final = [{"role": "user", "content": ask(question, list(passages))}]
+    if not demo:
+        return system + final
+    example = [DEMO_PASSAGE] if passages else []
+    return system + [{"role": "user", "content": ask("Who is the captain of the Pequod?",
+                                                     example)},
+                     {"role": "assistant", "content": "Ahab"}] + final
 
 
 @torch.no_grad()
@@ -154,6 +158,33 @@ MOBY_QUESTIONS: list[tuple[str, tuple[str, ...]]] = [
     ("What English ship is commanded by the captain who lost his arm to Moby Dick?",
      ("Samuel Enderby", "Enderby")),
 ]
+
+# Marked by hand, one entry per question of MOBY_QUESTIONS: does the *oracle* passage chosen by
+# ``rag_contexts`` (the one nearest the question, with MiniLM's stored index, among those that
+# contain an accepted answer; its id is the second item, to catch a changed chunking or index)
+# actually answer the question, so that a reader who never saw the book could give the answer
+# from it? Containing the answer's name is not enough: for the second mate the oracle is "Now
+# these three mates, Starbuck, Stubb, and Flask, were momentous men...", which does not say who
+# is second. Marked True when the passage states or plainly implies the answer (the sign "The
+# Spouter Inn: Peter Coffin" names the landlord; a doubloon lodged in the mast is the gold coin).
+ORACLE_ANSWERS: tuple[tuple[bool, int], ...] = (
+    (False, 522),  # Peleg on fitting out the Pequod: not that Ishmael sails on her
+    (False, 480),  # Queequeg on the stairs of the Try Pots: not the shared bed at the inn
+    (True, 891),  # "The chief mate of the Pequod was Starbuck"
+    (False, 925),  # the three mates named, none ranked
+    (False, 925),  # the same passage
+    (False, 459),  # "the landlord of the Spouter-Inn", not that Ishmael met Queequeg there
+    (True, 51),  # the sign "The Spouter Inn:--Peter Coffin."
+    (True, 268),  # the chaplain entering is "the famous Father Mapple"
+    (True, 3365),  # "find a doubloon lodged in [this old mast]... Oh, the gold!"
+    (False, 4258),  # Fedallah changes places with Ahab: not a Parsee, not a harpooneer
+    (True, 4119),  # the Rachel's captain's sons among the missing
+    (True, 4066),  # "that coffin... I'm ordered to make a life-buoy of it"
+    (True, 930),  # "Tashtego, an unmixed Indian from Gay Head"
+    (False, 807),  # "Captain Peleg was now all alive... and not Bildad": no signing on
+    (True, 3198),  # "in the Pequod with the little negro Pippin... Pip"
+    (True, 3403),  # "Samuel Enderby is the name of my ship", said the one-armed captain
+)
 
 
 def rag_contexts(questions, accepted, passages, question_vectors, index, retrieved, *,

@@ -49,11 +49,22 @@ class SpeculativeStats:
     draft_passes: int = 0
     proposed: int = 0  # draft tokens the target checked
     accepted: int = 0  # of those, the ones it kept
+    rejected: int = 0  # rounds that ended on a refused guess (the guesses after it unread)
 
     @property
     def acceptance_rate(self) -> float:
-        """The fraction of proposed draft tokens the target agreed with."""
+        """Accepted per proposed draft token. Guesses after a refused one count as proposed
+        but are never examined, so this is not Leviathan's per-token alpha (see ``alpha``);
+        under greedy decoding tokens per target pass = 1 + gamma * this, up to the last round."""
         return self.accepted / self.proposed if self.proposed else 0.0
+
+    @property
+    def alpha(self) -> float:
+        """The per-token acceptance alpha, estimated per *examined* guess: accepted /
+        (accepted + rejected). If each guess is accepted independently with chance alpha, a
+        pass yields ``(1 - alpha**(gamma + 1)) / (1 - alpha)`` tokens (Leviathan et al.)."""
+        examined = self.accepted + self.rejected
+        return self.accepted / examined if examined else 0.0
 
     @property
     def tokens_per_target_pass(self) -> float:
@@ -216,6 +227,7 @@ def speculative_greedy(target: nn.Module, draft, idx: torch.Tensor, max_new_toke
         new = (guesses[:n] + [wanted[n]])[:max_new_tokens - (len(seq) - n_prompt)]
         stats.proposed += g
         stats.accepted += min(n, len(new))
+        stats.rejected += int(n < g and n < len(new))  # guess n + 1 was read and refused
         seq += new
         crop(t_cache, len(seq) - 1)
         draft.keep(len(seq) - 1)
