@@ -76,7 +76,7 @@ CHECKSUMS: dict[str, str] = {
         "a9a1a8244381a760f4f55d5c4fa6a758a77bb181f4597421ed6c375a80ef678a",
     # chapter 11's generative models at equal budgets (dlbook.generative_sweep.load_sweep)
     "ch11_generative_sweep.json":
-        "94cfffaa8b8a791d92d2c8155e9dc12d63f866d5dbe21b254951a78be3e0aa61",
+        "6056221206ade13df789b22a05fa803f5e385392bc0aa976a28cf7d8078ab4ec",
     # chapter 10's VAEs trained to convergence, and the 2-D one's weights, by tools/vae_sweep.py
     "ch10_vae.json": "3eb98e079055f20bf2749ee7a1c1652cfd6d26f5466cd2c90fc1b44c7f468998",
     "ch10_vae2d.safetensors":
