@@ -108,7 +108,7 @@ CHECKSUMS: dict[str, str] = {
         "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
     # chapter 16's CLIP budget and held-out sevens (dlbook.contrastive.load_clip_runs)
     "ch16_clip.json":
-        "7aea2431d7a0e1e43efaaeac251af90785618251c2c22a258533813a5cbd17c7",
+        "db3a1a2f6cef885b073cbd7281eddde7f0aa9003a78ea48af87a5097587196e1",
     # chapter 16's SimCLR temperature, budget and jitter checks (load_recipe_runs)
     "ch16_simclr.json":
         "7b2df5d457e5f18971e37916508c3ac7dc42767051b8903a2e5b775c9013a814",
