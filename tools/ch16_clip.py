@@ -110,7 +110,7 @@ def main() -> int:
             fits = [(lr, *C.supervised_run(bank, images, labels, 320, seed, lr, augment=augment,
                                            steps=budget, batch_size=NET_BATCH))
                     for lr in NET_LRS]
-            lr, loss, acc, stop = min(fits, key=lambda r: r[1])
+            lr, _, acc, stop = min(fits, key=lambda r: r[1])
             rows.append({"lr": lr, "test": round(acc, 6), "best_step": stop,
                          "val_loss": {str(f[0]): round(f[1], 4) for f in fits}})
             print(f"network at {budget} steps, augment {augment}, seed {seed}: {rows[-1]}",

@@ -111,7 +111,7 @@ CHECKSUMS: dict[str, str] = {
         "db3a1a2f6cef885b073cbd7281eddde7f0aa9003a78ea48af87a5097587196e1",
     # chapter 16's SimCLR temperature, budget and jitter checks (load_recipe_runs)
     "ch16_simclr.json":
-        "7b2df5d457e5f18971e37916508c3ac7dc42767051b8903a2e5b775c9013a814",
+        "eb64eb60323ad83585d2af92bcc305d5b3914d601d134a5e8918080d251e0fc8",
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "bc1d4877d03b4b2663fe0a60789369361ae704dc39908ed6e492c1088ef73140",
