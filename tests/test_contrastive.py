@@ -288,9 +288,16 @@ def test_fit_clip_calls_on_step_without_changing_the_run_and_prompt_rank():
     assert np.mean(ranks) == pytest.approx(5.5, abs=1e-5)
     swapped = C.with_word(prompts, 3, prompts[4])
     assert torch.equal(swapped[3], prompts[4]) and torch.equal(prompts[3], captions[0][3])
-    scores = C.held_out_scores(model, images[2], labels[2], [prompts, prompts], prompts[:2], held=3)
-    assert set(scores) == {"recall", "rank", "decoy_rank", "accuracy_others", "cos_seven"}
+    scores = C.held_out_scores(model, images[2], labels[2], [prompts, prompts], prompts[:2], held=3,
+                               controls={"own": prompts[[3, 3]]})
+    assert set(scores) == {"recall", "rank", "decoy_rank", "accuracy_others", "cos_seven",
+                           "rank_by_class", "control_rank"}
     assert scores["cos_seven"][3] == pytest.approx(1.0, abs=1e-4)
+    # the held-out prompt's rank for its own class is "rank"; its own vector as a control too
+    assert scores["rank_by_class"][3] == pytest.approx(scores["rank"], abs=1e-3)
+    assert scores["control_rank"]["own"] == pytest.approx(scores["rank"], abs=1e-3)
+    with pytest.raises(ValueError, match="decoys"):
+        C.held_out_scores(model, images[2], labels[2], [prompts, prompts], prompts[:1], held=3)
 
 
 def test_fit_simclr_takes_another_loss():
@@ -319,3 +326,12 @@ def test_supervised_run_learns_is_seeded_and_keeps_its_best_checkpoint():
     augmented = C.supervised_run(bank, images, labels, 5, 0, 3e-3, augment=True, steps=200,
                                  eval_every=50)
     assert augmented != run and augmented[2] % 50 == 0
+
+
+def test_supervised_run_rejects_bad_input():
+    images, labels = _toy_few_label_data()
+    bank = torch.stack([images[0], images[0]])
+    fewest = int(torch.bincount(labels[0]).min())
+    for k, lr, steps in ((0, 1e-3, 10), (fewest + 1, 1e-3, 10), (5, 0.0, 10), (5, 1e-3, 0)):
+        with pytest.raises(ValueError):
+            C.supervised_run(bank, images, labels, k, 0, lr, augment=False, steps=steps)

@@ -601,6 +601,12 @@ def supervised_run(bank: torch.Tensor, images: tuple, labels: tuple, k: int, see
     steps it is scored by cross-entropy on ``k`` validation digits per class; returns that
     best validation loss, the test accuracy of that checkpoint and its step."""
     (x_train, x_val, x_test), (y_train, y_val, y_test) = images, labels
+    fewest = int(torch.bincount(y_train).min())
+    if not 1 <= k <= fewest:
+        raise ValueError(f"k = {k} labels per class; the training set has {fewest} of its rarest")
+    if lr <= 0 or min(steps, eval_every, batch_size) < 1:
+        raise ValueError(f"need lr > 0 and steps, eval_every, batch_size >= 1; got lr = {lr}, "
+                         f"steps = {steps}, eval_every = {eval_every}, batch_size = {batch_size}")
     idx = labelled_subset(y_train, k, seed)
     v = labelled_subset(y_val, min(k, int(torch.bincount(y_val).min())), 10_000 + seed)
     torch.manual_seed(seed)
@@ -731,30 +737,68 @@ def with_word(prompts: torch.Tensor, index: int, vector: torch.Tensor) -> torch.
     return prompts
 
 
+NUMBER_CONTROLS = ("ten", "eleven")  # number words that name no class here: the rank control
+
+
+def number_word_vectors(words: Sequence[str] = NUMBER_CONTROLS) -> dict[str, torch.Tensor]:
+    """MiniLM's vectors of the unseen templates filled with each of ``words``, ``(6, 384)``
+    each: the held-out test's number-word controls, embedded once."""
+    from .pretrained import embed
+
+    vectors = embed([t.format(w) for w in words for t in CLIP_UNSEEN])
+    return {w: vectors[i * len(CLIP_UNSEEN):(i + 1) * len(CLIP_UNSEEN)]
+            for i, w in enumerate(words)}
+
+
 def held_out_scores(model: CLIP, images: torch.Tensor, labels: torch.Tensor,
                     prompt_sets: Sequence[torch.Tensor], decoys: torch.Tensor,
-                    held: int = HELD_OUT) -> dict:
+                    held: int = HELD_OUT,
+                    controls: dict[str, torch.Tensor] | None = None) -> dict:
     """How a CLIP trained without class ``held`` treats it, each a mean over the ``prompt_sets``
     (``(10, D)`` each; ``decoys[t]`` replaces set ``t``'s prompt ``held``): ``recall``, the share
     of the class's images whose most similar prompt is theirs; ``rank``, that prompt's mean rank
     among the ten (:func:`prompt_rank`), and ``decoy_rank``, the decoy's in its place;
     ``accuracy_others``, accuracy on the other classes; ``cos_seven``, the cosine of the
-    projected held-out word (mean over the sets) with each projected class word."""
-    members = images[labels == held]
-    rest = labels != held
-    recall, rank, decoy_rank, others = [], [], [], []
-    for t, prompts in enumerate(prompt_sets):
-        pred = model.classify(members, prompts)
-        recall.append((pred == held).float().mean().item())
-        rank.append(prompt_rank(model, members, prompts, held))
-        decoy_rank.append(prompt_rank(model, members, with_word(prompts, held, decoys[t]), held))
-        others.append((model.classify(images[rest], prompts) == labels[rest]).float().mean().item())
+    projected held-out word (mean over the sets) with each projected class word;
+    ``rank_by_class``, the held-out prompt's mean rank for the images of each true class (its
+    entry ``held`` is ``rank``); and, with ``controls`` (word -> ``(len(prompt_sets), D)``, as
+    :func:`number_word_vectors`), ``control_rank``: each word's rank in the held-out prompt's
+    place for the class's images."""
+    if len(decoys) != len(prompt_sets):
+        raise ValueError(f"{len(decoys)} decoys for {len(prompt_sets)} prompt sets")
+    controls = controls or {}
+    was = model.training
+    model.eval()
     with torch.no_grad():
+        feats = model.encode_image(images)  # once: the prompts change, the images do not
+
+        def ranks(prompts, c=held):  # the mean rank of prompt held over class c's images
+            sims = feats[labels == c] @ model.encode_text(prompts).T
+            return ((sims > sims[:, held:held + 1]).sum(1).float() + 1).mean().item()
+
+        members, rest = labels == held, labels != held
+        recall, rank, decoy_rank, others = [], [], [], []
+        by_class = np.zeros((len(prompt_sets), int(labels.max()) + 1))
+        control = {w: [] for w in controls}
+        for t, prompts in enumerate(prompt_sets):
+            pred = (feats @ model.encode_text(prompts).T).argmax(1)
+            recall.append((pred[members] == held).float().mean().item())
+            others.append((pred[rest] == labels[rest]).float().mean().item())
+            rank.append(ranks(prompts))
+            decoy_rank.append(ranks(with_word(prompts, held, decoys[t])))
+            by_class[t] = [ranks(prompts, c) for c in range(by_class.shape[1])]
+            for w, vecs in controls.items():
+                control[w].append(ranks(with_word(prompts, held, vecs[t])))
         words = model.encode_text(torch.stack(list(prompt_sets)).mean(0))  # (10, dim)
+    model.train(was)
     cos = (words @ words[held]).tolist()
-    return {"recall": float(np.mean(recall)), "rank": float(np.mean(rank)),
-            "decoy_rank": float(np.mean(decoy_rank)), "accuracy_others": float(np.mean(others)),
-            "cos_seven": [round(c, 4) for c in cos]}
+    out = {"recall": float(np.mean(recall)), "rank": float(np.mean(rank)),
+           "decoy_rank": float(np.mean(decoy_rank)), "accuracy_others": float(np.mean(others)),
+           "cos_seven": [round(c, 4) for c in cos],
+           "rank_by_class": [round(float(r), 4) for r in by_class.mean(0)]}
+    if controls:
+        out["control_rank"] = {w: round(float(np.mean(r)), 4) for w, r in control.items()}
+    return out
 
 
 def load_clip_runs() -> dict:

@@ -108,10 +108,10 @@ CHECKSUMS: dict[str, str] = {
         "44802e7e28334c60762925327c8aa9d81df88d61468aa3d6d1b717f674adfda4",
     # chapter 16's CLIP budget and held-out sevens (dlbook.contrastive.load_clip_runs)
     "ch16_clip.json":
-        "7aea2431d7a0e1e43efaaeac251af90785618251c2c22a258533813a5cbd17c7",
+        "db3a1a2f6cef885b073cbd7281eddde7f0aa9003a78ea48af87a5097587196e1",
     # chapter 16's SimCLR temperature, budget and jitter checks (load_recipe_runs)
     "ch16_simclr.json":
-        "7b2df5d457e5f18971e37916508c3ac7dc42767051b8903a2e5b775c9013a814",
+        "eb64eb60323ad83585d2af92bcc305d5b3914d601d134a5e8918080d251e0fc8",
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
         "3f225d47fe7e3860c7ee809c66e12e77a722912a7bcb4a503a54130989082c70",
