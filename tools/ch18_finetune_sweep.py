@@ -11,7 +11,7 @@ other seeds at the pick):
    exact-match every SFT_EVERY steps; test exact-match once at the end. Beside them, the
    checkpoint prompted with 0, 1 and 2 worked examples (few-shot, no training).
 2. Chapter 15's former LoRA experiment on the names: LoRA, full fine-tuning and the same GPT
-   trained from random weights, at 20 and 200 steps, beside a bigram count table whose
+   trained from random weights, at 20 and 100 steps, beside a bigram count table whose
    smoothing is chosen on validation.
 
 `python tools/ch18_finetune_sweep.py sft` re-runs one part and keeps the other's results.
