@@ -206,3 +206,14 @@ def test_random_search_keeps_the_best_linear_rule_within_its_budget():
     assert curve.mean()[-1] > 2 * np.mean(rl.random_policy_returns("CartPole-v1", 20))
     with pytest.raises(ValueError, match="2 actions"):
         rl.random_search("Acrobot-v1", steps=10, seed=0)
+
+
+def test_zoo_cartpole_dqn_deviates_from_the_zoo_only_in_gamma():
+    # rl-baselines3-zoo, hyperparams/dqn.yml, CartPole-v1 (gamma 0.99 there)
+    zoo = {"hidden": 256, "activation": "relu", "lr": 2.3e-3, "gamma": 0.99,
+           "buffer_size": 100_000, "batch_size": 64, "learning_starts": 1000,
+           "train_every": 256, "gradient_steps": 128, "target_every": 10, "eps_end": 0.04,
+           "eps_fraction": 0.16, "steps": 50_000}
+    ours = dataclasses.asdict(rl.ZOO_CARTPOLE_DQN)
+    assert {k for k, v in zoo.items() if ours[k] != v} == {"gamma"}
+    assert rl.ZOO_CARTPOLE_DQN.gamma == 0.98
