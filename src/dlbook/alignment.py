@@ -441,16 +441,31 @@ def train_rlhf(base, reward_fn, hidden_fn, tokenizer, scfg: SampleConfig, cfg: R
     policy, ref = copy.deepcopy(base), base
     policy.eval()
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    gen, eval_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(10_000 + seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    def update():
+        rlhf_step(policy, ref, reward_fn, tokenizer, scfg, cfg.beta, opt, cfg.batch, gen)
+
+    history = _run_with_evaluations(policy, ref, update, cfg.steps, cfg.eval_every, reward_fn,
+                                    hidden_fn, tokenizer, scfg, eval_n, seed)
+    return policy, history
+
+
+def _run_with_evaluations(policy, ref, update, steps: int, eval_every: int, reward_fn, hidden_fn,
+                          tokenizer, scfg: SampleConfig, eval_n: int, seed: int) -> list[dict]:
+    """``steps`` calls of ``update()``, with :func:`evaluate` before the first and after every
+    ``eval_every``-th (on its own generator, seeded ``10_000 + seed``); the last evaluation
+    also records the CPU seconds of the whole run. The loop of RLHF and of DPO."""
+    eval_gen = torch.Generator().manual_seed(10_000 + seed)
     history, start = [], time.process_time()
-    for step in range(cfg.steps + 1):
-        if step % cfg.eval_every == 0:
+    for step in range(steps + 1):
+        if step % eval_every == 0:
             history.append({"step": step, **evaluate(policy, ref, reward_fn, hidden_fn, tokenizer,
                                                      scfg, eval_n, eval_gen)})
-        if step < cfg.steps:
-            rlhf_step(policy, ref, reward_fn, tokenizer, scfg, cfg.beta, opt, cfg.batch, gen)
+        if step < steps:
+            update()
     history[-1]["cpu_seconds"] = time.process_time() - start
-    return policy, history
+    return history
 
 
 def train_dpo(base, chosen: torch.Tensor, rejected: torch.Tensor, reward_fn, hidden_fn, tokenizer,
@@ -465,14 +480,9 @@ def train_dpo(base, chosen: torch.Tensor, rejected: torch.Tensor, reward_fn, hid
     with torch.no_grad():
         ref_w, ref_l = sequence_logprob(ref, chosen, P), sequence_logprob(ref, rejected, P)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    gen, eval_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(10_000 + seed)
-    history, start = [], time.process_time()
-    for step in range(cfg.steps + 1):
-        if step % cfg.eval_every == 0:
-            history.append({"step": step, **evaluate(policy, ref, reward_fn, hidden_fn, tokenizer,
-                                                     scfg, eval_n, eval_gen)})
-        if step == cfg.steps:
-            break
+    gen = torch.Generator().manual_seed(seed)
+
+    def update():
         b = torch.randint(len(chosen), (cfg.batch_pairs,), generator=gen)
         policy.train()
         both = sequence_logprob(policy, torch.cat([chosen[b], rejected[b]]), P)  # (2b,)
@@ -481,7 +491,9 @@ def train_dpo(base, chosen: torch.Tensor, rejected: torch.Tensor, reward_fn, hid
         loss.backward()
         opt.step()
         policy.eval()
-    history[-1]["cpu_seconds"] = time.process_time() - start
+
+    history = _run_with_evaluations(policy, ref, update, cfg.steps, cfg.eval_every, reward_fn,
+                                    hidden_fn, tokenizer, scfg, eval_n, seed)
     return policy, history
 
 
