@@ -292,22 +292,20 @@ def main() -> None:
     held_text = text[int(0.9 * len(text)):]
     result = json.loads(OUT.read_text()) if OUT.exists() else {}
     result.update({"n_held": N_HELD, "n_sample": N_SAMPLE, "k": K})
+    # Each part's inputs: the whole book (retrieval) or its held-out tenth (loss, decoding).
+    runs = {
+        "bits_per_byte": lambda: part_bits_per_byte(tokenizer, smol, held_text),
+        "four_bit": lambda: part_four_bit(tokenizer, smol, held_text),
+        "rag": lambda: part_rag(tokenizer, smol, text),
+        "mc": lambda: part_mc(tokenizer, smol),
+        "speculative": lambda: part_speculative(tokenizer, smol, held_text),
+        "rag_no_demo": lambda: part_rag_no_demo(tokenizer, smol, text),
+        "chat": lambda: part_chat(tokenizer, smol),
+    }
+    assert set(runs) == set(PARTS), "every part in PARTS needs a runner"
     for part in args.parts:
         t0 = time.process_time()
-        if part == "bits_per_byte":
-            result[part] = part_bits_per_byte(tokenizer, smol, held_text)
-        elif part == "four_bit":
-            result[part] = part_four_bit(tokenizer, smol, held_text)
-        elif part == "rag":
-            result[part] = part_rag(tokenizer, smol, text)
-        elif part == "mc":
-            result[part] = part_mc(tokenizer, smol)
-        elif part == "speculative":
-            result[part] = part_speculative(tokenizer, smol, held_text)
-        elif part == "rag_no_demo":
-            result[part] = part_rag_no_demo(tokenizer, smol, text)
-        elif part == "chat":
-            result[part] = part_chat(tokenizer, smol)
+        result[part] = runs[part]()
         print(f"{part}: {time.process_time() - t0:.0f} CPU s", flush=True)
         OUT.write_text(json.dumps(result, indent=1) + "\n")
     print("->", OUT)
