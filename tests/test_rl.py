@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -239,11 +240,11 @@ def test_target_network_is_frozen_through_a_burst(monkeypatch):
     for burst in bursts:  # frozen through every burst
         assert all(torch.equal(w, burst[0]) for w in burst)
     firsts = [b[0] for b in bursts]  # bursts at 100, 150, 200, 250, 300, 350, 400
-    changed = [not torch.equal(a, b) for a, b in zip(firsts, firsts[1:])]
+    changed = [not torch.equal(a, b) for a, b in pairwise(firsts)]
     assert changed == [True, False, True, False, True, False]  # only after a copy
     seen.clear()  # the ablation bootstraps from the online network: it moves every step
     rl.train_dqn(dataclasses.replace(cfg, target_network=False), seed=0)
-    assert not any(torch.equal(a, b) for a, b in zip(seen[:19], seen[1:20]))
+    assert not any(torch.equal(a, b) for a, b in pairwise(seen[:20]))
 
 
 def test_sb3_agent_mirrors_every_dqn_config_field():
