@@ -319,7 +319,7 @@ class ReinforceConfig:
     env_id: str = "CartPole-v1"
     steps: int = 50_000  # environment steps of training
     hidden: int = 64
-    lr: float = 0.01
+    lr: float = 0.01  # the centre of tools/ch17_rl_sweep.py's grid; the chapter uses its pick
     gamma: float = 0.99
     batch_steps: int = 1000  # one update per batch of whole episodes of at least this many steps
     eval_every: int = 5000
