@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -208,12 +209,70 @@ def test_random_search_keeps_the_best_linear_rule_within_its_budget():
         rl.random_search("Acrobot-v1", steps=10, seed=0)
 
 
-def test_zoo_cartpole_dqn_deviates_from_the_zoo_only_in_gamma():
-    # rl-baselines3-zoo, hyperparams/dqn.yml, CartPole-v1 (gamma 0.99 there)
+def test_zoo_cartpole_dqn_is_the_zoo_setting():
+    # rl-baselines3-zoo, hyperparams/dqn.yml, CartPole-v1
     zoo = {"hidden": 256, "activation": "relu", "lr": 2.3e-3, "gamma": 0.99,
            "buffer_size": 100_000, "batch_size": 64, "learning_starts": 1000,
            "train_every": 256, "gradient_steps": 128, "target_every": 10, "eps_end": 0.04,
-           "eps_fraction": 0.16, "steps": 50_000}
+           "eps_fraction": 0.16, "grad_clip": 10.0, "steps": 50_000}
     ours = dataclasses.asdict(rl.ZOO_CARTPOLE_DQN)
-    assert {k for k, v in zoo.items() if ours[k] != v} == {"gamma"}
-    assert rl.ZOO_CARTPOLE_DQN.gamma == 0.98
+    assert {k: ours[k] for k in zoo} == zoo
+
+
+def test_target_network_is_frozen_through_a_burst(monkeypatch):
+    pytest.importorskip("gymnasium")
+    torch.set_num_threads(1)
+    seen = []  # the bootstrap network's weights at every gradient step
+
+    def recording(net, *args):
+        seen.append(torch.cat([p.detach().flatten().clone() for p in net.parameters()]))
+        return targets(net, *args)
+
+    targets = rl.dqn_targets
+    monkeypatch.setattr(rl, "dqn_targets", recording)
+    # bursts of 20 gradient steps at env steps 100, 150, ..., 400; copies at 100, 200, 300, 400,
+    # each after that step's burst
+    cfg = rl.DQNConfig(steps=400, hidden=16, learning_starts=100, train_every=50,
+                       gradient_steps=20, target_every=100, eval_every=400, eval_episodes=1)
+    rl.train_dqn(cfg, seed=0)
+    bursts = [seen[i:i + 20] for i in range(0, len(seen), 20)]
+    assert len(seen) == 7 * 20
+    for burst in bursts:  # frozen through every burst
+        assert all(torch.equal(w, burst[0]) for w in burst)
+    firsts = [b[0] for b in bursts]  # bursts at 100, 150, 200, 250, 300, 350, 400
+    changed = [not torch.equal(a, b) for a, b in pairwise(firsts)]
+    assert changed == [True, False, True, False, True, False]  # only after a copy
+    seen.clear()  # the ablation bootstraps from the online network: it moves every step
+    rl.train_dqn(dataclasses.replace(cfg, target_network=False), seed=0)
+    assert not any(torch.equal(a, b) for a, b in pairwise(seen[:20]))
+
+
+def test_sb3_agent_mirrors_every_dqn_config_field():
+    pytest.importorskip("stable_baselines3")
+    # every field differs from its default and from SB3's, so that a dropped one shows
+    cfg = rl.DQNConfig(hidden=24, activation="relu", lr=1.234e-3, gamma=0.97,
+                       buffer_size=4321, batch_size=17, learning_starts=321, train_every=7,
+                       gradient_steps=3, target_every=11, grad_clip=5.0, eps_start=0.9,
+                       eps_end=0.07, eps_fraction=0.3, steps=777, eval_every=111,
+                       eval_episodes=3)
+    m = rl.sb3_agent("DQN", cfg, rl.make_env(cfg.env_id), seed=0)
+    linears = [x for x in m.q_net.q_net if isinstance(x, torch.nn.Linear)]
+    mirror = {  # field -> what SB3's model holds for it
+        "env_id": m.env.get_attr("spec")[0].id,
+        "hidden": [x.out_features for x in linears[:-1]],
+        "activation": type(m.q_net.q_net[1]), "lr": m.learning_rate, "gamma": m.gamma,
+        "buffer_size": m.buffer_size, "batch_size": m.batch_size,
+        "learning_starts": m.learning_starts, "train_every": m.train_freq.frequency,
+        "gradient_steps": m.gradient_steps, "target_every": m.target_update_interval,
+        "target_network": m.q_net_target is not m.q_net, "grad_clip": m.max_grad_norm,
+        "eps_start": m.exploration_initial_eps, "eps_end": m.exploration_final_eps,
+        "eps_fraction": m.exploration_fraction,
+    }
+    expected = dict(dataclasses.asdict(cfg), hidden=[24, 24], activation=torch.nn.ReLU)
+    not_sb3 = {"steps", "eval_every", "eval_episodes"}  # learn()'s and the evaluation's
+    assert set(mirror) | not_sb3 == {f.name for f in dataclasses.fields(rl.DQNConfig)}
+    assert {k: v for k, v in expected.items() if k not in not_sb3} == mirror
+    assert rl.sb3_agent("DQN", dataclasses.replace(cfg, grad_clip=None), m.env.envs[0],
+                        seed=0).max_grad_norm == 10.0  # no clipping in ours: SB3's default
+    with pytest.raises(ValueError, match="target network"):
+        rl.sb3_agent("DQN", dataclasses.replace(cfg, target_network=False), m.env.envs[0], 0)

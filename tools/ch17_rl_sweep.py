@@ -2,23 +2,25 @@
 
     DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch17_rl_sweep.py [--cache FILE]
 
-1. Tunes the book's DQN: a grid of learning rates around
-   rl-baselines3-zoo's CartPole settings (dlbook.rl.ZOO_CARTPOLE_DQN), each config trained
-   on the tuning seeds 10 and 11 (not the reported ones) and scored by its mean greedy return over
-   the checkpoints of the second half of the run (25,000-50,000 steps). (A second knob, the
-   gradient steps per burst, would double the sweep's cost on this machine and is not in it.)
+1. Tunes the book's DQN: a grid of learning rates around rl-baselines3-zoo's CartPole-v1
+   settings (dlbook.rl.ZOO_CARTPOLE_DQN, gamma 0.99), each config trained on the tuning seeds 10
+   and 11 (not the reported ones) and scored by its mean greedy return over the checkpoints of
+   the second half of the run (25,000-50,000 steps). (A second knob, the gradient steps per
+   burst, would double the sweep's cost on this machine and is not in it.) The book's REINFORCE
+   is tuned the same way, on its own grid of learning rates.
 2. Runs, at the same budget of environment steps, seeds 0, 1 and 2, each evaluated greedily every
-   `eval_every` steps on the same 10 seeded starts: the book's REINFORCE and tuned DQN
+   `eval_every` steps on the same 10 seeded starts: the book's tuned REINFORCE and tuned DQN
    (dlbook.rl), the tuned DQN without its target network (the ablation), stable-baselines3's DQN
    (the tuned settings, the same argument list) and PPO (its defaults), and a uniformly random
    policy. The chapter reads the file and re-runs the book's REINFORCE at seed 0, checking it
    against the file.
+3. "Does gamma matter": the same DQN tuning and reported runs with the zoo's gamma 0.99 replaced
+   by 0.98 (an earlier version of the book used 0.98), on the grid that earlier version used.
 
 Every run is seeded and deterministic for one torch build; --cache FILE[,FILE...] keeps each
 finished run (keyed by agent, config and seed) in the first file and reads all of them, so that an
 interrupted sweep resumes where it stopped; --part I/N computes only every N-th missing run
-(from the I-th) and writes no output while runs are missing, so N processes can share the work;
---pick LR starts the reported runs at that learning rate before the grid is done (no output).
+(from the I-th) and writes no output while runs are missing, so N processes can share the work.
 """
 from __future__ import annotations
 
@@ -39,8 +41,12 @@ from dlbook import rl  # noqa: E402
 OUT = ROOT / "data" / "ch17_rl_runs.json"
 SEEDS = [0, 1, 2]
 TUNE_SEEDS = [10, 11]
-GRID = {"lr": [5e-4, 1e-3, 2.3e-3]}
+GRID = {"lr": [2.5e-4, 5e-4, 1e-3, 2.3e-3, 5e-3]}
 CENTRE = rl.ZOO_CARTPOLE_DQN
+GRID_98 = {"lr": [5e-4, 1e-3, 2.3e-3]}  # the grid the earlier version used
+CENTRE_98 = replace(CENTRE, gamma=0.98)
+REINFORCE_GRID = {"lr": [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]}
+REINFORCE_CENTRE = rl.ReinforceConfig()  # lr 0.01
 
 
 def cross(centre, grid: dict) -> list:
@@ -114,9 +120,7 @@ class Cache:
 
 
 def cfg_label(cfg) -> str:
-    if isinstance(cfg, rl.ReinforceConfig):
-        return f"lr {cfg.lr:g}"
-    return f"lr {cfg.lr:g}"
+    return f"lr {cfg.lr:g}" + ("" if isinstance(cfg, rl.ReinforceConfig) else f" gamma {cfg.gamma}")
 
 
 def tune(cache: Cache, agent: str, configs: list, train, knobs: list[str]) -> list[dict]:
@@ -137,29 +141,31 @@ def main() -> None:
         return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
 
     cache = Cache(arg("--cache"), arg("--part"))
-    rcfg = rl.ReinforceConfig()  # not tuned by a grid
-    assert rcfg.steps == CENTRE.steps and rcfg.eval_every == CENTRE.eval_every
-    if arg("--pick"):  # start the reported runs before the grid is done (no output written)
-        tuning, dcfg = [], replace(CENTRE, lr=float(arg("--pick")))
-        cache.incomplete = True
-    else:
-        tuning = tune(cache, "DQN", grid_configs(), rl.train_dqn, list(GRID))
-        if cache.incomplete:
-            sys.exit("tuning runs missing: run again when the other parts are done")
-        pick = max(tuning, key=lambda t: t["score"])
-        dcfg = replace(CENTRE, lr=pick["lr"])
+    budget = REINFORCE_CENTRE  # PPO's key: it runs on SB3's defaults, at this budget
+    assert budget.steps == CENTRE.steps and budget.eval_every == CENTRE.eval_every
+    tuning = tune(cache, "DQN", grid_configs(), rl.train_dqn, list(GRID))
+    r_tuning = tune(cache, "REINFORCE", cross(REINFORCE_CENTRE, REINFORCE_GRID),
+                    rl.train_reinforce, list(REINFORCE_GRID))
+    tuning_98 = tune(cache, "DQN", cross(CENTRE_98, GRID_98), rl.train_dqn, list(GRID_98))
+    if cache.incomplete:
+        sys.exit("tuning runs missing: run again when the other parts are done")
+    dcfg = replace(CENTRE, lr=max(tuning, key=lambda t: t["score"])["lr"])
+    rcfg = replace(REINFORCE_CENTRE, lr=max(r_tuning, key=lambda t: t["score"])["lr"])
+    dcfg_98 = replace(CENTRE_98, lr=max(tuning_98, key=lambda t: t["score"])["lr"])
     no_target = replace(dcfg, target_network=False)
-    names = ("REINFORCE", "DQN", "DQN no target", "SB3 DQN", "SB3 PPO")
+    names = ("REINFORCE", "DQN", "DQN no target", "SB3 DQN", "SB3 PPO", "DQN gamma 0.98")
     runs = {name: {} for name in names}
     jobs = {"REINFORCE": (rcfg, lambda s: rl.train_reinforce(rcfg, s)[0]),
             "DQN": (dcfg, lambda s: rl.train_dqn(dcfg, s)[0]),
             "DQN no target": (no_target, lambda s: rl.train_dqn(no_target, s)[0]),
             "SB3 DQN": (dcfg, lambda s: sb3_run("DQN", s, dcfg.steps, dcfg)),
-            "SB3 PPO": (rcfg, lambda s: sb3_run("PPO", s, dcfg.steps, dcfg))}
+            "SB3 PPO": (budget, lambda s: sb3_run("PPO", s, dcfg.steps, dcfg)),
+            "DQN gamma 0.98": (dcfg_98, lambda s: rl.train_dqn(dcfg_98, s)[0])}
     for name in sorted(names, key=lambda n: not n.startswith("SB3")):  # the slow ones first
         cfg, job = jobs[name]
+        key = "DQN" if name == "DQN gamma 0.98" else name
         for seed in SEEDS:
-            runs[name][str(seed)] = cache.get(name, cfg, seed, lambda: job(seed))  # noqa: B023
+            runs[name][str(seed)] = cache.get(key, cfg, seed, lambda: job(seed))  # noqa: B023
     if cache.incomplete:
         sys.exit("runs missing: run again when the other parts are done")
     random_returns = rl.random_policy_returns(dcfg.env_id, 100)
@@ -168,9 +174,14 @@ def main() -> None:
 
     data = {"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch17_rl_sweep.py",
             "seeds": SEEDS, "reinforce": asdict(rcfg), "dqn": asdict(dcfg),
+            "dqn_98": asdict(dcfg_98),
             "dqn_tuning": {"seeds": TUNE_SEEDS, "grid": GRID, "centre": asdict(CENTRE),
                            "score": "mean greedy return over the checkpoints at 25,000-50,000",
                            "configs": tuning},
+            "reinforce_tuning": {"seeds": TUNE_SEEDS, "grid": REINFORCE_GRID,
+                                 "centre": asdict(REINFORCE_CENTRE), "configs": r_tuning},
+            "dqn_98_tuning": {"seeds": TUNE_SEEDS, "grid": GRID_98, "centre": asdict(CENTRE_98),
+                              "configs": tuning_98},
             "versions": {"torch": torch.__version__, "gymnasium": gymnasium.__version__,
                          "stable_baselines3": stable_baselines3.__version__},
             "random_returns": random_returns, "runs": runs}
