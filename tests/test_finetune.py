@@ -162,3 +162,17 @@ def test_fine_tune_names_is_seeded_whatever_ran_before():
         for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
             assert torch.equal(v, w), (mode, k)
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+
+
+def test_stored_sft_model_is_the_sweeps_seed_0():
+    """data/ch18_sft.safetensors is the run ch18_finetune.json records: same test exact match."""
+    from dlbook.data import load_moby_dick
+    from dlbook.gpt import load_checkpoint
+
+    _, tok, _ = load_checkpoint()
+    model = ft.load_sft_model()
+    assert not model.training
+    words = ft.task_words(load_moby_dick())
+    stored = ft.load_runs()["sft"]["runs"]["masked"]["seeds"]["0"]["test_exact"]
+    em = ft.exact_match(model, ft.upper_pairs(words["test"]), tok).float().mean().item()
+    assert em == pytest.approx(stored, abs=1e-6)
