@@ -96,6 +96,25 @@ def test_train_sft_leaves_the_base_untouched_and_is_seeded():
     assert h1.loss == h2.loss and h1.steps == [0, 2, 4, 5] and len(h1.snapshots) == 4
 
 
+def test_mixing_in_the_pretraining_loss():
+    """L_SFT + w * L_LM: weight 0 gives the plain SFT run exactly; weight 1 lowers the
+    language-modelling loss on the mixed-in text relative to plain SFT."""
+    from dlbook.training import TokenStream, evaluate
+
+    text = TokenStream(torch.tensor(TOK.encode("the whale and the sea and ahab " * 20)), 16)
+    plain, h = ft.train_sft(_gpt(), PAIRS, TOK, steps=30, lr=1e-2, seed=1)
+    zero, h0 = ft.train_sft(_gpt(), PAIRS, TOK, steps=30, lr=1e-2, seed=1, lm_stream=text,
+                            lm_weight=0.0)
+    mixed, _ = ft.train_sft(_gpt(), PAIRS, TOK, steps=30, lr=1e-2, seed=1, lm_stream=text)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain.parameters(),
+                                                                zero.parameters()))
+    assert h.loss == pytest.approx(h0.loss, abs=1e-6)
+    lm = {k: evaluate(m, text, metric=None)[0] for k, m in [("plain", plain), ("mixed", mixed)]}
+    assert lm["mixed"] < lm["plain"] - 0.5, lm
+    with pytest.raises(ValueError, match="lm_weight"):
+        ft.train_sft(_gpt(), PAIRS, TOK, steps=1, lr=1e-3, lm_stream=text, lm_weight=-1.0)
+
+
 def test_bad_input_fails_clearly():
     with pytest.raises(ValueError, match="at least one"):
         ft.sft_batch([], TOK)
@@ -143,3 +162,17 @@ def test_fine_tune_names_is_seeded_whatever_ran_before():
         for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
             assert torch.equal(v, w), (mode, k)
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+
+
+def test_stored_sft_model_is_the_sweeps_seed_0():
+    """data/ch18_sft.safetensors is the run ch18_finetune.json records: same test exact match."""
+    from dlbook.data import load_moby_dick
+    from dlbook.gpt import load_checkpoint
+
+    _, tok, _ = load_checkpoint()
+    model = ft.load_sft_model()
+    assert not model.training
+    words = ft.task_words(load_moby_dick())
+    stored = ft.load_runs()["sft"]["runs"]["masked"]["seeds"]["0"]["test_exact"]
+    em = ft.exact_match(model, ft.upper_pairs(words["test"]), tok).float().mean().item()
+    assert em == pytest.approx(stored, abs=1e-6)

@@ -1,22 +1,29 @@
-"""Chapter 18's fine-tuning runs, too long for the chapter: writes data/ch18_finetune.json.
+"""Chapter 18's fine-tuning runs, too long for the chapter: writes data/ch18_finetune.json and
+data/ch18_sft.safetensors.
 
     DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch18_finetune_sweep.py
 
-Two experiments on chapter 14's checkpoint (dlbook.gpt.load_checkpoint), seeds 0, 1 and 2, every
-learning rate chosen on validation from a grid (dlbook.tuning's rule: the grid with seed 0, the
-other seeds at the pick):
+Seeds 0, 1 and 2, every learning rate chosen on validation from a grid (dlbook.tuning's rule:
+the grid with seed 0, the other seeds at the pick):
 
-1. Supervised fine-tuning on "Upper: whale\\n" -> "WHALE\\n" (dlbook.finetune), with the prompt
-   masked out of the loss and without, SFT_STEPS steps of SFT_BATCH pairs; validation
-   exact-match every SFT_EVERY steps; test exact-match once at the end. Beside them, the
-   checkpoint prompted with 0, 1 and 2 worked examples (few-shot, no training).
-2. Chapter 15's former LoRA experiment on the names: LoRA, full fine-tuning and the same GPT
-   trained from random weights, at 20 and 100 steps, beside a bigram count table whose
-   smoothing is chosen on validation.
+1. ``sft``: supervised fine-tuning of chapter 14's checkpoint (dlbook.gpt.load_checkpoint) on
+   "Upper: whale\n" -> "WHALE\n" (dlbook.finetune), with the prompt masked out of the loss and
+   without, SFT_STEPS steps of SFT_BATCH pairs; validation exact match every SFT_EVERY steps;
+   test exact match and the loss on Moby-Dick's validation text (forgetting) at the end. Beside
+   them, the checkpoint prompted with 0, 1 and 2 worked examples (few-shot, no training). The
+   seed-0 masked model is saved as data/ch18_sft.safetensors.
+2. ``scratch``: the masked SFT on the same GPT from random weights (the pretraining control).
+3. ``mix``: the masked SFT with MIX_BATCH Moby-Dick windows in every step, loss
+   L_SFT + MIX_WEIGHT * L_LM (against forgetting), at the masked run's learning rate (after
+   ``sft``).
+4. ``names``: chapter 15's former LoRA experiment on the names: LoRA, full fine-tuning and the
+   same GPT trained from random weights, at 20 and 100 steps (NAMES_STEPS), beside a bigram
+   count table whose smoothing is chosen on validation.
 
-`python tools/ch18_finetune_sweep.py sft` re-runs one part and keeps the other's results.
-The chapter re-runs seed 0 of the masked SFT (its first steps) and of the 20-step LoRA and
-from-scratch runs, and checks them against this file.
+`python tools/ch18_finetune_sweep.py sft` re-runs one part and keeps the others' results (parts
+may run in separate processes: each reads the file just before writing its own entry).
+The chapter re-runs seed 0 of the masked SFT (its first steps), re-measures the saved model,
+and re-runs the 20-step LoRA and from-scratch runs, and checks them against this file.
 """
 from __future__ import annotations
 
@@ -33,13 +40,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from dlbook import finetune as ft  # noqa: E402
 from dlbook.data import load_moby_dick  # noqa: E402
-from dlbook.gpt import load_checkpoint  # noqa: E402
+from dlbook.gpt import GPT, load_checkpoint, moby_dick_streams, save_checkpoint  # noqa: E402
 from dlbook.training import evaluate  # noqa: E402
 
 OUT = ROOT / "data" / "ch18_finetune.json"
+SFT_MODEL = ROOT / "data" / "ch18_sft.safetensors"  # seed 0, masked, after SFT_STEPS steps
 SEEDS = [0, 1, 2]
-SFT_STEPS, SFT_BATCH, SFT_EVERY = 300, 16, 20
+SFT_STEPS, SFT_BATCH, SFT_EVERY = 600, 16, 20
 SFT_GRID = [3e-4, 1e-3, 3e-3, 1e-2]
+SCRATCH_GRID = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3]  # from random weights: lower rates win
+MIX_WEIGHT, MIX_BATCH = 1.0, 8  # SFT with MIX_BATCH Moby-Dick windows a step, L_SFT + w L_LM
+MOBY_WINDOWS = 100  # the Moby-Dick validation windows (of 64 characters) the forgetting is read on
 SHOWN = 4  # test prompts whose greedy answers the seed-0 runs record every SFT_EVERY steps
 NAMES_STEPS = [20, 100]
 NAMES_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [3e-4, 1e-3, 3e-3, 1e-2],
@@ -47,9 +58,49 @@ NAMES_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [3e-4, 1e-3, 3e-3, 1e-2]
 SMOOTHING = [0.01, 0.1, 1.0, 10.0, 100.0]
 
 
-def sft_part(gpt, tok) -> dict:
+def sft_setup(gpt):
     words = ft.task_words(load_moby_dick())
     pairs = {k: ft.upper_pairs(v) for k, v in words.items()}
+    _, moby_train, moby_val = moby_dick_streams(gpt.config.block_size,
+                                                max_eval_windows=MOBY_WINDOWS)
+    return pairs, moby_train, moby_val
+
+
+def sft_grid(gpt, tok, pairs, moby_val, grid, make_base, shown=(), **kw) -> tuple[dict, object]:
+    """The grid with seed 0, the pick (best final validation exact match) with every seed.
+    ``make_base(seed)`` gives the model SFT starts from. Returns the record and seed 0's model."""
+    runs, cpu = {}, {}
+    for lr in grid:
+        t0 = time.process_time()
+        model, h = ft.train_sft(make_base(SEEDS[0]), pairs["train"], tok, steps=SFT_STEPS, lr=lr,
+                                batch_size=SFT_BATCH, seed=SEEDS[0], val_pairs=pairs["val"],
+                                eval_every=SFT_EVERY, show_prompts=shown, **kw)
+        runs[lr], cpu[lr] = (model, h), time.process_time() - t0
+        print(" ", lr, [round(v, 2) for v in h.val_exact[::3]], flush=True)
+    pick = max(grid, key=lambda lr: runs[lr][1].val_exact[-1])
+    seeds = {}
+    for seed in SEEDS:
+        t0 = time.process_time()
+        model, h = runs[pick] if seed == SEEDS[0] else ft.train_sft(
+            make_base(seed), pairs["train"], tok, steps=SFT_STEPS, lr=pick,
+            batch_size=SFT_BATCH, seed=seed, val_pairs=pairs["val"], eval_every=SFT_EVERY, **kw)
+        seeds[str(seed)] = {
+            "val_steps": h.steps, "val_exact": h.val_exact, "loss": h.loss[::10],
+            "test_exact": ft.exact_match(model, pairs["test"], tok).float().mean().item(),
+            "moby_val_loss": evaluate(model, moby_val, metric=None)[0],
+            "cpu_seconds": time.process_time() - t0 + (cpu[pick] if seed == SEEDS[0] else 0)}
+        if seed == SEEDS[0]:
+            first = model
+        print("  seed", seed, round(seeds[str(seed)]["test_exact"], 3),
+              round(seeds[str(seed)]["moby_val_loss"], 3), flush=True)
+    return {"choice": pick, "snapshots": runs[pick][1].snapshots,
+            "grid_val_exact": {str(lr): runs[lr][1].val_exact[-1] for lr in grid},
+            "seeds": seeds}, first
+
+
+def sft_part(gpt, tok) -> dict:
+    """Masked and unmasked SFT from the checkpoint; few-shot prompting beside them."""
+    pairs, _, moby_val = sft_setup(gpt)
     shots = [p for p in pairs["train"] if len(p[1]) <= 4][:2]  # short words: two fit the context
     few_shot = {}
     for k in (0, 1, 2):
@@ -60,38 +111,40 @@ def sft_part(gpt, tok) -> dict:
     print("few-shot", few_shot, flush=True)
     shown = [p for p, _ in pairs["test"][:SHOWN]]  # greedy answers recorded for these
     out = {"steps": SFT_STEPS, "batch_size": SFT_BATCH, "eval_every": SFT_EVERY,
-           "grid": SFT_GRID, "shots": shots, "few_shot": few_shot, "shown": shown, "runs": {}}
+           "grid": SFT_GRID, "shots": shots, "few_shot": few_shot, "shown": shown,
+           "checkpoint_moby_val_loss": evaluate(gpt, moby_val, metric=None)[0],
+           "moby_windows": MOBY_WINDOWS, "runs": {}}
     for mode, mask in (("masked", True), ("unmasked", False)):
-        runs = {}
-        for lr in SFT_GRID:
-            t0 = time.process_time()
-            model, h = ft.train_sft(gpt, pairs["train"], tok, steps=SFT_STEPS, lr=lr,
-                                    batch_size=SFT_BATCH, seed=SEEDS[0], mask_prompt=mask,
-                                    val_pairs=pairs["val"], eval_every=SFT_EVERY,
-                                    show_prompts=shown)
-            runs[lr] = (model, h, time.process_time() - t0)
-            print(mode, lr, [round(v, 3) for v in h.val_exact[::4]], flush=True)
-        pick = max(SFT_GRID, key=lambda lr: runs[lr][1].val_exact[-1])
-        seeds = {}
-        for seed in SEEDS:
-            if seed == SEEDS[0]:
-                model, h, cpu = runs[pick]
-            else:
-                t0 = time.process_time()
-                model, h = ft.train_sft(gpt, pairs["train"], tok, steps=SFT_STEPS, lr=pick,
-                                        batch_size=SFT_BATCH, seed=seed, mask_prompt=mask,
-                                        val_pairs=pairs["val"], eval_every=SFT_EVERY)
-                cpu = time.process_time() - t0
-            seeds[str(seed)] = {
-                "val_steps": h.steps, "val_exact": h.val_exact,
-                "loss": h.loss, "cpu_seconds": cpu,
-                "test_exact": ft.exact_match(model, pairs["test"], tok).float().mean().item()}
-            print(mode, "seed", seed, seeds[str(seed)]["test_exact"], flush=True)
-        out["runs"][mode] = {"choice": pick, "snapshots": runs[pick][1].snapshots,
-                             "grid_val_exact": {str(lr): runs[lr][1].val_exact[-1]
-                                                for lr in SFT_GRID},
-                             "seeds": seeds}
+        print(mode, flush=True)
+        out["runs"][mode], model = sft_grid(gpt, tok, pairs, moby_val, SFT_GRID,
+                                            lambda seed: gpt, shown=shown, mask_prompt=mask)
+        if mode == "masked":
+            save_checkpoint(model, tok, SFT_MODEL, made_by="tools/ch18_finetune_sweep.py",
+                            what=f"chapter 14's GPT after {SFT_STEPS} steps of masked SFT "
+                                 f"(seed 0, lr {out['runs'][mode]['choice']:g})")
     return out
+
+
+def scratch_part(gpt, tok) -> dict:
+    """The pretraining control: the same masked SFT from random weights, its own lr grid."""
+    pairs, _, moby_val = sft_setup(gpt)
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        return GPT(gpt.config)
+
+    return sft_grid(gpt, tok, pairs, moby_val, SCRATCH_GRID, fresh, mask_prompt=True)[0]
+
+
+def mix_part(gpt, tok) -> dict:
+    """Masked SFT with MIX_BATCH windows of Moby-Dick's training text in every step (loss
+    L_SFT + MIX_WEIGHT * L_LM), against forgetting, at the masked run's learning rate (the
+    ``sft`` part must have run): the same recipe with one term added."""
+    pairs, moby_train, moby_val = sft_setup(gpt)
+    lr = json.loads(OUT.read_text())["sft"]["runs"]["masked"]["choice"]
+    out = sft_grid(gpt, tok, pairs, moby_val, [lr], lambda seed: gpt, mask_prompt=True,
+                   lm_stream=moby_train, lm_weight=MIX_WEIGHT, lm_batch_size=MIX_BATCH)[0]
+    return {"weight": MIX_WEIGHT, "lm_batch_size": MIX_BATCH, **out}
 
 
 def names_part(gpt, tok) -> dict:
@@ -130,15 +183,16 @@ def names_part(gpt, tok) -> dict:
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint(device="cpu")
-    parts = sys.argv[1:] or ["names", "sft"]  # re-run one part: keeps the other's results
-    data = json.loads(OUT.read_text()) if OUT.exists() else {}
-    data.update({"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "
-                            "tools/ch18_finetune_sweep.py",
-                 "seeds": SEEDS, "versions": {"torch": torch.__version__}})
+    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix"]  # a part alone keeps the rest
     for part in parts:
         t0 = time.process_time()
-        data[part] = {"names": names_part, "sft": sft_part}[part](gpt, tok)
-        data[part]["cpu_seconds"] = time.process_time() - t0
+        result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
+                  "mix": mix_part}[part](gpt, tok)
+        result["cpu_seconds"] = time.process_time() - t0
+        data = json.loads(OUT.read_text()) if OUT.exists() else {}  # read late: parts may
+        data.update({"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "  # run apart
+                                "tools/ch18_finetune_sweep.py",
+                     "seeds": SEEDS, "versions": {"torch": torch.__version__}, part: result})
         OUT.write_text(json.dumps(data, indent=1) + "\n")  # after each part
     print(OUT, hashlib.sha256(OUT.read_bytes()).hexdigest())
 

@@ -131,7 +131,10 @@ CHECKSUMS: dict[str, str] = {
     # chapter 18's SFT and LoRA runs over seeds and learning-rate grids
     # (dlbook.finetune.load_runs), by tools/ch18_finetune_sweep.py
     "ch18_finetune.json":
-        "94247a5143b17ce77fb38c46b5a929f2c5075d7c1a75df6fe36048c396826a09",
+        "6777fbd59fbfce190bf5bea146daaccb640e9a010ad502d7e81d23bb602a4587",
+    # chapter 18's seed-0 masked SFT model (dlbook.finetune.load_sft_model)
+    "ch18_sft.safetensors":
+        "ec4c1d9a425f4d986bb43c6efab5dab84243c7bbb2973ba077126c81050cbe16",
 }
 # Files made by a script other than data/build_data.py, and the command that rebuilds each:
 # trained models, and the results of experiments too long for a chapter's minute.
@@ -172,6 +175,7 @@ REBUILT_BY = {
     "ch17_rl_runs.json": "`python tools/ch17_rl_sweep.py`",
     "ch18_alignment.json": "`python tools/ch18_alignment_sweep.py`",
     "ch18_finetune.json": "`python tools/ch18_finetune_sweep.py`",
+    "ch18_sft.safetensors": "`python tools/ch18_finetune_sweep.py sft`",
 }
 
 ENV_VAR = "DLBOOK_DATA_DIR"  # set it to a folder to use your own copies of the files first

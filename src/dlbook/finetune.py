@@ -165,11 +165,18 @@ class SFTHistory:
 
 def train_sft(base: nn.Module, pairs, tokenizer, *, steps: int, lr: float,
               batch_size: int = 16, seed: int = 0, mask_prompt: bool = True,
-              val_pairs=None, eval_every: int = 20, show_prompts=(), device=None):
+              val_pairs=None, eval_every: int = 20, show_prompts=(), lm_stream=None,
+              lm_weight: float = 1.0, lm_batch_size: int | None = None, device=None):
     """Fine-tune a copy of ``base`` (never ``base`` itself) on ``pairs`` with AdamW for
     ``steps`` steps of ``batch_size`` pairs drawn at random (seeded). Every ``eval_every``
     steps (and at step 0) records the exact-match rate on ``val_pairs`` and the greedy answers
-    to ``show_prompts``. Returns ``(model, SFTHistory)``; the model is left in eval mode."""
+    to ``show_prompts``. Returns ``(model, SFTHistory)``; the model is left in eval mode.
+
+    With ``lm_stream`` (a :class:`~dlbook.training.TokenStream` of pretraining text) every step
+    also draws ``lm_batch_size`` windows of it (default ``batch_size``) and minimises
+    ``L_SFT + lm_weight * L_LM``: the
+    pretraining loss mixed into fine-tuning, against catastrophic forgetting (InstructGPT's
+    "ptx" term)."""
     pairs = _check_pairs(pairs)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive whole number, got {steps!r}")
@@ -177,12 +184,15 @@ def train_sft(base: nn.Module, pairs, tokenizer, *, steps: int, lr: float,
         raise ValueError(f"lr must be positive, got {lr!r}")
     if batch_size < 1 or eval_every < 1:
         raise ValueError("batch_size and eval_every must be positive")
+    if lm_stream is not None and not lm_weight >= 0:
+        raise ValueError(f"lm_weight must be non-negative, got {lm_weight!r}")
     device = device if device is not None else next(base.parameters()).device
     model = copy.deepcopy(base).to(device)
     block = getattr(getattr(model, "config", None), "block_size", None)
     sft_batch(pairs, tokenizer, mask_prompt, block_size=block)  # fail early if too long
     torch.manual_seed(seed)
     rng = random.Random(seed)
+    lm_gen = torch.Generator().manual_seed(seed)  # the pretraining windows' offsets
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     history = SFTHistory()
 
@@ -199,6 +209,9 @@ def train_sft(base: nn.Module, pairs, tokenizer, *, steps: int, lr: float,
     for step in range(1, steps + 1):
         x, y = sft_batch(rng.sample(pairs, min(batch_size, len(pairs))), tokenizer, mask_prompt)
         _, loss = model(x.to(device), y.to(device))
+        if lm_stream is not None:
+            xl, yl = lm_stream.sample(lm_batch_size or batch_size, generator=lm_gen)  # (B, T)
+            loss = loss + lm_weight * model(xl.to(device), yl.to(device))[1]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -272,15 +285,27 @@ def bigram_baseline(train_tokens: torch.Tensor, vocab_size: int, smoothing: floa
 
 
 RUNS_FILE = "ch18_finetune.json"
+SFT_FILE = "ch18_sft.safetensors"  # the sweep's seed-0 masked SFT model, at its last step
 
 
 def load_runs() -> dict:
     """The committed results of ``tools/ch18_finetune_sweep.py`` (sha256-checked): the SFT runs
-    (masked and unmasked, their learning-rate grids, three seeds, few-shot prompting) and the
-    LoRA runs on names (LoRA, full, from scratch, the bigram table)."""
+    (``sft``: masked and unmasked, few-shot prompting; ``scratch``: masked from random weights;
+    ``mix``: masked with Moby-Dick batches mixed in; each with its learning-rate grid, three
+    seeds, test exact match and Moby-Dick loss) and the LoRA runs on names (LoRA, full, from
+    scratch, the bigram table)."""
     import json
 
     from .data import verified_path
 
     with open(verified_path(RUNS_FILE), encoding="utf-8") as f:
         return json.load(f)
+
+
+def load_sft_model(device=None) -> nn.Module:
+    """The GPT fine-tuned by ``tools/ch18_finetune_sweep.py`` (masked SFT, seed 0, all its
+    steps), sha256-checked, in eval mode: the chapter's exercises use it without re-training."""
+    from .data import verified_path
+    from .gpt import load_checkpoint
+
+    return load_checkpoint(verified_path(SFT_FILE), device=device)[0]
