@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import defaultdict
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -76,40 +74,46 @@ def test_dpo_loss_is_the_formula_and_its_gradient():
                                                                         dtype=torch.float64))
 
 
+TRL_CHECKED = "1.16.0"  # the trl whose private DPOTrainer._compute_loss the stand-in fits
+
+
 def test_dpo_loss_agrees_with_trl():  # trl (a test dependency): the library the chapter names
-    pytest.importorskip("trl")
-    from trl.trainer.dpo_trainer import DPOTrainer
+    trl = pytest.importorskip("trl")
+    if trl.__version__ != TRL_CHECKED:  # requirements.txt pins it; a private API may change
+        pytest.skip(f"checked against trl {TRL_CHECKED}, found {trl.__version__}: update the "
+                    "stand-in in tools/ch18_alignment_sweep.py.trl_dpo_loss and this pin")
+    import importlib.util
+    from pathlib import Path
 
+    path = Path(__file__).resolve().parents[1] / "tools" / "ch18_alignment_sweep.py"
+    spec = importlib.util.spec_from_file_location("ch18_alignment_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
     g = torch.Generator().manual_seed(2)
-    N, T, beta = 4, 6, 0.2
-    token_logps = -torch.rand(2 * N, T - 1, generator=g)  # policy, (2N, T-1): chosen, rejected
-    completion = torch.zeros(2 * N, T, dtype=torch.long)
-    completion[:, 2:] = 1  # the first two tokens are the prompt
-    ref = -torch.rand(2 * N, generator=g)  # reference sequence log-probs
+    N, beta = 6, 0.2
+    logps = [-40 * torch.rand(N, generator=g, dtype=torch.float64) for _ in range(4)]
+    theirs = sweep.trl_dpo_loss(*logps, beta)
+    ours = al.dpo_loss(*logps, beta).item()
+    assert abs(theirs - ours) < 1e-12 and abs(ours - math.log(2)) > 1e-3, (theirs, ours)
+    # a different beta gives a different loss in both (the stand-in passes beta through)
+    assert abs(sweep.trl_dpo_loss(*logps, 1.0) - al.dpo_loss(*logps, 1.0).item()) < 1e-12
+    assert abs(sweep.trl_dpo_loss(*logps, 1.0) - theirs) > 1e-3
 
-    class Model(torch.nn.Module):  # returns what trl's fused head returns: masked log-probs
-        training = True
 
-        def forward(self, labels=None, **_):
-            logps = token_logps * (labels[:, 1:] != -100)
-            zero = torch.zeros_like(logps)
-            return SimpleNamespace(log_probs=logps, entropy=zero, mean_logits=zero,
-                                   is_top1=zero.bool())
-
-    acc = SimpleNamespace(device="cpu", gather_for_metrics=lambda x: x, gather=lambda x: x)
-    trainer = SimpleNamespace(
-        model=Model(), accelerator=acc, aux_loss_enabled=False, ld_alpha=None,
-        precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=["sigmoid"],
-        loss_weights=[1.0], beta=beta, use_weighting=False,
-        _metrics={"train": defaultdict(list)}, _total_train_tokens=0, _tp_size=1)
-    inputs = {"input_ids": torch.zeros(2 * N, T, dtype=torch.long),
-              "attention_mask": torch.ones(2 * N, T, dtype=torch.long),
-              "completion_mask": completion, "ref_chosen_logps": ref[:N],
-              "ref_rejected_logps": ref[N:]}
-    theirs = DPOTrainer._compute_loss(trainer, trainer.model, inputs, return_outputs=False)
-    seq = (token_logps * (completion[:, 1:] == 1)).sum(1)  # (2N,) completion tokens only
-    ours = al.dpo_loss(seq[:N], seq[N:], ref[:N], ref[N:], beta)
-    assert torch.allclose(theirs, ours, atol=1e-6), (theirs, ours)
+def test_untied_splits_and_score_at_kl():
+    a = torch.arange(10)[:, None].repeat(1, 3)
+    prefs = al.Preferences(a, a + 1, np.arange(10) % 2 == 0, np.array([1., 2, 2, 3, 4, 4, 5, 6,
+                                                                       7, 7]),
+                           np.array([1., 1, 2, 3, 3, 4, 6, 6, 6, 8]))
+    untied = prefs.untied()
+    assert len(untied) == 5 and (untied.score_a != untied.score_b).all()
+    assert untied.a[:, 0].tolist() == [1, 4, 6, 8, 9] and untied.a_won.tolist() == [
+        False, True, True, True, False]
+    # the score where the KL so far first reaches the budget, linearly interpolated
+    assert al.score_at_kl([0, 1, 3, 2], [0, 10, 30, 99], 2.0) == 20.0
+    assert math.isnan(al.score_at_kl([0, 1, 2], [0, 1, 2], 2.5))
+    with pytest.raises(ValueError):
+        al.score_at_kl([0, 1], [0, 1], -1.0)
 
 
 def test_kl_estimators_against_exact_kl():

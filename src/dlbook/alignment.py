@@ -157,6 +157,14 @@ class Preferences:
                                                     self.score_b)))
         return first, rest
 
+    def untied(self) -> Preferences:
+        """The pairs whose two answers score differently: a tie's label is a coin toss, and
+        raters who may answer "no preference" give none (InstructGPT's comparisons and
+        UltraFeedback-binarized both leave ties out)."""
+        keep = torch.as_tensor(self.score_a != self.score_b)
+        return Preferences(self.a[keep], self.b[keep], self.a_won[keep.numpy()],
+                           self.score_a[keep.numpy()], self.score_b[keep.numpy()])
+
     def chosen_rejected(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The preferred and the other sample of every pair. (N, T) each"""
         won = torch.as_tensor(self.a_won)[:, None]
@@ -165,13 +173,31 @@ class Preferences:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Chapter 18's preference data: ``n_pairs`` pairs of samples, the first ``n_train`` for
-    training and the rest held out, raters' noise ``temperature`` (in letters of score)."""
+    """Chapter 18's preference data: ``n_collect`` pairs of samples, of which the first
+    ``n_pairs`` untied ones are kept: ``n_train`` for training, ``n_val`` for validation (the
+    reward model's L2 penalty) and the rest for test; raters' noise ``temperature`` (in letters
+    of score)."""
 
     sample: SampleConfig = SampleConfig()
+    n_collect: int = 1550
     n_pairs: int = 1000
-    n_train: int = 750
+    n_train: int = 600
+    n_val: int = 200
     temperature: float = 2.0
+
+
+def preference_splits(model, tokenizer, scorer, setup: ExperimentConfig, seed: int):
+    """Collect ``setup.n_collect`` pairs, drop the ties, keep the first ``setup.n_pairs`` and
+    split them into train, validation and test. Returns (all pairs collected, train, val, test)."""
+    prefs = collect_preferences(model, tokenizer, scorer, setup.sample, setup.n_collect,
+                                setup.temperature, seed)
+    untied = prefs.untied()
+    if len(untied) < setup.n_pairs:
+        raise ValueError(f"only {len(untied)} untied pairs of {setup.n_collect}; collect more")
+    kept, _ = untied.split(setup.n_pairs)
+    train, rest = kept.split(setup.n_train)
+    val, test = rest.split(setup.n_val)
+    return prefs, train, val, test
 
 
 def moby_scorer() -> LongWordScorer:
@@ -192,6 +218,21 @@ def word_features(tokenizer, prompt_len: int):
 def char_features(tokenizer, prompt_len: int):
     """idx (B, T) -> bag of characters of the generated text (B, V)."""
     return lambda idx: char_counts(idx, prompt_len, tokenizer.vocab_size)
+
+
+def gpt_features(model, prompt_len: int):
+    """idx (B, T) -> the mean over the generated positions of ``model``'s last hidden state
+    (after the final LayerNorm), the features its next-token head reads. (B, C)"""
+    def featurize(idx):
+        with torch.no_grad():
+            T = idx.shape[1]
+            pos = torch.arange(T, device=idx.device)
+            x = model.tok_emb(idx) + model.pos_emb(pos)  # (B, T, C)
+            for block in model.blocks:
+                x = block(x)
+            x = model.ln_f(x)  # (B, T, C)
+            return x[:, prompt_len:].mean(1).float().cpu()  # (B, C)
+    return featurize
 
 
 def linear_reward(w: torch.Tensor, featurize):
@@ -271,12 +312,16 @@ def bt_val_loss(w: torch.Tensor, x_a: torch.Tensor, x_b: torch.Tensor, a_won) ->
     return bradley_terry_loss(xw @ w, xl @ w).item()
 
 
+DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
 def tune_reward_model(featurize, train: Preferences, val: Preferences,
-                      decays=(1e-5, 1e-3, 1e-1, 10.0)) -> dict:
+                      decays=DECAYS, test: Preferences | None = None) -> dict:
     """Fit a linear Bradley-Terry reward on ``featurize(idx)`` (N, D) features of the training
     pairs for every weight decay; keep the one with the lowest validation loss. Returns the
-    weights, the pick and every decay's validation loss and accuracy."""
-    if len(train) == 0 or len(val) == 0:
+    weights, the pick and every decay's validation loss and accuracy (and, given ``test``
+    pairs, the pick's test loss and accuracy, measured once)."""
+    if len(train) == 0 or len(val) == 0 or (test is not None and len(test) == 0):
         raise ValueError("the preference set is empty")
     cw, cl = (featurize(x) for x in train.chosen_rejected())
     va, vb = featurize(val.a), featurize(val.b)
@@ -286,7 +331,13 @@ def tune_reward_model(featurize, train: Preferences, val: Preferences,
         table.append({"decay": wd, "w": w, "val_loss": bt_val_loss(w, va, vb, val.a_won),
                       "val_acc": pair_accuracy((va @ w).numpy(), (vb @ w).numpy(), val.a_won)})
     best = min(table, key=lambda row: row["val_loss"])
-    return {"w": best["w"], "decay": best["decay"], "table": table}
+    out = {"w": best["w"], "decay": best["decay"], "table": table}
+    if test is not None:
+        ta, tb = featurize(test.a), featurize(test.b)
+        out["test_loss"] = bt_val_loss(best["w"], ta, tb, test.a_won)
+        out["test_acc"] = pair_accuracy((ta @ best["w"]).numpy(), (tb @ best["w"]).numpy(),
+                                        test.a_won)
+    return out
 
 
 def pair_accuracy(r_a: np.ndarray, r_b: np.ndarray, a_won: np.ndarray) -> float:
@@ -357,6 +408,16 @@ def best_of_n_weights(m: int, n: int) -> np.ndarray:
     return (i / m) ** n - ((i - 1) / m) ** n
 
 
+def score_at_kl(kl, score, budget: float) -> float:
+    """A run's score where its KL first reaches ``budget`` nats: linear interpolation between
+    its evaluations, on the KL so far (never shrinking); nan if the run never gets that far."""
+    kl = np.maximum.accumulate(np.asarray(kl, float))
+    if budget < 0:
+        raise ValueError(f"the KL budget must be >= 0, got {budget}")
+    return float(np.interp(budget, kl, np.asarray(score, float))) if kl[-1] >= budget \
+        else math.nan
+
+
 # --- DPO ------------------------------------------------------------------------------------------
 def dpo_loss(pi_chosen: torch.Tensor, pi_rejected: torch.Tensor, ref_chosen: torch.Tensor,
              ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
@@ -374,10 +435,10 @@ def dpo_loss(pi_chosen: torch.Tensor, pi_rejected: torch.Tensor, ref_chosen: tor
 @dataclass(frozen=True)
 class DPOConfig:
     beta: float = 0.1
-    lr: float = 3e-4
-    steps: int = 80
+    lr: float = 1e-4
+    steps: int = 100
     batch_pairs: int = 16
-    eval_every: int = 20
+    eval_every: int = 10
 
     def __post_init__(self):
         _check_beta(self.beta)
@@ -390,7 +451,7 @@ class RLHFConfig:
     lr: float = 3e-4
     steps: int = 80
     batch: int = 32  # samples per policy-gradient step
-    eval_every: int = 20
+    eval_every: int = 10
 
     def __post_init__(self):
         _check_beta(self.beta)
@@ -421,16 +482,20 @@ def rlhf_step(policy, ref, reward_fn, tokenizer, scfg: SampleConfig, beta: float
 
 def evaluate(policy, ref, reward_fn, hidden_fn, tokenizer, scfg: SampleConfig, n: int,
              generator: torch.Generator) -> dict[str, float]:
-    """Mean learned reward, hidden score and KL(pi || pi_ref) (k1, with its standard error) of
-    n fresh samples of the policy."""
+    """Mean learned reward, hidden score (with its standard error) and KL(pi || pi_ref) (k1,
+    with its standard error) of n fresh samples of the policy; and the hidden score and KL of
+    n further samples (``hidden_pick``, ``kl_pick``), for choosing settings and checkpoints on
+    samples other than those reported."""
     P = len(tokenizer.encode(scfg.prompt))
     with torch.no_grad():
-        idx = sample(policy, tokenizer, scfg, n, generator)
-        kl = sequence_logprob(policy, idx, P) - sequence_logprob(ref, idx, P)
-        r = reward_fn(idx)
-    h = hidden_fn(texts(tokenizer, idx, P))
-    return {"reward": r.mean().item(), "hidden": float(h.mean()), "kl": kl.mean().item(),
-            "kl_se": (kl.std() / math.sqrt(n)).item(), "sample": texts(tokenizer, idx[:1], P)[0]}
+        idx = sample(policy, tokenizer, scfg, 2 * n, generator)
+        kl = sequence_logprob(policy, idx, P) - sequence_logprob(ref, idx, P)  # (2n,)
+        r = reward_fn(idx[:n])
+    h = hidden_fn(texts(tokenizer, idx, P))  # (2n,)
+    return {"reward": r.mean().item(), "hidden": float(h[:n].mean()),
+            "hidden_se": float(h[:n].std(ddof=1) / math.sqrt(n)), "kl": kl[:n].mean().item(),
+            "kl_se": (kl[:n].std() / math.sqrt(n)).item(), "hidden_pick": float(h[n:].mean()),
+            "kl_pick": kl[n:].mean().item(), "sample": texts(tokenizer, idx[:1], P)[0]}
 
 
 def train_rlhf(base, reward_fn, hidden_fn, tokenizer, scfg: SampleConfig, cfg: RLHFConfig,
