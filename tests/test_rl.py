@@ -276,3 +276,28 @@ def test_sb3_agent_mirrors_every_dqn_config_field():
                         seed=0).max_grad_norm == 10.0  # no clipping in ours: SB3's default
     with pytest.raises(ValueError, match="target network"):
         rl.sb3_agent("DQN", dataclasses.replace(cfg, target_network=False), m.env.envs[0], 0)
+
+
+def test_ch17_sweep_tunes_reinforce_on_six_unreported_seeds_and_reports_five():
+    """The stored runs are what tools/ch17_rl_sweep.py says: REINFORCE tuned on >= 6 seeds none of
+    which is reported, its pick (inside the grid) run on 5 seeds, the other agents on 3."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "ch17_rl_sweep.py"
+    spec = importlib.util.spec_from_file_location("ch17_rl_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    assert len(sweep.REINFORCE_TUNE_SEEDS) >= 6 and len(sweep.REINFORCE_SEEDS) >= 5
+    assert not set(sweep.REINFORCE_TUNE_SEEDS) & set(sweep.REINFORCE_SEEDS + sweep.SEEDS)
+    runs = rl.load_runs()
+    tuning = runs["reinforce_tuning"]
+    assert tuning["seeds"] == sweep.REINFORCE_TUNE_SEEDS
+    assert all(list(c["runs"]) == [str(s) for s in sweep.REINFORCE_TUNE_SEEDS]
+               for c in tuning["configs"])
+    assert list(runs["runs"]["REINFORCE"]) == [str(s) for s in sweep.REINFORCE_SEEDS]
+    assert all(list(runs["runs"][a]) == [str(s) for s in sweep.SEEDS]
+               for a in runs["runs"] if a != "REINFORCE")
+    pick = max(tuning["configs"], key=lambda c: c["score"])["lr"]
+    assert runs["reinforce"]["lr"] == pick
+    assert min(sweep.REINFORCE_GRID["lr"]) < pick < max(sweep.REINFORCE_GRID["lr"])
