@@ -18,7 +18,10 @@ the grid with seed 0, the other seeds at the pick):
    ``sft``).
 4. ``names``: chapter 15's former LoRA experiment on the names: LoRA, full fine-tuning and the
    same GPT trained from random weights, at 20 and 100 steps (NAMES_STEPS), beside a bigram
-   count table whose smoothing is chosen on validation.
+   count table whose smoothing is chosen on validation; each test loss on the 80 test windows
+   the chapter reads live ("test") and on every test window ("test_all").
+5. ``forget``: the masked SFT grid again with seed 0, each rate's test exact match beside its
+   Moby-Dick loss (what choosing the rate on the task alone costs).
 
 `python tools/ch18_finetune_sweep.py sft` re-runs one part and keeps the others' results (parts
 may run in separate processes: each reads the file just before writing its own entry).
@@ -147,17 +150,40 @@ def mix_part(gpt, tok) -> dict:
     return {"weight": MIX_WEIGHT, "lm_batch_size": MIX_BATCH, **out}
 
 
+def forget_part(gpt, tok) -> dict:
+    """The masked SFT grid again with seed 0, each rate read on both sides of the trade-off:
+    test exact match (the task) and the loss on Moby-Dick's validation text (forgetting). The
+    ``sft`` part picks its rate on validation exact match alone; this shows what that costs."""
+    pairs, _, moby_val = sft_setup(gpt)
+    out = {"seed": SEEDS[0], "rates": {}}
+    for lr in SFT_GRID:
+        model, h = ft.train_sft(gpt, pairs["train"], tok, steps=SFT_STEPS, lr=lr,
+                                batch_size=SFT_BATCH, seed=SEEDS[0], mask_prompt=True,
+                                val_pairs=pairs["val"], eval_every=SFT_EVERY)
+        out["rates"][str(lr)] = {
+            "val_exact": h.val_exact[-1],
+            "test_exact": ft.exact_match(model, pairs["test"], tok).float().mean().item(),
+            "moby_val_loss": evaluate(model, moby_val, metric=None)[0]}
+        print(" ", lr, out["rates"][str(lr)], flush=True)
+    return out
+
+
 def names_part(gpt, tok) -> dict:
     streams = ft.names_streams(tok)
+    whole = ft.names_streams(tok, max_eval_windows=None)["test"]  # every test window
     V = gpt.config.vocab_size
     bigram_val = {str(s): evaluate(ft.bigram_baseline(streams["train"].tokens, V, s),
                                    streams["val"], metric=None)[0] for s in SMOOTHING}
     pick = min(SMOOTHING, key=lambda s: bigram_val[str(s)])
     bigram = ft.bigram_baseline(streams["train"].tokens, V, pick)
-    out = {"grid": NAMES_GRID, "checkpoint": {k: evaluate(gpt, streams[k], metric=None)[0]
-                                              for k in ("val", "test")},
+    out = {"grid": NAMES_GRID, "checkpoint": {**{k: evaluate(gpt, streams[k], metric=None)[0]
+                                                 for k in ("val", "test")},
+                                              "test_all": evaluate(gpt, whole, metric=None)[0]},
            "bigram": {"grid_val": bigram_val, "choice": pick,
-                      "test": evaluate(bigram, streams["test"], metric=None)[0]},
+                      "test": evaluate(bigram, streams["test"], metric=None)[0],
+                      "test_all": evaluate(bigram, whole, metric=None)[0]},
+           "test_windows": {"test": len(streams["test"].windows()[0]),
+                            "test_all": len(whole.windows()[0])},
            "runs": {}}
     print("bigram", out["bigram"], flush=True)
     for steps in NAMES_STEPS:
@@ -172,7 +198,8 @@ def names_part(gpt, tok) -> dict:
                 model, h = grid[pick] if seed == SEEDS[0] else ft.fine_tune_names(
                     gpt, mode, pick, seed, streams, steps=steps)
                 seeds[str(seed)] = {"val_loss": h.val_loss, "steps": h.x,
-                                    "test": evaluate(model, streams["test"], metric=None)[0]}
+                                    "test": evaluate(model, streams["test"], metric=None)[0],
+                                    "test_all": evaluate(model, whole, metric=None)[0]}
             out["runs"][f"{mode} {steps}"] = {
                 "choice": pick, "grid_val": {str(lr): grid[lr][1].val_loss[-1] for lr in grid},
                 "seeds": seeds}
@@ -183,11 +210,11 @@ def names_part(gpt, tok) -> dict:
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint(device="cpu")
-    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix"]  # a part alone keeps the rest
+    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget"]  # a part alone keeps the rest
     for part in parts:
         t0 = time.process_time()
         result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
-                  "mix": mix_part}[part](gpt, tok)
+                  "mix": mix_part, "forget": forget_part}[part](gpt, tok)
         result["cpu_seconds"] = time.process_time() - t0
         data = json.loads(OUT.read_text()) if OUT.exists() else {}  # read late: parts may
         data.update({"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "  # run apart
