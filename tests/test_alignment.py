@@ -213,3 +213,29 @@ def test_word_length_counts_and_scorer():
     assert counts.tolist() == [[1, 1, 1, 0, 0], [0, 0, 0, 0, 2]]
     scorer = al.LongWordScorer(frozenset({"whale", "ocean"}))
     assert scorer(["whale whale Whale", "wha le ocean", "whalee"]).tolist() == [5, 5, 0]
+
+
+def test_best_within_kl_chooses_on_the_kept_apart_answers():
+    def ev(kl, pick, hidden, kl_pick=None):
+        return {"kl": kl, "kl_pick": kl if kl_pick is None else kl_pick, "hidden_pick": pick,
+                "hidden": hidden, "repeat": 0.5, "ref_nats": -2.0}
+
+    # stops short of the budget: its best kept-apart checkpoint (step 1), read on the others
+    short = [ev(0, 0, 0), ev(1, 9, 5), ev(2, 3, 8)]
+    r = al.best_within_kl(short, 4.0)
+    assert (r["pick"], r["hidden"], r["kl"], r["repeat"]) == (9, 5, 1, 0.5)
+    # passes the budget: the crossing (kept-apart 5 at 2 nats) beats the checkpoint before it
+    far = [ev(0, 0, 0), ev(1, 2, 2), ev(3, 8, 6), ev(5, 99, 99)]
+    r = al.best_within_kl(far, 2.0)
+    assert r["pick"] == 5 and r["hidden"] == 4 and r["kl"] == 2.0
+    # a checkpoint past the budget never counts (only the crossing); only step 0 within: nan
+    r = al.best_within_kl([ev(0, 0, 0), ev(3, 9, 9, kl_pick=3)], 1.0)
+    assert r["hidden"] == 3 and r["pick"] == 3
+    assert math.isnan(al.best_within_kl([ev(0, 0, 0)], 1.0)["hidden"])
+
+
+def test_repeats_long_word():
+    assert al.repeats_long_word("whale, the whale")
+    assert not al.repeats_long_word("the the whale, Whales")
+    assert al.repeats_long_word("Whale whale")
+    assert not al.repeats_long_word("whale")

@@ -38,10 +38,19 @@ from dlbook.gpt import load_checkpoint
 
 OUT = ROOT / "data" / "ch18_alignment.json"
 SEEDS = [0, 1, 2]
-# (beta, learning rate): three KL coefficients at 3e-4, and the learning rate bracketed at 0.1
-RLHF_GRID = [(0.0, 3e-4), (0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3)]
+# (beta, learning rate): five KL coefficients at 3e-4, and the learning rate bracketed at 0.1
+RLHF_GRID = [(0.0, 3e-4), (0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.3, 3e-4),
+             (1.0, 3e-4)]
+# steps of the runs that need more than the default 80 to move as far (their first 80 steps are
+# the 80-step run's, step for step)
+RLHF_STEPS = {"0.3 0.0003": 160, "1 0.0003": 160}
 RLHF_GPT_FEATURES = (0.1, 3e-4)  # one RLHF setting with the reward model on the GPT's features
-DPO_GRID = [(0.1, 3e-5), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3)]
+# (beta, learning rate): the learning rate at beta 0.1, then beta at the chosen 3e-4
+DPO_GRID = [(0.1, 3e-5), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.03, 3e-4), (0.3, 3e-4),
+            (1.0, 3e-4)]
+# the runs the extension (--extend) made or re-made, with the measures `repeat` and `ref_nats`
+EXTENDED_RLHF = [(0.1, 3e-4), (0.3, 3e-4), (1.0, 3e-4)]
+EXTENDED_DPO = [(0.1, 3e-4), (0.03, 3e-4), (0.3, 3e-4), (1.0, 3e-4)]
 DPO_SIZES = [600, 2400]  # training pairs: the chapter's, and four times as many
 EXTRA_COLLECT = 2800  # pairs sampled (ties included) for the 1,800 extra untied pairs
 BON_NS = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -134,7 +143,7 @@ def main(seeds=SEEDS, path=OUT) -> None:
     P = len(tok.encode(scfg.prompt))
     rcfg, dcfg = al.RLHFConfig(), al.DPOConfig()
     out = {"experiment": asdict(setup), "rlhf": asdict(rcfg), "dpo": asdict(dcfg),
-           "rlhf_grid": RLHF_GRID, "rlhf_gpt_features": RLHF_GPT_FEATURES, "dpo_grid": DPO_GRID,
+           "rlhf_grid": RLHF_GRID, "rlhf_steps": RLHF_STEPS, "rlhf_gpt_features": RLHF_GPT_FEATURES, "dpo_grid": DPO_GRID,
            "dpo_sizes": DPO_SIZES, "decays": list(al.DECAYS), "bon_ns": BON_NS,
            "bon_pool": BON_POOL, "versions": {"torch": torch.__version__}, "seeds": {}}
     for seed in seeds:
@@ -165,7 +174,9 @@ def main(seeds=SEEDS, path=OUT) -> None:
         rec["rlhf"] = {}
         for beta, lr in RLHF_GRID:
             _, hist = al.train_rlhf(gpt, rfs["words"], scorer, tok, scfg,
-                                    al.RLHFConfig(beta=beta, lr=lr), seed)
+                                    al.RLHFConfig(beta=beta, lr=lr,
+                                                  steps=RLHF_STEPS.get(key(beta, lr), 80)),
+                                    seed)
             rec["rlhf"][key(beta, lr)] = hist
             print(f"  rlhf {key(beta, lr)}: hidden {hist[-1]['hidden']:.2f} "
                   f"kl {hist[-1]['kl']:.1f} ({hist[-1]['cpu_seconds']:.0f} s)", flush=True)
@@ -195,12 +206,73 @@ def main(seeds=SEEDS, path=OUT) -> None:
     print("wrote", path)
 
 
+def extend(seed: int, path: str) -> None:
+    """The runs of EXTENDED_RLHF and EXTENDED_DPO for one seed, on the stored reward model and
+    the same pairs: the new beta values, and the old settings re-made with the two measures
+    the first sweep did not store (their other numbers must come out the same)."""
+    torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
+    gpt, tok, _ = load_checkpoint()
+    setup = al.ExperimentConfig()
+    scfg, scorer = setup.sample, al.moby_scorer()
+    P = len(tok.encode(scfg.prompt))
+    old = json.loads(OUT.read_text())["seeds"][str(seed)]
+    rf = al.linear_reward(torch.tensor(old["reward_model"]["words"]["w"]),
+                          al.word_features(tok, P))
+    t0 = time.process_time()
+    rec = {"rlhf": {}, "dpo": {str(n): {} for n in DPO_SIZES}}
+    for beta, lr in EXTENDED_RLHF:
+        _, hist = al.train_rlhf(gpt, rf, scorer, tok, scfg, al.RLHFConfig(
+            beta=beta, lr=lr, steps=RLHF_STEPS.get(key(beta, lr), 80)), seed)
+        rec["rlhf"][key(beta, lr)] = hist
+        print(f"seed {seed} rlhf {key(beta, lr)}: {[round(e['kl'], 1) for e in hist]} "
+              f"{[round(e['hidden'], 1) for e in hist]}", flush=True)
+    _, train, _, _ = al.preference_splits(gpt, tok, scorer, setup, seed)
+    extra = al.collect_preferences(gpt, tok, scorer, scfg, EXTRA_COLLECT, setup.temperature,
+                                   1000 + seed).untied()
+    big_c, big_r = (torch.cat([x, y[:DPO_SIZES[-1] - setup.n_train]]) for x, y in
+                    zip(train.chosen_rejected(), extra.chosen_rejected()))
+    for size in DPO_SIZES:
+        for beta, lr in EXTENDED_DPO:
+            _, hist = al.train_dpo(gpt, big_c[:size], big_r[:size], rf, scorer, tok, scfg,
+                                   al.DPOConfig(beta=beta, lr=lr), seed)
+            rec["dpo"][str(size)][key(beta, lr)] = hist
+            print(f"seed {seed} dpo {size} {key(beta, lr)}: kl {hist[-1]['kl']:.1f} "
+                  f"hidden {hist[-1]['hidden']:.2f}", flush=True)
+    rec["cpu_seconds"] = time.process_time() - t0
+    Path(path).write_text(json.dumps({"seed": seed, **rec}, indent=1) + "\n")
+    print("wrote", path, f"{rec['cpu_seconds']:.0f} s")
+
+
+def apply_extension(parts: list[str]) -> None:
+    """Put the extension's runs into OUT; a re-made run must repeat the stored numbers."""
+    out = json.loads(OUT.read_text())
+    for part in parts:
+        ext = json.loads(Path(part).read_text())
+        rec = out["seeds"][str(ext["seed"])]
+        pairs = [(rec["rlhf"], ext["rlhf"])] + [(rec["dpo"][n], ext["dpo"][n])
+                                                 for n in ext["dpo"]]
+        for stored, new in pairs:
+            for k, hist in new.items():
+                for a, b in zip(stored.get(k, []), hist):
+                    for f in ("reward", "hidden", "kl", "hidden_pick", "kl_pick", "sample"):
+                        assert a[f] == b[f], (ext["seed"], k, f, a[f], b[f])
+                stored[k] = hist
+        rec["extension_cpu_seconds"] = ext["cpu_seconds"]
+    out["rlhf_grid"], out["rlhf_steps"], out["dpo_grid"] = RLHF_GRID, RLHF_STEPS, DPO_GRID
+    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    print("wrote", OUT)
+
+
 if __name__ == "__main__":
     # default: all seeds into OUT; or `--seeds 2 --out part.json` for one part, and
     # `--merge part0.json part1.json ...` to join parts into OUT
     args = sys.argv[1:]
     if args[:1] == ["--merge"]:
         merge(args[1:])
+    elif args[:1] == ["--extend"]:  # --extend SEED PART.json, then --apply PART.json ...
+        extend(int(args[1]), args[2])
+    elif args[:1] == ["--apply"]:
+        apply_extension(args[1:])
     elif args[:1] == ["--seeds"]:
         main([int(s) for s in args[1].split(",")], args[3] if args[2:3] == ["--out"] else OUT)
     else:

@@ -418,6 +418,31 @@ def score_at_kl(kl, score, budget: float) -> float:
         else math.nan
 
 
+def best_within_kl(history: list[dict], budget: float,
+                   measures=("hidden", "kl", "repeat", "ref_nats")) -> dict[str, float]:
+    """A run's best use of a KL budget. The candidates: its checkpoints whose KL so far on the
+    answers kept apart (``kl_pick``) stays within ``budget``, and the point where it first
+    reaches the budget (read as :func:`score_at_kl` does). The one with the highest kept-apart
+    hidden score (``hidden_pick``) is chosen, and its ``measures`` are read on the other
+    answers (at the crossing: interpolated on their KL). So a setting that stops short of the
+    budget competes with its best checkpoint, one that passes it with its reading there.
+    Returns the measures and ``pick``, the kept-apart score it was chosen on; all nan if no
+    checkpoint after step 0 fits (a missing measure is nan)."""
+    nan = math.nan
+    kl_pick = np.maximum.accumulate([e["kl_pick"] for e in history])
+    options = [(history[i]["hidden_pick"], {m: history[i].get(m, nan) for m in measures})
+               for i in range(1, len(history)) if kl_pick[i] <= budget]
+    crossing = score_at_kl(kl_pick, [e["hidden_pick"] for e in history], budget)
+    kl = [e["kl"] for e in history]
+    if not math.isnan(crossing) and max(kl) >= budget:
+        options.append((crossing, {m: budget if m == "kl" else score_at_kl(
+            kl, [e.get(m, nan) for e in history], budget) for m in measures}))
+    if not options:
+        return {"pick": nan, **{m: nan for m in measures}}
+    pick, read = max(options, key=lambda o: o[0])
+    return {"pick": pick, **read}
+
+
 # --- DPO ------------------------------------------------------------------------------------------
 def dpo_loss(pi_chosen: torch.Tensor, pi_rejected: torch.Tensor, ref_chosen: torch.Tensor,
              ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
@@ -485,17 +510,29 @@ def evaluate(policy, ref, reward_fn, hidden_fn, tokenizer, scfg: SampleConfig, n
     """Mean learned reward, hidden score (with its standard error) and KL(pi || pi_ref) (k1,
     with its standard error) of n fresh samples of the policy; and the hidden score and KL of
     n further samples (``hidden_pick``, ``kl_pick``), for choosing settings and checkpoints on
-    samples other than those reported."""
+    samples other than those reported. Two measures the hidden scorer does not pay for, on the
+    reported samples: ``repeat``, the share of answers that use one word of 5 or more letters
+    twice or more, and ``ref_nats``, the reference's log-likelihood per character (nats)."""
     P = len(tokenizer.encode(scfg.prompt))
     with torch.no_grad():
         idx = sample(policy, tokenizer, scfg, 2 * n, generator)
-        kl = sequence_logprob(policy, idx, P) - sequence_logprob(ref, idx, P)  # (2n,)
+        logq = sequence_logprob(ref, idx, P)  # (2n,)
+        kl = sequence_logprob(policy, idx, P) - logq  # (2n,)
         r = reward_fn(idx[:n])
-    h = hidden_fn(texts(tokenizer, idx, P))  # (2n,)
+    answers = texts(tokenizer, idx, P)
+    h = hidden_fn(answers)  # (2n,)
     return {"reward": r.mean().item(), "hidden": float(h[:n].mean()),
             "hidden_se": float(h[:n].std(ddof=1) / math.sqrt(n)), "kl": kl[:n].mean().item(),
             "kl_se": (kl[:n].std() / math.sqrt(n)).item(), "hidden_pick": float(h[n:].mean()),
-            "kl_pick": kl[n:].mean().item(), "sample": texts(tokenizer, idx[:1], P)[0]}
+            "kl_pick": kl[n:].mean().item(), "sample": answers[0],
+            "repeat": float(np.mean([repeats_long_word(t) for t in answers[:n]])),
+            "ref_nats": (logq[:n].mean() / (idx.shape[1] - P)).item()}
+
+
+def repeats_long_word(text: str, min_len: int = 5) -> bool:
+    """Whether ``text`` uses some word of ``min_len`` or more letters more than once."""
+    words = re.findall(f"[a-z]{{{min_len},}}", text.lower())
+    return len(words) > len(set(words))
 
 
 def train_rlhf(base, reward_fn, hidden_fn, tokenizer, scfg: SampleConfig, cfg: RLHFConfig,

@@ -118,7 +118,7 @@ CHECKSUMS: dict[str, str] = {
     # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
     # by tools/ch18_alignment_sweep.py
     "ch18_alignment.json":
-        "22e8e015811f28807110e40b9e0f1c784fdc21fb85baa94b845460a959cc121c",
+        "bae2973aee0ab0c09d782de845ca7ef8cd58a040fc363bdda277d3b167bee2b0",
     # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
