@@ -301,3 +301,81 @@ def test_ch17_sweep_tunes_reinforce_on_six_unreported_seeds_and_reports_five():
     pick = max(tuning["configs"], key=lambda c: c["score"])["lr"]
     assert runs["reinforce"]["lr"] == pick
     assert min(sweep.REINFORCE_GRID["lr"]) < pick < max(sweep.REINFORCE_GRID["lr"])
+
+
+def test_policy_evaluation_of_a_policy_that_never_ends_at_gamma_1():
+    gym = pytest.importorskip("gymnasium")
+    mdp = rl.mdp_from_gymnasium(gym.make("FrozenLake-v1"), gamma=1.0)
+    up = np.eye(4)[np.full(16, 3)]  # "up" everywhere: the top row slips along itself for ever
+    V = rl.policy_evaluation(mdp, up)
+    assert np.array_equal(V[:4], np.zeros(4))  # never ends, never paid
+    _, V_t, _ = rl.finite_horizon_values(mdp, up, 5000)  # the long-horizon limit, by recursion
+    assert np.allclose(V, V_t[0], atol=1e-9)
+    assert V[14] > 0.1  # next to the goal: a sideways slip from "up" reaches it
+    # a policy that loops for ever while paying has no finite value at gamma 1: a clear error
+    left = np.eye(2)[np.zeros(4, int)]
+    with pytest.raises(ValueError, match="infinite"):
+        rl.policy_evaluation(rl.corridor(slip=0.0, step_cost=0.1, gamma=1.0), left)
+    assert rl.policy_evaluation(rl.corridor(slip=0.0, step_cost=0.1, gamma=0.9), left)[0] < 0
+
+
+def test_dqn_update_is_one_step_on_the_huber_loss():
+    torch.manual_seed(0)
+    q_net, target = rl.mlp([4, 8, 2]), rl.mlp([4, 8, 2])
+    batch = (torch.randn(5, 4), torch.tensor([0, 1, 1, 0, 1]), torch.randn(5),
+             torch.randn(5, 4), torch.tensor([0.0, 0, 1, 0, 0]))
+    w0 = [p.detach().clone() for p in q_net.parameters()]
+    q = q_net(batch[0])[torch.arange(5), batch[1]]
+    y = batch[2] + 0.9 * (1 - batch[4]) * target(batch[3]).max(1).values.detach()
+    err = (q - y).abs()
+    direct = torch.where(err < 1, 0.5 * err**2, err - 0.5).mean()
+    grads = torch.autograd.grad(direct, list(q_net.parameters()))
+    loss = rl.dqn_update(q_net, target, torch.optim.SGD(q_net.parameters(), lr=0.1), batch, 0.9)
+    assert abs(loss - direct.item()) < 1e-6
+    for p, p0, g in zip(q_net.parameters(), w0, grads):
+        assert torch.allclose(p, p0 - 0.1 * g, atol=1e-6)
+
+
+def test_reinforce_update_surrogate_gradient_is_the_estimate():
+    torch.manual_seed(0)
+    policy = rl.mlp([3, 2])
+    rng = np.random.default_rng(0)
+    batch = [(rng.normal(size=(n, 3)), rng.integers(2, size=n), np.ones(n)) for n in (4, 7)]
+    w0 = [p.detach().clone() for p in policy.parameters()]
+    G = [rl.returns_to_go(r, 0.9) for _, _, r in batch]
+    base = np.array([np.mean([g[t] for g in G if len(g) > t]) for t in range(7)])
+    adv = np.concatenate([g - base[:len(g)] for g in G])
+    adv = adv / (adv.std() + 1e-8)
+    obs = torch.as_tensor(np.concatenate([o for o, _, _ in batch]), dtype=torch.float32)
+    act = torch.as_tensor(np.concatenate([a for _, a, _ in batch]))
+    logp = torch.log_softmax(policy(obs), -1)[torch.arange(11), act]
+    # the estimate: mean over episodes of sum_t A_t grad log pi(a_t | s_t), ascended
+    est = torch.autograd.grad((torch.as_tensor(adv, dtype=torch.float32) * logp).sum() / 2,
+                              list(policy.parameters()))
+    rl.reinforce_update(policy, torch.optim.SGD(policy.parameters(), lr=0.1), batch, 0.9)
+    for p, p0, g in zip(policy.parameters(), w0, est):
+        assert torch.allclose(p, p0 + 0.1 * g, atol=1e-6)
+
+
+def test_dqn_update_matches_stable_baselines3_on_one_batch():
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+    cfg = rl.DQNConfig(hidden=16, grad_clip=0.5, lr=0.01, batch_size=8)
+    m = rl.sb3_agent("DQN", cfg, rl.make_env(cfg.env_id), seed=0)
+    ours, target = rl.mlp([4, 16, 16, 2]), rl.mlp([4, 16, 16, 2])
+    ours.load_state_dict(m.q_net.q_net.state_dict())
+    target.load_state_dict(m.q_net_target.q_net.state_dict())
+    torch.manual_seed(1)
+    o, a, r, o2 = torch.randn(8, 4), torch.randint(2, (8,)), torch.ones(8), torch.randn(8, 4)
+    d = torch.tensor([0.0, 1, 0, 0, 0, 0, 1, 0])
+    m.replay_buffer.sample = lambda *args, **kw: ReplayBufferSamples(
+        o, a[:, None], o2, d[:, None], r[:, None])
+    m.set_logger(configure(None, []))
+    m._current_progress_remaining = 1.0
+    m.train(gradient_steps=1, batch_size=8)
+    opt = torch.optim.Adam(ours.parameters(), lr=cfg.lr)
+    rl.dqn_update(ours, target, opt, (o, a, r, o2, d), cfg.gamma, cfg.grad_clip)
+    for p, q in zip(ours.parameters(), m.q_net.q_net.parameters()):
+        assert torch.allclose(p, q, atol=1e-7)

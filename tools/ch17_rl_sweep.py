@@ -15,7 +15,11 @@
    network (the ablation), stable-baselines3's DQN (the tuned settings, the same argument list)
    and PPO (its defaults), and a uniformly random policy. The chapter reads the file and re-runs the book's REINFORCE at seed 0, checking it
    against the file.
-3. "Does gamma matter": the same DQN tuning and reported runs with the zoo's gamma 0.99 replaced
+3. A second target-network control: the textbook DQN (dlbook.rl.DQNConfig's defaults: one
+   gradient step per environment step, 64-64 tanh, a target copied every 500 steps; untuned)
+   with and without its target network, seeds 0-2, each run's max_a Q on 50 start states kept
+   ("start_q") to compare with the bound 1 / (1 - gamma) = 100.
+4. "Does gamma matter": the same DQN tuning and reported runs with the zoo's gamma 0.99 replaced
    by 0.98 (an earlier version of the book used 0.98), on the grid that earlier version used.
 
 Every run is seeded and deterministic for one torch build; --cache FILE[,FILE...] keeps each
@@ -50,6 +54,8 @@ GRID_98 = {"lr": [5e-4, 1e-3, 2.3e-3]}  # the grid the earlier version used
 CENTRE_98 = replace(CENTRE, gamma=0.98)
 REINFORCE_GRID = {"lr": [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]}
 REINFORCE_CENTRE = rl.ReinforceConfig()  # lr 0.01
+ONE_STEP = rl.DQNConfig()  # the textbook DQN: one gradient step per environment step, untuned
+ONE_STEP_NT = replace(ONE_STEP, target_network=False)
 
 
 def cross(centre, grid: dict) -> list:
@@ -114,12 +120,19 @@ class Cache:
                 return {"steps": [0], "returns": [[0.0]]}
         if key not in self.runs:
             curve = job()
-            self.runs[key] = asdict(curve)
-            print(f"{agent:14s} seed {seed} {cfg_label(cfg)}: {curve.mean().round(1).tolist()} "
-                  f"({curve.cpu_seconds:.0f} s)", flush=True)
+            self.runs[key] = curve if isinstance(curve, dict) else asdict(curve)
+            means = np.mean(self.runs[key]["returns"], 1).round(1).tolist()
+            print(f"{agent:14s} seed {seed} {cfg_label(cfg)}: {means} "
+                  f"({self.runs[key]['cpu_seconds']:.0f} s)", flush=True)
             if self.path:
                 self.path.write_text(json.dumps(self.runs))
         return self.runs[key]
+
+
+def with_start_q(cfg: rl.DQNConfig, seed: int) -> dict:
+    """A DQN run's curve and, after training, max_a Q on 50 seeded start states."""
+    curve, net = rl.train_dqn(cfg, seed)
+    return {**asdict(curve), "start_q": rl.start_q_values(net, cfg.env_id).tolist()}
 
 
 def cfg_label(cfg) -> str:
@@ -157,14 +170,17 @@ def main() -> None:
     rcfg = replace(REINFORCE_CENTRE, lr=max(r_tuning, key=lambda t: t["score"])["lr"])
     dcfg_98 = replace(CENTRE_98, lr=max(tuning_98, key=lambda t: t["score"])["lr"])
     no_target = replace(dcfg, target_network=False)
-    names = ("REINFORCE", "DQN", "DQN no target", "SB3 DQN", "SB3 PPO", "DQN gamma 0.98")
+    names = ("REINFORCE", "DQN", "DQN no target", "SB3 DQN", "SB3 PPO", "DQN gamma 0.98",
+             "DQN 1-step", "DQN 1-step no target")
     runs = {name: {} for name in names}
     jobs = {"REINFORCE": (rcfg, lambda s: rl.train_reinforce(rcfg, s)[0]),
             "DQN": (dcfg, lambda s: rl.train_dqn(dcfg, s)[0]),
             "DQN no target": (no_target, lambda s: rl.train_dqn(no_target, s)[0]),
             "SB3 DQN": (dcfg, lambda s: sb3_run("DQN", s, dcfg.steps, dcfg)),
             "SB3 PPO": (budget, lambda s: sb3_run("PPO", s, dcfg.steps, dcfg)),
-            "DQN gamma 0.98": (dcfg_98, lambda s: rl.train_dqn(dcfg_98, s)[0])}
+            "DQN gamma 0.98": (dcfg_98, lambda s: rl.train_dqn(dcfg_98, s)[0]),
+            "DQN 1-step": (ONE_STEP, lambda s: with_start_q(ONE_STEP, s)),
+            "DQN 1-step no target": (ONE_STEP_NT, lambda s: with_start_q(ONE_STEP_NT, s))}
     for name in sorted(names, key=lambda n: not n.startswith("SB3")):  # the slow ones first
         cfg, job = jobs[name]
         key = "DQN" if name == "DQN gamma 0.98" else name
@@ -178,7 +194,7 @@ def main() -> None:
 
     data = {"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch17_rl_sweep.py",
             "seeds": SEEDS, "reinforce_seeds": REINFORCE_SEEDS, "reinforce": asdict(rcfg), "dqn": asdict(dcfg),
-            "dqn_98": asdict(dcfg_98),
+            "dqn_98": asdict(dcfg_98), "dqn_1step": asdict(ONE_STEP),
             "dqn_tuning": {"seeds": TUNE_SEEDS, "grid": GRID, "centre": asdict(CENTRE),
                            "score": "mean greedy return over the checkpoints at 25,000-50,000",
                            "configs": tuning},

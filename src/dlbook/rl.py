@@ -193,15 +193,33 @@ def greedy_policy(mdp: TabularMDP, V: np.ndarray) -> np.ndarray:
 
 
 def policy_evaluation(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
-    """V^pi exactly, by solving (I - gamma P_pi) V = r_pi on the non-terminal states. (S,)"""
+    """V^pi exactly, by solving (I - gamma P_pi) V = r_pi on the non-terminal states. (S,)
+
+    At gamma = 1 the system is singular when pi can loop for ever: from some states no terminal
+    state is reachable. Those states are found by reachability; if pi earns no reward there,
+    their value is 0 (nothing is ever collected) and the rest is solved without them; if it
+    does, the value is infinite and a ValueError says so."""
     pi = np.asarray(pi, float)
     if pi.shape != mdp.R.shape or not np.allclose(pi.sum(1), 1.0):
         raise ValueError(f"pi must be a (S, A) = {mdp.R.shape} table of distributions")
+    P_pi = np.einsum("sa,sat->st", pi, mdp.P)  # (S, S)
+    r_pi = (pi * mdp.R).sum(1)  # (S,)
     live = ~mdp.terminal
-    P_pi = np.einsum("sa,sat->st", pi, mdp.P)[np.ix_(live, live)]  # (S', S')
-    r_pi = (pi * mdp.R).sum(1)[live]
+    if mdp.gamma == 1.0:
+        ends = mdp.terminal.copy()  # states from which a terminal state is reachable
+        while True:
+            more = ends | ((P_pi[:, ends] > 0).any(1))
+            if (more == ends).all():
+                break
+            ends = more
+        stuck = live & ~ends
+        if np.abs(r_pi[stuck]).max(initial=0.0) > 0:
+            raise ValueError(f"at gamma = 1, pi never ends from states {stuck.nonzero()[0]} "
+                             "and earns reward there: their value is infinite")
+        live = live & ends  # the stuck states keep V = 0
     V = np.zeros(mdp.n_states)
-    V[live] = np.linalg.solve(np.eye(live.sum()) - mdp.gamma * P_pi, r_pi)
+    A = np.eye(live.sum()) - mdp.gamma * P_pi[np.ix_(live, live)]
+    V[live] = np.linalg.solve(A, r_pi[live])
     return V
 
 
@@ -474,7 +492,7 @@ def train_reinforce(cfg: ReinforceConfig, seed: int) -> tuple[Curve, nn.Module]:
             ep_obs, ep_act, ep_rew = [], [], []
             obs, _ = env.reset()
             if sum(len(e[1]) for e in batch) >= cfg.batch_steps:
-                _reinforce_update(policy, opt, batch, cfg.gamma)
+                reinforce_update(policy, opt, batch, cfg.gamma)
                 batch = []
         if step % cfg.eval_every == 0:
             curve.steps.append(step)
@@ -483,7 +501,10 @@ def train_reinforce(cfg: ReinforceConfig, seed: int) -> tuple[Curve, nn.Module]:
     return curve, policy
 
 
-def _reinforce_update(policy, opt, batch, gamma):
+def reinforce_update(policy: nn.Module, opt, batch, gamma: float) -> float:
+    """One REINFORCE step on a batch of whole episodes [(obs, actions, rewards), ...]: the
+    surrogate loss -sum_t A_t log pi(a_t | s_t), A_t the return-to-go minus the batch's mean at
+    step t, scaled to unit spread; its gradient is the policy-gradient estimate. Returns it."""
     G = [returns_to_go(r.astype(np.float64), gamma) for _, _, r in batch]
     longest = max(len(g) for g in G)
     padded = np.full((len(G), longest), np.nan)
@@ -495,10 +516,11 @@ def _reinforce_update(policy, opt, batch, gamma):
     adv = np.concatenate([g - baseline[:len(g)] for g in G])
     adv = torch.as_tensor(adv / (adv.std() + 1e-8), dtype=torch.float32)  # (N,)
     logp = F.log_softmax(policy(obs), -1)[torch.arange(len(act)), act]  # (N,)
-    loss = -(logp * adv).sum() / len(batch)
+    loss = -(logp * adv).sum() / len(batch)  # surrogate: its gradient is the estimate
     opt.zero_grad()
     loss.backward()
     opt.step()
+    return float(loss.detach())
 
 
 class ReplayBuffer:
@@ -541,6 +563,22 @@ def dqn_targets(target_net: nn.Module, rewards, next_obs, terminated, gamma: flo
         return rewards + gamma * (1.0 - terminated) * target_net(next_obs).max(1).values
 
 
+def dqn_update(q_net: nn.Module, target_net: nn.Module, opt, batch, gamma: float,
+               grad_clip: float | None = None) -> float:
+    """One gradient step of DQN on a replay batch (obs, actions, rewards, next_obs,
+    terminated): regress Q(s, a) on the fixed target y with a Huber loss. Returns the loss."""
+    obs, actions, rewards, next_obs, terminated = batch
+    y = dqn_targets(target_net, rewards, next_obs, terminated, gamma)  # (B,), no gradient
+    q = q_net(obs).gather(1, actions[:, None]).squeeze(1)  # (B,): Q of the actions taken
+    loss = F.smooth_l1_loss(q, y)
+    opt.zero_grad()
+    loss.backward()
+    if grad_clip is not None:  # rescale the whole gradient to norm <= grad_clip
+        nn.utils.clip_grad_norm_(q_net.parameters(), grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
 def epsilon_at(cfg: DQNConfig, step: int) -> float:
     frac = min(1.0, step / max(1.0, cfg.eps_fraction * cfg.steps))
     return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
@@ -573,15 +611,8 @@ def train_dqn(cfg: DQNConfig, seed: int) -> tuple[Curve, nn.Module]:
         obs = env.reset()[0] if terminated or truncated else next_obs
         if step >= cfg.learning_starts and step % cfg.train_every == 0:
             for _ in range(cfg.gradient_steps):
-                o, act, rew, o2, term = buffer.sample(cfg.batch_size, rng)
-                y = dqn_targets(target, rew, o2, term, cfg.gamma)  # (B,)
-                q = q_net(o).gather(1, act[:, None]).squeeze(1)  # (B,)
-                loss = F.smooth_l1_loss(q, y)
-                opt.zero_grad()
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(q_net.parameters(), cfg.grad_clip)
-                opt.step()
+                batch = buffer.sample(cfg.batch_size, rng)
+                dqn_update(q_net, target, opt, batch, cfg.gamma, cfg.grad_clip)
         if cfg.target_network and step % cfg.target_every == 0:
             target.load_state_dict(q_net.state_dict())
         if step % cfg.eval_every == 0:
@@ -589,6 +620,16 @@ def train_dqn(cfg: DQNConfig, seed: int) -> tuple[Curve, nn.Module]:
             curve.returns.append(evaluate(greedy(q_net), cfg.env_id, cfg.eval_episodes))
     curve.cpu_seconds = time.process_time() - t0
     return curve, q_net
+
+
+def start_q_values(q_net: nn.Module, env_id: str = "CartPole-v1", n: int = 50,
+                   seed: int = 30_000) -> np.ndarray:
+    """max_a Q(s_0, a) on ``n`` seeded start states (seeds ``seed, seed + 1, ...``). (n,)"""
+    env = make_env(env_id)
+    starts = np.array([env.reset(seed=seed + k)[0] for k in range(n)], np.float32)
+    env.close()
+    with torch.no_grad():
+        return q_net(torch.as_tensor(starts)).max(1).values.numpy().astype(float)
 
 
 RUNS_FILE = "ch17_rl_runs.json"
