@@ -2,20 +2,36 @@
 
     DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch18_alignment_sweep.py
 
+or, one process per seed (in parallel), then joined:
+
+    for s in 0 1 2; do ... tools/ch18_alignment_sweep.py --seeds $s --out part$s.json & done
+    .venv/bin/python tools/ch18_alignment_sweep.py --merge part0.json part1.json part2.json
+
 For seeds 0, 1 and 2: 1,550 pairs of the book's GPT's continuations of "The whale " (32
 characters each), labelled by noisy Bradley-Terry raters on the hidden long-word scorer; the
 ties dropped and the first 1,000 untied pairs split 600 / 200 / 200 into train, validation (the
 reward models' L2 penalty) and test (their reported accuracy). Linear reward models on
 word-length counts, on the bag of characters and on the GPT's own last hidden state. Then, all
-evaluated every 10 steps on the learned reward, the hidden score and KL to the reference (64
-samples reported, 64 more for choosing settings and checkpoints):
-- RLHF (KL-penalised REINFORCE, 80 steps) over a grid of KL coefficients and learning rates;
-- DPO (100 steps of 16 pairs) at beta 0.1 over a grid of learning rates, on the 600 training
-  pairs and on 2,400 (the 600 and 1,800 more untied pairs from a fresh sample);
-- best-of-n on 1,024 fresh samples.
+evaluated every 10 steps on the learned reward, the hidden score and KL to the reference, the
+share of answers repeating a long word, the hidden score of the others and the reference's
+log-likelihood per character (64 samples reported, 64 more for choosing settings and
+checkpoints):
+- RLHF (KL-penalised REINFORCE, 80 steps; 160 for the settings of RLHF_STEPS) over a
+  one-factor grid of KL coefficients and learning rates on the word-length reward model, and
+  over KL coefficients 0.1, 0.3 and 1 on the GPT-feature reward model;
+- DPO (100 steps of 16 pairs) over a one-factor grid, on the 600 training pairs and on 2,400
+  (the 600 and 1,800 more untied pairs from a fresh sample);
+- best-of-n on 1,024 fresh samples, with each reward model.
 And trl's DPO loss on a fixed small input (trl 1.16.0's DPOTrainer._compute_loss), which the
 chapter recomputes with dlbook.alignment.dpo_loss. The chapter re-runs seed 0's preferences,
 reward models and the first evaluation interval of one RLHF and one DPO run.
+
+Cost, measured (one thread each, three seeds in parallel on a shared 2-core machine): the reward
+models, best-of-n, RLHF on the GPT-feature reward model and DPO on 600 pairs took 409-417 s of
+CPU per seed (29 min wall); the RLHF grid on the word-length reward model and DPO on 2,400 pairs
+add about 380 s per seed (their runs' cpu_seconds in the file): about 13 min of CPU per seed.
+`--merge --base OLD.json part0.json ...` prints, per seed, the largest difference from a former
+file on the numbers both hold (a check that a rebuild reproduces it).
 """
 from __future__ import annotations
 
@@ -232,6 +248,8 @@ def merge(parts: list[str], base: str | None = None) -> None:
         if out is None:
             out = data
             continue
+        for k in [k for k in out if k not in data and k not in ("seeds", "trl")]:
+            del out[k]  # a former file's settings that this sweep no longer has
         for k, v in data.items():
             if k not in ("seeds", "trl"):
                 out[k] = v
