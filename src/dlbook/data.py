@@ -118,7 +118,7 @@ CHECKSUMS: dict[str, str] = {
     # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
     # by tools/ch18_alignment_sweep.py
     "ch18_alignment.json":
-        "bae2973aee0ab0c09d782de845ca7ef8cd58a040fc363bdda277d3b167bee2b0",
+        "3c815dfbcdf216e901deff699d38decccc7c872c53f2f1109efa7f8ffcf39b3e",
     # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
