@@ -22,6 +22,14 @@ the grid with seed 0, the other seeds at the pick):
    the chapter reads live ("test") and on every test window ("test_all").
 5. ``forget``: the masked SFT grid again with seed 0, each rate's test exact match beside its
    Moby-Dick loss (what choosing the rate on the task alone costs).
+6. ``curves``: the contenders of ``names`` run to a plateau (CURVE_STEPS steps), the loss on
+   every validation and test window every CURVE_EVERY steps, each rate chosen on the last
+   validation loss from its own grid (CURVE_GRID), 3 seeds.
+7. ``next``: what pretraining buys SFT. "Next: <up to 36 characters of Moby-Dick>" answered
+   with the word that follows in the book (dlbook.finetune.next_word_pairs, passages of the
+   checkpoint's training text, validation and test passages held out of SFT), masked SFT from
+   the checkpoint and from random weights (NEXT_GRID), beside the checkpoint continuing the
+   bare text, the most frequent answer and word n-gram tables of the same text.
 
 `python tools/ch18_finetune_sweep.py sft` re-runs one part and keeps the others' results (parts
 may run in separate processes: each reads the file just before writing its own entry).
@@ -59,6 +67,11 @@ NAMES_STEPS = [20, 100]
 NAMES_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [3e-4, 1e-3, 3e-3, 1e-2],
               "scratch": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}
 SMOOTHING = [0.01, 0.1, 1.0, 10.0, 100.0]
+CURVE_STEPS, CURVE_EVERY = 600, 50  # the names contenders run to a plateau
+CURVE_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [1e-4, 3e-4, 1e-3, 3e-3],
+              "scratch": [1e-3, 3e-3, 1e-2, 3e-2]}
+NEXT_STEPS, NEXT_EVERY = 500, 50  # "Next: <phrase>" -> the word after it in the book
+NEXT_GRID = {"checkpoint": [3e-4, 1e-3, 3e-3], "random init": [1e-3, 3e-3, 1e-2]}
 
 
 def sft_setup(gpt):
@@ -207,14 +220,127 @@ def names_part(gpt, tok) -> dict:
     return out
 
 
+def curves_part(gpt, tok) -> dict:
+    """LoRA, full fine-tuning and from scratch on the names, CURVE_STEPS steps each, the loss
+    on every validation and test window every CURVE_EVERY steps; each rate chosen on the last
+    validation loss from CURVE_GRID with seed 0, then every seed at the pick."""
+    streams = ft.names_streams(tok)
+    whole = ft.names_streams(tok, max_eval_windows=None)
+    read = {"val": whole["val"], "test": whole["test"]}
+    out = {"steps": CURVE_STEPS, "eval_every": CURVE_EVERY, "grid": CURVE_GRID, "runs": {}}
+    for mode in ft.MODES:
+        grid = {}
+        for lr in CURVE_GRID[mode]:
+            t0 = time.process_time()
+            grid[lr] = ft.names_curve(gpt, mode, lr, SEEDS[0], streams["train"], read,
+                                      steps=CURVE_STEPS, eval_every=CURVE_EVERY)[1]
+            grid[lr]["cpu_seconds"] = time.process_time() - t0
+            print(mode, lr, [round(v, 3) for v in grid[lr]["val"][::3]], flush=True)
+        pick = min(grid, key=lambda lr: grid[lr]["val"][-1])
+        seeds = {str(SEEDS[0]): grid[pick]}
+        for seed in SEEDS[1:]:
+            t0 = time.process_time()
+            seeds[str(seed)] = ft.names_curve(gpt, mode, pick, seed, streams["train"], read,
+                                              steps=CURVE_STEPS, eval_every=CURVE_EVERY)[1]
+            seeds[str(seed)]["cpu_seconds"] = time.process_time() - t0
+        out["runs"][mode] = {"choice": pick,
+                             "grid_val": {str(lr): c["val"][-1] for lr, c in grid.items()},
+                             "seeds": seeds}
+        print(mode, pick, [round(c["test"][-1], 3) for c in seeds.values()], flush=True)
+    return out
+
+
+def word_table(text: str, pairs, order: int) -> float:
+    """Exact match of a word n-gram count table of ``text`` (lower-cased words): the most
+    frequent word after the prompt's last ``order - 1`` words, backing off to fewer words,
+    down to the most frequent word of all."""
+    from collections import Counter, defaultdict
+    import re
+
+    words = re.findall(r"[a-z]+", text.lower())
+    after = defaultdict(Counter)
+    for c in range(order):
+        for i in range(c, len(words)):
+            after[tuple(words[i - c:i])][words[i]] += 1
+    hits = 0
+    for prompt, answer in pairs:
+        ctx = re.findall(r"[a-z]+", prompt[len("Next: "):].lower())
+        for c in range(min(order - 1, len(ctx)), -1, -1):
+            key = tuple(ctx[len(ctx) - c:])
+            if key in after:
+                hits += after[key].most_common(1)[0][0] == answer.strip()
+                break
+    return hits / len(pairs)
+
+
+def next_part(gpt, tok) -> dict:
+    """What pretraining buys SFT: "Next: <up to 36 characters of Moby-Dick>" -> the word that
+    follows there, on passages of the checkpoint's own training text (held-out passages for
+    validation and test). Masked SFT from the checkpoint and from random weights, each its own
+    rate from NEXT_GRID; beside them the checkpoint continuing the bare text, the most frequent
+    answer and word n-gram count tables of the same training text."""
+    import re
+
+    text = load_moby_dick()
+    pretrain = text[:int(round(0.9 * len(text)))]  # the checkpoint's training split
+    pairs = ft.next_word_pairs(pretrain)
+    answers = [a for _, a in pairs["train"]]
+    top = max(set(answers), key=answers.count)
+    bare = [ft.greedy_answer(gpt, p[len("Next: "):-1] + " ", tok, max_new_tokens=14,
+                             stop=" ") for p, _ in pairs["test"]]
+    bare_hit = [re.match(r"[a-z]*", b).group() == a.strip()
+                for b, (_, a) in zip(bare, pairs["test"])]
+    out = {"steps": NEXT_STEPS, "eval_every": NEXT_EVERY, "batch_size": SFT_BATCH,
+           "grid": NEXT_GRID, "sizes": {k: len(v) for k, v in pairs.items()},
+           "examples": pairs["test"][:4],
+           "baselines": {"checkpoint_bare": sum(bare_hit) / len(bare_hit),
+                         "most_frequent": {"word": top.strip(), "test": sum(
+                             a == top for _, a in pairs["test"]) / len(pairs["test"])},
+                         **{f"word_{n}gram": word_table(pretrain, pairs["test"], n)
+                            for n in (2, 3, 4)}},
+           "runs": {}}
+    print(out["baselines"], flush=True)
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        return GPT(gpt.config)
+
+    for init, make in (("checkpoint", lambda seed: gpt), ("random init", fresh)):
+        runs = {}
+        for lr in NEXT_GRID[init]:
+            runs[lr] = ft.train_sft(make(SEEDS[0]), pairs["train"], tok, steps=NEXT_STEPS,
+                                    lr=lr, batch_size=SFT_BATCH, seed=SEEDS[0],
+                                    val_pairs=pairs["val"], eval_every=NEXT_EVERY)
+            print(init, lr, [round(v, 3) for v in runs[lr][1].val_exact], flush=True)
+        pick = max(runs, key=lambda lr: runs[lr][1].val_exact[-1])
+        seeds = {}
+        for seed in SEEDS:
+            model, h = runs[pick] if seed == SEEDS[0] else ft.train_sft(
+                make(seed), pairs["train"], tok, steps=NEXT_STEPS, lr=pick,
+                batch_size=SFT_BATCH, seed=seed, val_pairs=pairs["val"], eval_every=NEXT_EVERY)
+            hit = ft.exact_match(model, pairs["test"], tok)
+            seeds[str(seed)] = {"val_steps": h.steps, "val_exact": h.val_exact,
+                                "test_exact": hit.float().mean().item(),
+                                "train_exact": ft.exact_match(model, pairs["train"][:1000],
+                                                              tok).float().mean().item(),
+                                "answers": [ft.greedy_answer(model, p, tok)
+                                            for p, _ in pairs["test"][:4]]}
+            print(init, "seed", seed, round(seeds[str(seed)]["test_exact"], 3), flush=True)
+        out["runs"][init] = {"choice": pick, "seeds": seeds,
+                             "grid_val_exact": {str(lr): r[1].val_exact[-1]
+                                                for lr, r in runs.items()}}
+    return out
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint(device="cpu")
-    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget"]  # a part alone keeps the rest
+    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget", "curves", "next"]
     for part in parts:
         t0 = time.process_time()
         result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
-                  "mix": mix_part, "forget": forget_part}[part](gpt, tok)
+                  "mix": mix_part, "forget": forget_part, "curves": curves_part,
+                  "next": next_part}[part](gpt, tok)
         result["cpu_seconds"] = time.process_time() - t0
         data = json.loads(OUT.read_text()) if OUT.exists() else {}  # read late: parts may
         data.update({"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "  # run apart
