@@ -31,6 +31,8 @@ the grid with seed 0, the other seeds at the pick):
    the checkpoint and from random weights (NEXT_GRID), beside the checkpoint continuing the
    bare text, the most frequent answer and word n-gram tables of the same text.
 
+`python tools/ch18_finetune_sweep.py curves-lora curves-full ...` (one process each) runs the
+contenders of ``curves`` in parallel and merges them into its entry.
 `python tools/ch18_finetune_sweep.py sft` re-runs one part and keeps the others' results (parts
 may run in separate processes: each reads the file just before writing its own entry).
 The chapter re-runs seed 0 of the masked SFT (its first steps), re-measures the saved model,
@@ -38,6 +40,7 @@ and re-runs the 20-step LoRA and from-scratch runs, and checks them against this
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -67,10 +70,10 @@ NAMES_STEPS = [20, 100]
 NAMES_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [3e-4, 1e-3, 3e-3, 1e-2],
               "scratch": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}
 SMOOTHING = [0.01, 0.1, 1.0, 10.0, 100.0]
-CURVE_STEPS, CURVE_EVERY = 600, 50  # the names contenders run to a plateau
+CURVE_STEPS, CURVE_EVERY = 600, 100  # the names contenders run to a plateau
 CURVE_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [1e-4, 3e-4, 1e-3, 3e-3],
               "scratch": [1e-3, 3e-3, 1e-2, 3e-2]}
-NEXT_STEPS, NEXT_EVERY = 500, 50  # "Next: <phrase>" -> the word after it in the book
+NEXT_STEPS, NEXT_EVERY = 400, 50  # "Next: <phrase>" -> the word after it in the book
 NEXT_GRID = {"checkpoint": [3e-4, 1e-3, 3e-3], "random init": [1e-3, 3e-3, 1e-2]}
 
 
@@ -220,7 +223,7 @@ def names_part(gpt, tok) -> dict:
     return out
 
 
-def curves_part(gpt, tok) -> dict:
+def curves_part(gpt, tok, modes=ft.MODES) -> dict:
     """LoRA, full fine-tuning and from scratch on the names, CURVE_STEPS steps each, the loss
     on every validation and test window every CURVE_EVERY steps; each rate chosen on the last
     validation loss from CURVE_GRID with seed 0, then every seed at the pick."""
@@ -228,7 +231,7 @@ def curves_part(gpt, tok) -> dict:
     whole = ft.names_streams(tok, max_eval_windows=None)
     read = {"val": whole["val"], "test": whole["test"]}
     out = {"steps": CURVE_STEPS, "eval_every": CURVE_EVERY, "grid": CURVE_GRID, "runs": {}}
-    for mode in ft.MODES:
+    for mode in modes:
         grid = {}
         for lr in CURVE_GRID[mode]:
             t0 = time.process_time()
@@ -273,39 +276,46 @@ def word_table(text: str, pairs, order: int) -> float:
     return hits / len(pairs)
 
 
-def next_part(gpt, tok) -> dict:
-    """What pretraining buys SFT: "Next: <up to 36 characters of Moby-Dick>" -> the word that
-    follows there, on passages of the checkpoint's own training text (held-out passages for
-    validation and test). Masked SFT from the checkpoint and from random weights, each its own
-    rate from NEXT_GRID; beside them the checkpoint continuing the bare text, the most frequent
-    answer and word n-gram count tables of the same training text."""
+def next_baselines(gpt, tok, pretrain, pairs) -> dict:
+    """Test exact match without SFT: the checkpoint continuing the bare passage (the first
+    word it writes), the most frequent training answer, word n-gram tables of ``pretrain``."""
     import re
 
-    text = load_moby_dick()
-    pretrain = text[:int(round(0.9 * len(text)))]  # the checkpoint's training split
-    pairs = ft.next_word_pairs(pretrain)
     answers = [a for _, a in pairs["train"]]
     top = max(set(answers), key=answers.count)
     bare = [ft.greedy_answer(gpt, p[len("Next: "):-1] + " ", tok, max_new_tokens=14,
                              stop=" ") for p, _ in pairs["test"]]
     bare_hit = [re.match(r"[a-z]*", b).group() == a.strip()
                 for b, (_, a) in zip(bare, pairs["test"])]
+    return {"checkpoint_bare": sum(bare_hit) / len(bare_hit),
+            "most_frequent": {"word": top.strip(), "test": sum(
+                a == top for _, a in pairs["test"]) / len(pairs["test"])},
+            **{f"word_{n}gram": word_table(pretrain, pairs["test"], n) for n in (2, 3, 4)}}
+
+
+def next_part(gpt, tok, inits=("checkpoint", "random init")) -> dict:
+    """What pretraining buys SFT: "Next: <up to 36 characters of Moby-Dick>" -> the word that
+    follows there, on passages of the checkpoint's own training text (held-out passages for
+    validation and test). Masked SFT from the checkpoint and from random weights, each its own
+    rate from NEXT_GRID; beside them the checkpoint continuing the bare text, the most frequent
+    answer and word n-gram count tables of the same training text."""
+    text = load_moby_dick()
+    pretrain = text[:int(round(0.9 * len(text)))]  # the checkpoint's training split
+    pairs = ft.next_word_pairs(pretrain)
     out = {"steps": NEXT_STEPS, "eval_every": NEXT_EVERY, "batch_size": SFT_BATCH,
            "grid": NEXT_GRID, "sizes": {k: len(v) for k, v in pairs.items()},
-           "examples": pairs["test"][:4],
-           "baselines": {"checkpoint_bare": sum(bare_hit) / len(bare_hit),
-                         "most_frequent": {"word": top.strip(), "test": sum(
-                             a == top for _, a in pairs["test"]) / len(pairs["test"])},
-                         **{f"word_{n}gram": word_table(pretrain, pairs["test"], n)
-                            for n in (2, 3, 4)}},
-           "runs": {}}
-    print(out["baselines"], flush=True)
+           "examples": pairs["test"][:4], "runs": {}}
+    if "checkpoint" in inits:  # the baselines once, with the checkpoint's runs
+        out["baselines"] = next_baselines(gpt, tok, pretrain, pairs)
+        print(out["baselines"], flush=True)
 
     def fresh(seed):
         torch.manual_seed(seed)
         return GPT(gpt.config)
 
     for init, make in (("checkpoint", lambda seed: gpt), ("random init", fresh)):
+        if init not in inits:
+            continue
         runs = {}
         for lr in NEXT_GRID[init]:
             runs[lr] = ft.train_sft(make(SEEDS[0]), pairs["train"], tok, steps=NEXT_STEPS,
@@ -338,15 +348,29 @@ def main() -> None:
     parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget", "curves", "next"]
     for part in parts:
         t0 = time.process_time()
-        result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
-                  "mix": mix_part, "forget": forget_part, "curves": curves_part,
-                  "next": next_part}[part](gpt, tok)
+        if part.startswith("curves-"):  # one contender's curves: "curves-lora" (parallel)
+            result = curves_part(gpt, tok, modes=(part.split("-", 1)[1],))
+        elif part.startswith("next-"):  # "next-checkpoint" or "next-random" (parallel)
+            result = next_part(gpt, tok, inits=({"checkpoint": "checkpoint",
+                                                 "random": "random init"}[part[5:]],))
+        else:
+            result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
+                      "mix": mix_part, "forget": forget_part, "curves": curves_part,
+                      "next": next_part}[part](gpt, tok)
         result["cpu_seconds"] = time.process_time() - t0
-        data = json.loads(OUT.read_text()) if OUT.exists() else {}  # read late: parts may
-        data.update({"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "  # run apart
-                                "tools/ch18_finetune_sweep.py",
-                     "seeds": SEEDS, "versions": {"torch": torch.__version__}, part: result})
-        OUT.write_text(json.dumps(data, indent=1) + "\n")  # after each part
+        with open(OUT.with_suffix(".lock"), "w") as lock:  # parts may run in parallel
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = json.loads(OUT.read_text()) if OUT.exists() else {}  # read late
+            if "-" in part:  # merge the contender into its part's entry
+                part = part.split("-")[0]
+                old = data.get(part, {})
+                result = {**old, **result, "runs": {**old.get("runs", {}), **result["runs"]},
+                          "cpu_seconds": old.get("cpu_seconds", 0.0) + result["cpu_seconds"]}
+            data.update({"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "
+                                    "tools/ch18_finetune_sweep.py",
+                         "seeds": SEEDS, "versions": {"torch": torch.__version__},
+                         part: result})
+            OUT.write_text(json.dumps(data, indent=1) + "\n")  # after each part
     print(OUT, hashlib.sha256(OUT.read_bytes()).hexdigest())
 
 
