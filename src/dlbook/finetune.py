@@ -17,8 +17,9 @@ not to write prompts. Targets of -1 are skipped by every language model of the b
     >>> exact_match(model, val_pairs, tokenizer)      # (N,) bool: greedy answer == answer
 
 The module also holds chapter 18's LoRA experiment on names (:func:`names_streams`,
-:func:`fine_tune_names`, :func:`bigram_baseline`), shared by the chapter and
-``tools/ch18_finetune_sweep.py``.
+:func:`fine_tune_names`, :func:`names_curve`, :func:`bigram_baseline`) and its second SFT task,
+one that needs what pretraining stored (:func:`next_word_pairs`: the word that follows a passage
+of the book), shared by the chapter and ``tools/ch18_finetune_sweep.py``.
 """
 from __future__ import annotations
 
@@ -389,8 +390,9 @@ def load_runs() -> dict:
     """The committed results of ``tools/ch18_finetune_sweep.py`` (sha256-checked): the SFT runs
     (``sft``: masked and unmasked, few-shot prompting; ``scratch``: masked from random weights;
     ``mix``: masked with Moby-Dick batches mixed in; each with its learning-rate grid, three
-    seeds, test exact match and Moby-Dick loss) and the LoRA runs on names (LoRA, full, from
-    scratch, the bigram table)."""
+    seeds, test exact match and Moby-Dick loss), the LoRA runs on names (LoRA, full, from
+    scratch, the bigram table; ``curves``: their learning curves to 500 steps) and ``next``:
+    SFT on the next word of a passage from the checkpoint and from random weights."""
     import json
 
     from .data import verified_path
