@@ -70,10 +70,10 @@ NAMES_STEPS = [20, 100]
 NAMES_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [3e-4, 1e-3, 3e-3, 1e-2],
               "scratch": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}
 SMOOTHING = [0.01, 0.1, 1.0, 10.0, 100.0]
-CURVE_STEPS, CURVE_EVERY = 600, 100  # the names contenders run to a plateau
-CURVE_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [1e-4, 3e-4, 1e-3, 3e-3],
-              "scratch": [1e-3, 3e-3, 1e-2, 3e-2]}
-NEXT_STEPS, NEXT_EVERY = 400, 50  # "Next: <phrase>" -> the word after it in the book
+CURVE_STEPS, CURVE_EVERY = 500, 100  # the names contenders run to a plateau
+CURVE_GRID = {"lora": [3e-4, 1e-3, 3e-3, 1e-2], "full": [1e-4, 3e-4, 1e-3],
+              "scratch": [1e-3, 3e-3, 1e-2]}  # a pick at an edge extends its grid
+NEXT_STEPS, NEXT_EVERY = 300, 50  # "Next: <phrase>" -> the word after it in the book
 NEXT_GRID = {"checkpoint": [3e-4, 1e-3, 3e-3], "random init": [1e-3, 3e-3, 1e-2]}
 
 
@@ -223,33 +223,54 @@ def names_part(gpt, tok) -> dict:
     return out
 
 
+def bracketed(run, grid, better):
+    """Runs ``run(lr)`` on every rate of ``grid`` and, while the best (``better`` of two
+    scores) is at an edge, one more rate a factor of about 3 beyond it. Returns
+    ``(pick, {lr: result})`` with the pick inside the grid tried."""
+    results = {lr: run(lr) for lr in grid}
+    while True:
+        lrs = sorted(results)
+        pick = lrs[0]
+        for lr in lrs[1:]:
+            pick = lr if better(results[lr], results[pick]) else pick
+        if pick not in (lrs[0], lrs[-1]):
+            return pick, results
+        new = float(f"{pick * (3.0 if pick == lrs[-1] else 1 / 3):.1g}")
+        if pick == lrs[0] and pick == lrs[-1]:
+            raise ValueError("a grid needs at least two rates")
+        print("  edge: also", new, flush=True)
+        results[new] = run(new)
+
+
 def curves_part(gpt, tok, modes=ft.MODES) -> dict:
     """LoRA, full fine-tuning and from scratch on the names, CURVE_STEPS steps each, the loss
-    on every validation and test window every CURVE_EVERY steps; each rate chosen on the last
-    validation loss from CURVE_GRID with seed 0, then every seed at the pick."""
+    on every test window every CURVE_EVERY steps; each rate chosen on the loss on every
+    validation window at the last step, from CURVE_GRID with seed 0 (extended past an edge
+    pick), then every seed at the pick."""
     streams = ft.names_streams(tok)
     whole = ft.names_streams(tok, max_eval_windows=None)
-    read = {"val": whole["val"], "test": whole["test"]}
+
+    def run(mode, lr, seed):
+        t0 = time.process_time()
+        model, curve = ft.names_curve(gpt, mode, lr, seed, streams["train"],
+                                      {"test": whole["test"]}, steps=CURVE_STEPS,
+                                      eval_every=CURVE_EVERY)
+        curve["val_last"] = evaluate(model, whole["val"], metric=None)[0]
+        curve["cpu_seconds"] = time.process_time() - t0
+        print(mode, lr, seed, round(curve["val_last"], 4),
+              [round(v, 3) for v in curve["test"]], flush=True)
+        return curve
+
     out = {"steps": CURVE_STEPS, "eval_every": CURVE_EVERY, "grid": CURVE_GRID, "runs": {}}
     for mode in modes:
-        grid = {}
-        for lr in CURVE_GRID[mode]:
-            t0 = time.process_time()
-            grid[lr] = ft.names_curve(gpt, mode, lr, SEEDS[0], streams["train"], read,
-                                      steps=CURVE_STEPS, eval_every=CURVE_EVERY)[1]
-            grid[lr]["cpu_seconds"] = time.process_time() - t0
-            print(mode, lr, [round(v, 3) for v in grid[lr]["val"][::3]], flush=True)
-        pick = min(grid, key=lambda lr: grid[lr]["val"][-1])
+        pick, grid = bracketed(lambda lr: run(mode, lr, SEEDS[0]), CURVE_GRID[mode],
+                               lambda a, b: a["val_last"] < b["val_last"])
         seeds = {str(SEEDS[0]): grid[pick]}
         for seed in SEEDS[1:]:
-            t0 = time.process_time()
-            seeds[str(seed)] = ft.names_curve(gpt, mode, pick, seed, streams["train"], read,
-                                              steps=CURVE_STEPS, eval_every=CURVE_EVERY)[1]
-            seeds[str(seed)]["cpu_seconds"] = time.process_time() - t0
+            seeds[str(seed)] = run(mode, pick, seed)
         out["runs"][mode] = {"choice": pick,
-                             "grid_val": {str(lr): c["val"][-1] for lr, c in grid.items()},
+                             "grid_val": {str(lr): c["val_last"] for lr, c in grid.items()},
                              "seeds": seeds}
-        print(mode, pick, [round(c["test"][-1], 3) for c in seeds.values()], flush=True)
     return out
 
 
@@ -316,13 +337,15 @@ def next_part(gpt, tok, inits=("checkpoint", "random init")) -> dict:
     for init, make in (("checkpoint", lambda seed: gpt), ("random init", fresh)):
         if init not in inits:
             continue
-        runs = {}
-        for lr in NEXT_GRID[init]:
-            runs[lr] = ft.train_sft(make(SEEDS[0]), pairs["train"], tok, steps=NEXT_STEPS,
-                                    lr=lr, batch_size=SFT_BATCH, seed=SEEDS[0],
-                                    val_pairs=pairs["val"], eval_every=NEXT_EVERY)
-            print(init, lr, [round(v, 3) for v in runs[lr][1].val_exact], flush=True)
-        pick = max(runs, key=lambda lr: runs[lr][1].val_exact[-1])
+        def run(lr):
+            r = ft.train_sft(make(SEEDS[0]), pairs["train"], tok, steps=NEXT_STEPS, lr=lr,
+                             batch_size=SFT_BATCH, seed=SEEDS[0], val_pairs=pairs["val"],
+                             eval_every=NEXT_EVERY)
+            print(init, lr, [round(v, 3) for v in r[1].val_exact], flush=True)
+            return r
+
+        pick, runs = bracketed(run, NEXT_GRID[init],
+                               lambda a, b: a[1].val_exact[-1] > b[1].val_exact[-1])
         seeds = {}
         for seed in SEEDS:
             model, h = runs[pick] if seed == SEEDS[0] else ft.train_sft(
@@ -342,12 +365,104 @@ def next_part(gpt, tok, inits=("checkpoint", "random init")) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- one run a process
+# The ``curves`` and ``next`` parts run one at a time in a process; on a busy machine they can
+# also be cut into single runs, one per process, then put together:
+#   ch18_finetune_sweep.py run:curves:lora:0.001:0 ... run:next:checkpoint:0.001:0 ... nextbase
+#   ch18_finetune_sweep.py assemble
+def run_piece(gpt, tok, spec: str) -> dict:
+    """One run of ``curves`` (``run:curves:<mode>:<lr>:<seed>``) or ``next``
+    (``run:next:<init>:<lr>:<seed>``, init ``checkpoint`` or ``random``), as those parts
+    record it."""
+    _, part, what, lr, seed = spec.split(":")
+    lr, seed = float(lr), int(seed)
+    t0 = time.process_time()
+    if part == "curves":
+        streams = ft.names_streams(tok)
+        whole = ft.names_streams(tok, max_eval_windows=None)
+        model, curve = ft.names_curve(gpt, what, lr, seed, streams["train"],
+                                      {"test": whole["test"]}, steps=CURVE_STEPS,
+                                      eval_every=CURVE_EVERY)
+        curve["val_last"] = evaluate(model, whole["val"], metric=None)[0]
+        curve["cpu_seconds"] = time.process_time() - t0
+        return curve
+    text = load_moby_dick()
+    pairs = ft.next_word_pairs(text[:int(round(0.9 * len(text)))])
+    if what == "checkpoint":
+        base = gpt
+    else:
+        torch.manual_seed(seed)
+        base = GPT(gpt.config)
+    model, h = ft.train_sft(base, pairs["train"], tok, steps=NEXT_STEPS, lr=lr,
+                            batch_size=SFT_BATCH, seed=seed, val_pairs=pairs["val"],
+                            eval_every=NEXT_EVERY)
+    return {"val_steps": h.steps, "val_exact": h.val_exact,
+            "test_exact": ft.exact_match(model, pairs["test"], tok).float().mean().item(),
+            "train_exact": ft.exact_match(model, pairs["train"][:1000],
+                                          tok).float().mean().item(),
+            "answers": [ft.greedy_answer(model, p, tok) for p, _ in pairs["test"][:4]],
+            "cpu_seconds": time.process_time() - t0}
+
+
+def assemble(data: dict) -> dict:
+    """The ``curves`` and ``next`` entries from single runs (``pieces``): each rate the best of
+    seed 0's grid on validation, which must lie inside the rates tried, every seed at it."""
+    pieces = data["pieces"]
+    text = load_moby_dick()
+    pairs = ft.next_word_pairs(text[:int(round(0.9 * len(text)))])
+    curves = {"steps": CURVE_STEPS, "eval_every": CURVE_EVERY, "grid": CURVE_GRID, "runs": {}}
+    nxt = {"steps": NEXT_STEPS, "eval_every": NEXT_EVERY, "batch_size": SFT_BATCH,
+           "grid": NEXT_GRID, "sizes": {k: len(v) for k, v in pairs.items()},
+           "examples": pairs["test"][:4], "baselines": pieces["nextbase"], "runs": {}}
+    for part, out, names, score in (
+            ("curves", curves, {m: m for m in ft.MODES}, lambda r: -r["val_last"]),
+            ("next", nxt, {"checkpoint": "checkpoint", "random": "random init"},
+             lambda r: r["val_exact"][-1])):
+        for key, name in names.items():
+            grid = {float(k.split(":")[3]): v for k, v in pieces.items()
+                    if k.startswith(f"run:{part}:{key}:") and k.endswith(f":{SEEDS[0]}")}
+            pick = max(grid, key=lambda lr: score(grid[lr]))
+            if pick in (min(grid), max(grid)):
+                raise ValueError(f"{part} {key}: the pick {pick} is at the edge of {sorted(grid)}")
+            seeds = {str(seed): pieces[f"run:{part}:{key}:{pick:g}:{seed}"] for seed in SEEDS}
+            field = "grid_val" if part == "curves" else "grid_val_exact"
+            out["runs"][name] = {"choice": pick, "seeds": seeds,
+                                 field: {str(lr): (r["val_last"] if part == "curves"
+                                                   else r["val_exact"][-1])
+                                         for lr, r in sorted(grid.items())}}
+        out["cpu_seconds"] = sum(v["cpu_seconds"] for k, v in pieces.items()
+                                 if k.startswith(f"run:{part}:"))
+    return {"curves": curves, "next": nxt}
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint(device="cpu")
     parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget", "curves", "next"]
     for part in parts:
         t0 = time.process_time()
+        if part.startswith("run:") or part == "nextbase":  # one run: stored as a piece
+            if part == "nextbase":
+                text = load_moby_dick()
+                pretrain = text[:int(round(0.9 * len(text)))]
+                result = next_baselines(gpt, tok, pretrain, ft.next_word_pairs(pretrain))
+            else:
+                result = run_piece(gpt, tok, part)
+            print(part, {k: v for k, v in result.items() if "exact" in k or "last" in k})
+            with open(OUT.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                data = json.loads(OUT.read_text())
+                data.setdefault("pieces", {})[part] = result
+                OUT.write_text(json.dumps(data, indent=1) + "\n")
+            continue
+        if part == "assemble":
+            with open(OUT.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                data = json.loads(OUT.read_text())
+                data.update(assemble(data))
+                data.pop("pieces")
+                OUT.write_text(json.dumps(data, indent=1) + "\n")
+            continue
         if part.startswith("curves-"):  # one contender's curves: "curves-lora" (parallel)
             result = curves_part(gpt, tok, modes=(part.split("-", 1)[1],))
         elif part.startswith("next-"):  # "next-checkpoint" or "next-random" (parallel)
