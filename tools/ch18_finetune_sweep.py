@@ -71,7 +71,7 @@ NAMES_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [3e-4, 1e-3, 3e-3, 1e-2]
               "scratch": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}
 SMOOTHING = [0.01, 0.1, 1.0, 10.0, 100.0]
 CURVE_STEPS, CURVE_EVERY = 500, 100  # the names contenders run to a plateau
-CURVE_GRID = {"lora": [3e-4, 1e-3, 3e-3, 1e-2], "full": [1e-4, 3e-4, 1e-3],
+CURVE_GRID = {"lora": [1e-3, 3e-3, 1e-2], "full": [3e-4, 1e-3, 3e-3],
               "scratch": [1e-3, 3e-3, 1e-2]}  # a pick at an edge extends its grid
 NEXT_STEPS, NEXT_EVERY = 300, 50  # "Next: <phrase>" -> the word after it in the book
 NEXT_GRID = {"checkpoint": [3e-4, 1e-3, 3e-3], "random init": [1e-3, 3e-3, 1e-2]}
@@ -413,11 +413,14 @@ def assemble(data: dict) -> dict:
     curves = {"steps": CURVE_STEPS, "eval_every": CURVE_EVERY, "grid": CURVE_GRID, "runs": {}}
     nxt = {"steps": NEXT_STEPS, "eval_every": NEXT_EVERY, "batch_size": SFT_BATCH,
            "grid": NEXT_GRID, "sizes": {k: len(v) for k, v in pairs.items()},
-           "examples": pairs["test"][:4], "baselines": pieces["nextbase"], "runs": {}}
+           "examples": pairs["test"][:4], "baselines": pieces.get("nextbase"), "runs": {}}
+    done = {k.split(":")[1] for k in pieces if k.startswith("run:")}  # "curves", "next"
     for part, out, names, score in (
             ("curves", curves, {m: m for m in ft.MODES}, lambda r: -r["val_last"]),
             ("next", nxt, {"checkpoint": "checkpoint", "random": "random init"},
              lambda r: r["val_exact"][-1])):
+        if part not in done:
+            continue
         for key, name in names.items():
             grid = {float(k.split(":")[3]): v for k, v in pieces.items()
                     if k.startswith(f"run:{part}:{key}:") and k.endswith(f":{SEEDS[0]}")}
@@ -432,7 +435,7 @@ def assemble(data: dict) -> dict:
                                          for lr, r in sorted(grid.items())}}
         out["cpu_seconds"] = sum(v["cpu_seconds"] for k, v in pieces.items()
                                  if k.startswith(f"run:{part}:"))
-    return {"curves": curves, "next": nxt}
+    return {k: v for k, v in (("curves", curves), ("next", nxt)) if k in done}
 
 
 def main() -> None:

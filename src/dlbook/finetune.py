@@ -391,8 +391,7 @@ def load_runs() -> dict:
     (``sft``: masked and unmasked, few-shot prompting; ``scratch``: masked from random weights;
     ``mix``: masked with Moby-Dick batches mixed in; each with its learning-rate grid, three
     seeds, test exact match and Moby-Dick loss), the LoRA runs on names (LoRA, full, from
-    scratch, the bigram table; ``curves``: their learning curves to 500 steps) and ``next``:
-    SFT on the next word of a passage from the checkpoint and from random weights."""
+    scratch, the bigram table; ``curves``: their learning curves to 500 steps)."""
     import json
 
     from .data import verified_path
