@@ -74,7 +74,8 @@ CURVE_STEPS, CURVE_EVERY = 500, 100  # the names contenders run to a plateau
 CURVE_GRID = {"lora": [1e-3, 3e-3, 1e-2], "full": [3e-4, 1e-3, 3e-3],
               "scratch": [1e-3, 3e-3, 1e-2]}  # a pick at an edge extends its grid
 NEXT_STEPS, NEXT_EVERY = 300, 50  # "Next: <phrase>" -> the word after it in the book
-NEXT_GRID = {"checkpoint": [3e-4, 1e-3, 3e-3], "random init": [1e-3, 3e-3, 1e-2]}
+NEXT_GRID = {"checkpoint": [1e-4, 3e-4, 1e-3, 3e-3],
+             "random init": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]}
 
 
 def sft_setup(gpt):
