@@ -239,3 +239,48 @@ def test_repeats_long_word():
     assert not al.repeats_long_word("the the whale, Whales")
     assert al.repeats_long_word("Whale whale")
     assert not al.repeats_long_word("whale")
+
+
+def test_choose_within_kl_and_best_of_n_within_kl():
+    def run(step_hidden, kl_step=1.0):  # kept-apart and reported answers alike
+        return [{"kl": kl_step * i, "kl_pick": kl_step * i, "hidden_pick": h, "hidden": h}
+                for i, h in enumerate(step_hidden)]
+
+    family = {"a": [run([0, 1, 2]), run([0, 2, 3])], "b": [run([0, 5, 6]), run([0, 1, 1])]}
+    c = al.choose_within_kl(family, 2.0)
+    assert c["setting"] == "b" and c["picks"] == {"a": 2.5, "b": 3.5}
+    assert [x["hidden"] for x in c["readings"]] == [6, 1]
+    # a setting with a seed that never gets a reading cannot be chosen
+    c = al.choose_within_kl({"a": [run([0, 1]), run([0, 1])], "b": [run([0, 9]), run([0])]},
+                            1.0)
+    assert c["setting"] == "a"
+    with pytest.raises(ValueError, match="no settings"):
+        al.choose_within_kl({}, 1.0)
+    with pytest.raises(ValueError, match="same number of seeds"):
+        al.choose_within_kl({"a": [run([0, 1])], "b": [run([0, 1]), run([0, 1])]}, 1.0)
+    with pytest.raises(ValueError, match="within"):
+        al.choose_within_kl({"a": [run([0]), run([0])]}, 1.0)
+    ns = [1, 2, 4]
+    r = al.best_of_n_within_kl({"hidden": [1.0, 2.0, 3.0]}, ns, al.best_of_n_kl(2) + 0.01)
+    assert r["n"] == 2 and r["hidden"] == 2.0 and r["kl"] == al.best_of_n_kl(2)
+    assert al.best_of_n_within_kl({"hidden": [1.0, 2.0, 3.0]}, ns, al.best_of_n_kl(4))["n"] == 4
+    with pytest.raises(ValueError, match="no n"):
+        al.best_of_n_within_kl({"hidden": [1.0]}, [2], 0.1)
+
+
+def test_paired_verdict():
+    v = al.paired_verdict([5.0, 6.0, 7.0], [1.0, 2.0, 3.1], "A", "B")
+    assert v["separable"] and v["ahead"] == 3 and v["text"].startswith("A leads B by 3.97 ±")
+    v = al.paired_verdict([1.0, 2.0, 3.0], [5.0, 6.0, 7.5], "A", "B")
+    assert v["separable"] and v["text"].startswith("B leads A by 4.2 ± 0.2 (ahead on 3 of 3")
+    v = al.paired_verdict([1.0, 2.0, 0.0], [0.0, 1.0, 3.0], "A", "B")
+    assert not v["separable"] and v["ahead"] == 2
+    assert v["text"] == ("A and B are not separable with 3 seeds (A minus B: -0.3 ± 1.3; "
+                         "A ahead on 2 of 3)")
+    m, se = al.mean_se([1.0, 2.0, 3.0])
+    assert m == 2.0 and abs(se - 1 / np.sqrt(3)) < 1e-12
+    assert al.pm([0.10, 0.11, 0.12]) == "0.11 ± 0.01"
+    with pytest.raises(ValueError, match="shapes"):
+        al.paired_verdict([1.0, 2.0], [1.0], "A", "B")
+    with pytest.raises(ValueError, match="two per-seed"):
+        al.mean_se([1.0])

@@ -164,6 +164,46 @@ def test_fine_tune_names_is_seeded_whatever_ran_before():
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
 
 
+def test_names_curve_is_seeded_reads_every_stream_and_keeps_the_base():
+    from dlbook.training import TokenStream, evaluate
+
+    tokens = torch.randint(0, TOK.vocab_size, (400,), generator=torch.Generator().manual_seed(0))
+    train, val = TokenStream(tokens, 8), TokenStream(tokens[:100], 8)
+    base = _gpt()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    a, ca = ft.names_curve(base, "lora", 1e-2, 0, train, {"val": val}, steps=5, eval_every=2)
+    torch.rand(3)
+    _, cb = ft.names_curve(base, "lora", 1e-2, 0, train, {"val": val}, steps=5, eval_every=2)
+    assert ca["steps"] == [0, 2, 4, 5] and ca == cb
+    assert ca["val"][0] == pytest.approx(evaluate(base, val, metric=None)[0])  # B = 0 at start
+    assert ca["val"][-1] == pytest.approx(evaluate(a, val, metric=None)[0])
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    with pytest.raises(ValueError, match="eval_every"):
+        ft.names_curve(base, "full", 1e-2, 0, train, {"val": val}, steps=5, eval_every=9)
+    with pytest.raises(ValueError, match="at least one stream"):
+        ft.names_curve(base, "full", 1e-2, 0, train, {}, steps=5, eval_every=1)
+    with pytest.raises(ValueError, match="mode"):
+        ft.names_curve(base, "qlora", 1e-2, 0, train, {"val": val}, steps=5, eval_every=1)
+
+
+def test_next_word_pairs_follow_the_text_and_keep_passages_apart():
+    import re
+
+    text = " ".join(f"w{i % 7} alpha beta gamma delta{i % 5} epsilon" for i in range(3000))
+    text = re.sub(r"\d", lambda m: "xyzuvw"[int(m.group()) % 6], text)
+    pairs = ft.next_word_pairs(text, n_val=20, n_test=20, n_train=100, chunk=500)
+    assert {k: len(v) for k, v in pairs.items()} == {"train": 100, "val": 20, "test": 20}
+    for prompt, answer in pairs["train"][:30]:
+        ctx = prompt[len("Next: "):-1]
+        assert prompt.startswith("Next: ") and answer.endswith("\n") and len(ctx) <= 36
+        assert ctx + " " + answer[:-1] in text  # the word that follows in the text
+    assert pairs == ft.next_word_pairs(text, n_val=20, n_test=20, n_train=100, chunk=500)
+    with pytest.raises(ValueError, match="word starts"):
+        ft.next_word_pairs(text[:2000], n_val=20, n_test=20, n_train=100, chunk=500)
+    with pytest.raises(ValueError, match="at least one"):
+        ft.next_word_pairs(text, n_val=0)
+
+
 def test_stored_sft_model_is_the_sweeps_seed_0():
     """data/ch18_sft.safetensors is the run ch18_finetune.json records: same test exact match."""
     from dlbook.data import load_moby_dick

@@ -2,24 +2,41 @@
 
     DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch18_alignment_sweep.py
 
+or, one process per seed (in parallel), then joined:
+
+    for s in 0 1 2; do ... tools/ch18_alignment_sweep.py --seeds $s --out part$s.json & done
+    .venv/bin/python tools/ch18_alignment_sweep.py --merge part0.json part1.json part2.json
+
 For seeds 0, 1 and 2: 1,550 pairs of the book's GPT's continuations of "The whale " (32
 characters each), labelled by noisy Bradley-Terry raters on the hidden long-word scorer; the
 ties dropped and the first 1,000 untied pairs split 600 / 200 / 200 into train, validation (the
 reward models' L2 penalty) and test (their reported accuracy). Linear reward models on
 word-length counts, on the bag of characters and on the GPT's own last hidden state. Then, all
-evaluated every 10 steps on the learned reward, the hidden score and KL to the reference (64
-samples reported, 64 more for choosing settings and checkpoints):
-- RLHF (KL-penalised REINFORCE, 80 steps) over a grid of KL coefficients and learning rates;
-- DPO (100 steps of 16 pairs) at beta 0.1 over a grid of learning rates, on the 600 training
-  pairs and on 2,400 (the 600 and 1,800 more untied pairs from a fresh sample);
-- best-of-n on 1,024 fresh samples.
+evaluated every 10 steps on the learned reward, the hidden score and KL to the reference, the
+share of answers repeating a long word, the hidden score of the others and the reference's
+log-likelihood per character (64 samples reported, 64 more for choosing settings and
+checkpoints):
+- RLHF (KL-penalised REINFORCE, 80 steps; 160 for the settings of RLHF_STEPS) over a
+  one-factor grid of KL coefficients and learning rates on the word-length reward model, and
+  over KL coefficients 0.1, 0.3 and 1 on the GPT-feature reward model;
+- DPO (100 steps of 16 pairs) over a one-factor grid, on the 600 training pairs and on 2,400
+  (the 600 and 1,800 more untied pairs from a fresh sample);
+- best-of-n on 1,024 fresh samples, with each reward model.
 And trl's DPO loss on a fixed small input (trl 1.16.0's DPOTrainer._compute_loss), which the
 chapter recomputes with dlbook.alignment.dpo_loss. The chapter re-runs seed 0's preferences,
 reward models and the first evaluation interval of one RLHF and one DPO run.
+
+Cost, measured (one thread each, three seeds in parallel on a shared 2-core machine): the reward
+models, best-of-n, RLHF on the GPT-feature reward model and DPO on 600 pairs took 409-417 s of
+CPU per seed (29 min wall); the RLHF grid on the word-length reward model and DPO on 2,400 pairs
+add about 380 s per seed (their runs' cpu_seconds in the file): about 13 min of CPU per seed.
+`--merge --base OLD.json part0.json ...` prints, per seed, the largest difference from a former
+file on the numbers both hold (a check that a rebuild reproduces it).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -44,13 +61,11 @@ RLHF_GRID = [(0.0, 3e-4), (0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (
 # steps of the runs that need more than the default 80 to move as far (their first 80 steps are
 # the 80-step run's, step for step)
 RLHF_STEPS = {"0.3 0.0003": 160, "1 0.0003": 160}
-RLHF_GPT_FEATURES = (0.1, 3e-4)  # one RLHF setting with the reward model on the GPT's features
+# RLHF with the reward model on the GPT's own features: the KL coefficient at 3e-4
+RLHF_GPT_GRID = [(0.1, 3e-4), (0.3, 3e-4), (1.0, 3e-4)]
 # (beta, learning rate): the learning rate at beta 0.1, then beta at the chosen 3e-4
 DPO_GRID = [(0.1, 3e-5), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.03, 3e-4), (0.3, 3e-4),
             (1.0, 3e-4)]
-# the runs the extension (--extend) made or re-made, with the measures `repeat` and `ref_nats`
-EXTENDED_RLHF = [(0.1, 3e-4), (0.3, 3e-4), (1.0, 3e-4)]
-EXTENDED_DPO = [(0.1, 3e-4), (0.03, 3e-4), (0.3, 3e-4), (1.0, 3e-4)]
 DPO_SIZES = [600, 2400]  # training pairs: the chapter's, and four times as many
 EXTRA_COLLECT = 2800  # pairs sampled (ties included) for the 1,800 extra untied pairs
 BON_NS = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -110,42 +125,69 @@ def trl_check(gpt, tok, scfg, train) -> dict:
             "ref_rejected": ref_r.tolist(), "loss": trl_dpo_loss(pi_c, pi_r, ref_c, ref_r, beta)}
 
 
-def merge(parts: list[str]) -> None:
-    """Join the files of runs made seed by seed (--seeds, --out) into OUT."""
-    out = None
-    for part in parts:
-        data = json.loads(Path(part).read_text())
-        if out is None:
-            out = data
-        else:
-            same = {k: v for k, v in data.items() if k not in ("seeds", "trl")}
-            assert same == {k: v for k, v in out.items() if k not in ("seeds", "trl")}, \
-                "parts of different sweeps"
-            out["seeds"].update(data["seeds"])
-            out["trl"] = out.get("trl") or data.get("trl")
-    out["seeds"] = {k: out["seeds"][k] for k in sorted(out["seeds"])}
-    OUT.write_text(json.dumps(out, indent=1) + "\n")
-    print("wrote", OUT, "seeds", list(out["seeds"]))
-
-
 def reward_record(m: dict) -> dict:
     return {"w": m["w"].tolist(), "decay": m["decay"], "test_acc": m["test_acc"],
             "test_loss": m["test_loss"],
             "table": [{k: v for k, v in row.items() if k != "w"} for row in m["table"]]}
 
 
+def dpo_pairs(gpt, tok, scorer, setup, train, seed: int, size: int):
+    """The first ``size`` DPO pairs as (chosen, rejected) token tensors: the ``setup.n_train``
+    training pairs, then untied pairs from a fresh sample (seed ``1000 + seed``)."""
+    chosen, rejected = train.chosen_rejected()
+    if size <= len(chosen):
+        return chosen[:size], rejected[:size]
+    extra = al.collect_preferences(gpt, tok, scorer, setup.sample, EXTRA_COLLECT,
+                                   setup.temperature, 1000 + seed).untied()
+    more = size - len(chosen)
+    assert len(extra) >= more, (len(extra), more)
+    c, r = extra.chosen_rejected()
+    return torch.cat([chosen, c[:more]]), torch.cat([rejected, r[:more]])
+
+
+def run_grid(train_fn, grid, label: str) -> dict:
+    """One run per (beta, lr) of ``grid``; ``train_fn(beta, lr)`` returns (model, history).
+    RLHF settings listed in RLHF_STEPS run longer (their first steps are the short run's)."""
+    runs = {}
+    for beta, lr in grid:
+        _, hist = train_fn(beta, lr)
+        runs[key(beta, lr)] = hist
+        print(f"  {label} {key(beta, lr)}: hidden {hist[-1]['hidden']:.2f} "
+              f"kl {hist[-1]['kl']:.1f} ({hist[-1]['cpu_seconds']:.0f} s)", flush=True)
+    return runs
+
+
+def best_of_n_record(rf, pool, hidden, clean, ref_nats) -> dict:
+    """Best-of-n of the pool on the learned reward ``rf``: the expected hidden score, reward,
+    share of answers repeating a long word, hidden score of those that repeat none, and the
+    reference's log-likelihood per character, for each n of BON_NS."""
+    r = rf(pool).numpy()
+    order = np.argsort(r, kind="stable")
+    h, c, nats = hidden[order], clean[order], ref_nats[order]
+    rec = {f: [] for f in ("hidden", "reward", "repeat", "hidden_clean", "ref_nats")}
+    for n in BON_NS:
+        w = al.best_of_n_weights(BON_POOL, n)
+        rec["hidden"].append(float(w @ h))
+        rec["reward"].append(float(w @ np.sort(r)))
+        rec["repeat"].append(float(w @ ~c))
+        rec["hidden_clean"].append(float((w * c) @ h / (w @ c)))
+        rec["ref_nats"].append(float(w @ nats))
+    return rec
+
+
 def main(seeds=SEEDS, path=OUT) -> None:
+    """Every run for ``seeds``, written to ``path`` after each group (the new groups first)."""
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint()
     setup = al.ExperimentConfig()
     scfg = setup.sample
     scorer = al.moby_scorer()
     P = len(tok.encode(scfg.prompt))
-    rcfg, dcfg = al.RLHFConfig(), al.DPOConfig()
-    out = {"experiment": asdict(setup), "rlhf": asdict(rcfg), "dpo": asdict(dcfg),
-           "rlhf_grid": RLHF_GRID, "rlhf_steps": RLHF_STEPS, "rlhf_gpt_features": RLHF_GPT_FEATURES, "dpo_grid": DPO_GRID,
-           "dpo_sizes": DPO_SIZES, "decays": list(al.DECAYS), "bon_ns": BON_NS,
-           "bon_pool": BON_POOL, "versions": {"torch": torch.__version__}, "seeds": {}}
+    out = {"experiment": asdict(setup), "rlhf": asdict(al.RLHFConfig()),
+           "dpo": asdict(al.DPOConfig()), "rlhf_grid": RLHF_GRID, "rlhf_steps": RLHF_STEPS,
+           "rlhf_gpt_grid": RLHF_GPT_GRID, "dpo_grid": DPO_GRID, "dpo_sizes": DPO_SIZES,
+           "decays": list(al.DECAYS), "bon_ns": BON_NS, "bon_pool": BON_POOL,
+           "versions": {"torch": torch.__version__}, "seeds": {}}
     for seed in seeds:
         t0 = time.process_time()
         prefs, train, val, test = al.preference_splits(gpt, tok, scorer, setup, seed)
@@ -158,121 +200,94 @@ def main(seeds=SEEDS, path=OUT) -> None:
         rec = {"reward_model": {k: reward_record(m) for k, m in models.items()},
                "ties": float(np.mean(prefs.score_a == prefs.score_b)),
                "ceiling": al.agreement_ceiling(test.score_a, test.score_b, setup.temperature)}
+        out["seeds"][str(seed)] = rec
         if seed == 0:
             out["trl"] = trl_check(gpt, tok, scfg, train)
         pool = al.sample(gpt, tok, scfg, BON_POOL, torch.Generator().manual_seed(20_000 + seed))
-        hidden = scorer(al.texts(tok, pool, P))
-        rec["best_of_n"] = {}
-        for name, rf in rfs.items():
-            r = rf(pool).numpy()
-            h = hidden[np.argsort(r, kind="stable")]
-            rec["best_of_n"][name] = {
-                "hidden": [float(al.best_of_n_weights(BON_POOL, n) @ h) for n in BON_NS],
-                "reward": [float(al.best_of_n_weights(BON_POOL, n) @ np.sort(r))
-                           for n in BON_NS]}
+        answers = al.texts(tok, pool, P)
+        hidden = scorer(answers)
+        clean = ~np.array([al.repeats_long_word(t) for t in answers])
+        with torch.no_grad():
+            nats = (al.sequence_logprob(gpt, pool, P) / (pool.shape[1] - P)).numpy()
+        rec["best_of_n"] = {name: best_of_n_record(rf, pool, hidden, clean, nats)
+                            for name, rf in rfs.items()}
         print(f"seed {seed}: data and reward models {time.process_time() - t0:.0f} s", flush=True)
-        rec["rlhf"] = {}
-        for beta, lr in RLHF_GRID:
-            _, hist = al.train_rlhf(gpt, rfs["words"], scorer, tok, scfg,
-                                    al.RLHFConfig(beta=beta, lr=lr,
-                                                  steps=RLHF_STEPS.get(key(beta, lr), 80)),
-                                    seed)
-            rec["rlhf"][key(beta, lr)] = hist
-            print(f"  rlhf {key(beta, lr)}: hidden {hist[-1]['hidden']:.2f} "
-                  f"kl {hist[-1]['kl']:.1f} ({hist[-1]['cpu_seconds']:.0f} s)", flush=True)
-        beta, lr = RLHF_GPT_FEATURES
-        _, hist = al.train_rlhf(gpt, rfs["gpt"], scorer, tok, scfg,
-                                al.RLHFConfig(beta=beta, lr=lr), seed)
-        rec["rlhf_gpt"] = {key(beta, lr): hist}
-        print(f"  rlhf gpt-features {key(beta, lr)}: hidden {hist[-1]['hidden']:.2f} "
-              f"kl {hist[-1]['kl']:.1f}", flush=True)
-        extra = al.collect_preferences(gpt, tok, scorer, scfg, EXTRA_COLLECT, setup.temperature,
-                                       1000 + seed).untied()
-        assert len(extra) >= DPO_SIZES[-1] - setup.n_train, len(extra)
-        big_c, big_r = (torch.cat([x, y[:DPO_SIZES[-1] - setup.n_train]]) for x, y in
-                        zip(train.chosen_rejected(), extra.chosen_rejected()))
+
+        def rlhf(rf):
+            return lambda beta, lr: al.train_rlhf(gpt, rf, scorer, tok, scfg, al.RLHFConfig(
+                beta=beta, lr=lr, steps=RLHF_STEPS.get(key(beta, lr), 80)), seed)
+
+        def dpo(size):
+            c, r = dpo_pairs(gpt, tok, scorer, setup, train, seed, size)
+            return lambda beta, lr: al.train_dpo(gpt, c, r, rfs["words"], scorer, tok, scfg,
+                                                 al.DPOConfig(beta=beta, lr=lr), seed)
+
         rec["dpo"] = {}
-        for size in DPO_SIZES:
-            rec["dpo"][str(size)] = {}
-            for beta, lr in DPO_GRID:
-                _, hist = al.train_dpo(gpt, big_c[:size], big_r[:size], rfs["words"], scorer,
-                                       tok, scfg, al.DPOConfig(beta=beta, lr=lr), seed)
-                rec["dpo"][str(size)][key(beta, lr)] = hist
-                print(f"  dpo {size} {key(beta, lr)}: hidden {hist[-1]['hidden']:.2f} "
-                      f"kl {hist[-1]['kl']:.1f} ({hist[-1]['cpu_seconds']:.0f} s)", flush=True)
-        rec["cpu_seconds"] = time.process_time() - t0
-        out["seeds"][str(seed)] = rec
-        Path(path).write_text(json.dumps(out, indent=1) + "\n")
+        groups = [("rlhf_gpt", RLHF_GPT_GRID, lambda: rlhf(rfs["gpt"])),
+                  ("dpo 600", DPO_GRID, lambda: dpo(600)),
+                  ("rlhf", RLHF_GRID, lambda: rlhf(rfs["words"])),
+                  ("dpo 2400", DPO_GRID, lambda: dpo(2400))]
+        for label, grid, make in groups:
+            runs = run_grid(make(), grid, label)
+            if label.startswith("dpo"):
+                rec["dpo"][label.split()[1]] = runs
+            else:
+                rec[label] = runs
+            rec["cpu_seconds"] = time.process_time() - t0
+            Path(path).write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", path)
 
 
-def extend(seed: int, path: str) -> None:
-    """The runs of EXTENDED_RLHF and EXTENDED_DPO for one seed, on the stored reward model and
-    the same pairs: the new beta values, and the old settings re-made with the two measures
-    the first sweep did not store (their other numbers must come out the same)."""
-    torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
-    gpt, tok, _ = load_checkpoint()
-    setup = al.ExperimentConfig()
-    scfg, scorer = setup.sample, al.moby_scorer()
-    P = len(tok.encode(scfg.prompt))
-    old = json.loads(OUT.read_text())["seeds"][str(seed)]
-    rf = al.linear_reward(torch.tensor(old["reward_model"]["words"]["w"]),
-                          al.word_features(tok, P))
-    t0 = time.process_time()
-    rec = {"rlhf": {}, "dpo": {str(n): {} for n in DPO_SIZES}}
-    for beta, lr in EXTENDED_RLHF:
-        _, hist = al.train_rlhf(gpt, rf, scorer, tok, scfg, al.RLHFConfig(
-            beta=beta, lr=lr, steps=RLHF_STEPS.get(key(beta, lr), 80)), seed)
-        rec["rlhf"][key(beta, lr)] = hist
-        print(f"seed {seed} rlhf {key(beta, lr)}: {[round(e['kl'], 1) for e in hist]} "
-              f"{[round(e['hidden'], 1) for e in hist]}", flush=True)
-    _, train, _, _ = al.preference_splits(gpt, tok, scorer, setup, seed)
-    extra = al.collect_preferences(gpt, tok, scorer, scfg, EXTRA_COLLECT, setup.temperature,
-                                   1000 + seed).untied()
-    big_c, big_r = (torch.cat([x, y[:DPO_SIZES[-1] - setup.n_train]]) for x, y in
-                    zip(train.chosen_rejected(), extra.chosen_rejected()))
-    for size in DPO_SIZES:
-        for beta, lr in EXTENDED_DPO:
-            _, hist = al.train_dpo(gpt, big_c[:size], big_r[:size], rf, scorer, tok, scfg,
-                                   al.DPOConfig(beta=beta, lr=lr), seed)
-            rec["dpo"][str(size)][key(beta, lr)] = hist
-            print(f"seed {seed} dpo {size} {key(beta, lr)}: kl {hist[-1]['kl']:.1f} "
-                  f"hidden {hist[-1]['hidden']:.2f}", flush=True)
-    rec["cpu_seconds"] = time.process_time() - t0
-    Path(path).write_text(json.dumps({"seed": seed, **rec}, indent=1) + "\n")
-    print("wrote", path, f"{rec['cpu_seconds']:.0f} s")
-
-
-def apply_extension(parts: list[str]) -> None:
-    """Put the extension's runs into OUT; a re-made run must repeat the stored numbers."""
-    out = json.loads(OUT.read_text())
+def merge(parts: list[str], base: str | None = None) -> None:
+    """Join the files of runs made seed by seed (--seeds, --out) into OUT. With ``base`` (a
+    former OUT), a part's seed fills in what the part lacks from the base (a part cut short),
+    and prints the largest difference between the two on the runs both hold."""
+    out = json.loads(Path(base).read_text()) if base else None
     for part in parts:
-        ext = json.loads(Path(part).read_text())
-        rec = out["seeds"][str(ext["seed"])]
-        pairs = [(rec["rlhf"], ext["rlhf"])] + [(rec["dpo"][n], ext["dpo"][n])
-                                                 for n in ext["dpo"]]
-        for stored, new in pairs:
-            for k, hist in new.items():
-                for a, b in zip(stored.get(k, []), hist):
-                    for f in ("reward", "hidden", "kl", "hidden_pick", "kl_pick", "sample"):
-                        assert a[f] == b[f], (ext["seed"], k, f, a[f], b[f])
-                stored[k] = hist
-        rec["extension_cpu_seconds"] = ext["cpu_seconds"]
-    out["rlhf_grid"], out["rlhf_steps"], out["dpo_grid"] = RLHF_GRID, RLHF_STEPS, DPO_GRID
+        data = json.loads(Path(part).read_text())
+        if out is None:
+            out = data
+            continue
+        for k in [k for k in out if k not in data and k not in ("seeds", "trl")]:
+            del out[k]  # a former file's settings that this sweep no longer has
+        for k, v in data.items():
+            if k not in ("seeds", "trl"):
+                out[k] = v
+        for seed, rec in data["seeds"].items():
+            old = out["seeds"].get(seed, {})
+            if base:
+                print(f"seed {seed}: largest change", drift(old, rec))
+            out["seeds"][seed] = {**old, **rec,
+                                  "dpo": {**old.get("dpo", {}), **rec.get("dpo", {})}}
+        out["trl"] = data.get("trl") or out.get("trl")
+    out["seeds"] = {k: out["seeds"][k] for k in sorted(out["seeds"])}
     OUT.write_text(json.dumps(out, indent=1) + "\n")
-    print("wrote", OUT)
+    print("wrote", OUT, "seeds", list(out["seeds"]))
+
+
+def drift(old, new, where: str = "") -> tuple[float, str]:
+    """The largest absolute difference between numbers both records hold (cpu times aside)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = [drift(old[k], new[k], f"{where}/{k}") for k in old.keys() & new.keys()
+                 if "cpu_seconds" not in k]
+    elif isinstance(old, list) and isinstance(new, list):
+        found = [drift(a, b, f"{where}[{i}]") for i, (a, b) in enumerate(zip(old, new))]
+    elif isinstance(old, (int, float)) and isinstance(new, (int, float)):
+        return (abs(old - new) if old == old and new == new else 0.0), where
+    else:
+        return (0.0 if old == new else math.inf), where
+    return max(found, default=(0.0, where))
 
 
 if __name__ == "__main__":
     # default: all seeds into OUT; or `--seeds 2 --out part.json` for one part, and
-    # `--merge part0.json part1.json ...` to join parts into OUT
+    # `--merge part0.json part1.json ...` to join parts into OUT (`--merge --base OLD.json
+    # part0.json ...` to fill in and compare with a former OUT)
     args = sys.argv[1:]
-    if args[:1] == ["--merge"]:
+    if args[:2] == ["--merge", "--base"]:
+        merge(args[3:], base=args[2])
+    elif args[:1] == ["--merge"]:
         merge(args[1:])
-    elif args[:1] == ["--extend"]:  # --extend SEED PART.json, then --apply PART.json ...
-        extend(int(args[1]), args[2])
-    elif args[:1] == ["--apply"]:
-        apply_extension(args[1:])
     elif args[:1] == ["--seeds"]:
         main([int(s) for s in args[1].split(",")], args[3] if args[2:3] == ["--out"] else OUT)
     else:

@@ -22,7 +22,17 @@ the grid with seed 0, the other seeds at the pick):
    the chapter reads live ("test") and on every test window ("test_all").
 5. ``forget``: the masked SFT grid again with seed 0, each rate's test exact match beside its
    Moby-Dick loss (what choosing the rate on the task alone costs).
+6. ``curves``: the contenders of ``names`` run to a plateau (CURVE_STEPS steps), the loss on
+   every validation and test window every CURVE_EVERY steps, each rate chosen on the last
+   validation loss from its own grid (CURVE_GRID), 3 seeds.
+7. ``next``: what pretraining buys SFT. "Next: <up to 36 characters of Moby-Dick>" answered
+   with the word that follows in the book (dlbook.finetune.next_word_pairs, passages of the
+   checkpoint's training text, validation and test passages held out of SFT), masked SFT from
+   the checkpoint and from random weights (NEXT_GRID), beside the checkpoint continuing the
+   bare text, the most frequent answer and word n-gram tables of the same text.
 
+`python tools/ch18_finetune_sweep.py curves-lora curves-full ...` (one process each) runs the
+contenders of ``curves`` in parallel and merges them into its entry.
 `python tools/ch18_finetune_sweep.py sft` re-runs one part and keeps the others' results (parts
 may run in separate processes: each reads the file just before writing its own entry).
 The chapter re-runs seed 0 of the masked SFT (its first steps), re-measures the saved model,
@@ -30,6 +40,7 @@ and re-runs the 20-step LoRA and from-scratch runs, and checks them against this
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -59,6 +70,12 @@ NAMES_STEPS = [20, 100]
 NAMES_GRID = {"lora": [1e-3, 3e-3, 1e-2, 3e-2], "full": [3e-4, 1e-3, 3e-3, 1e-2],
               "scratch": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}
 SMOOTHING = [0.01, 0.1, 1.0, 10.0, 100.0]
+CURVE_STEPS, CURVE_EVERY = 500, 100  # the names contenders run to a plateau
+CURVE_GRID = {"lora": [1e-3, 3e-3, 1e-2], "full": [3e-4, 1e-3, 3e-3],
+              "scratch": [1e-3, 3e-3, 1e-2]}  # a pick at an edge extends its grid
+NEXT_STEPS, NEXT_EVERY = 300, 50  # "Next: <phrase>" -> the word after it in the book
+NEXT_GRID = {"checkpoint": [1e-4, 3e-4, 1e-3, 3e-3],
+             "random init": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]}
 
 
 def sft_setup(gpt):
@@ -207,20 +224,272 @@ def names_part(gpt, tok) -> dict:
     return out
 
 
+def bracketed(run, grid, better):
+    """Runs ``run(lr)`` on every rate of ``grid`` and, while the best (``better`` of two
+    scores) is at an edge, one more rate a factor of about 3 beyond it. Returns
+    ``(pick, {lr: result})`` with the pick inside the grid tried."""
+    results = {lr: run(lr) for lr in grid}
+    while True:
+        lrs = sorted(results)
+        pick = lrs[0]
+        for lr in lrs[1:]:
+            pick = lr if better(results[lr], results[pick]) else pick
+        if pick not in (lrs[0], lrs[-1]):
+            return pick, results
+        new = float(f"{pick * (3.0 if pick == lrs[-1] else 1 / 3):.1g}")
+        if pick == lrs[0] and pick == lrs[-1]:
+            raise ValueError("a grid needs at least two rates")
+        print("  edge: also", new, flush=True)
+        results[new] = run(new)
+
+
+def curves_part(gpt, tok, modes=ft.MODES) -> dict:
+    """LoRA, full fine-tuning and from scratch on the names, CURVE_STEPS steps each, the loss
+    on every test window every CURVE_EVERY steps; each rate chosen on the loss on every
+    validation window at the last step, from CURVE_GRID with seed 0 (extended past an edge
+    pick), then every seed at the pick."""
+    streams = ft.names_streams(tok)
+    whole = ft.names_streams(tok, max_eval_windows=None)
+
+    def run(mode, lr, seed):
+        t0 = time.process_time()
+        model, curve = ft.names_curve(gpt, mode, lr, seed, streams["train"],
+                                      {"test": whole["test"]}, steps=CURVE_STEPS,
+                                      eval_every=CURVE_EVERY)
+        curve["val_last"] = evaluate(model, whole["val"], metric=None)[0]
+        curve["cpu_seconds"] = time.process_time() - t0
+        print(mode, lr, seed, round(curve["val_last"], 4),
+              [round(v, 3) for v in curve["test"]], flush=True)
+        return curve
+
+    out = {"steps": CURVE_STEPS, "eval_every": CURVE_EVERY, "grid": CURVE_GRID, "runs": {}}
+    for mode in modes:
+        pick, grid = bracketed(lambda lr: run(mode, lr, SEEDS[0]), CURVE_GRID[mode],
+                               lambda a, b: a["val_last"] < b["val_last"])
+        seeds = {str(SEEDS[0]): grid[pick]}
+        for seed in SEEDS[1:]:
+            seeds[str(seed)] = run(mode, pick, seed)
+        out["runs"][mode] = {"choice": pick,
+                             "grid_val": {str(lr): c["val_last"] for lr, c in grid.items()},
+                             "seeds": seeds}
+    return out
+
+
+def word_table(text: str, pairs, order: int) -> float:
+    """Exact match of a word n-gram count table of ``text`` (lower-cased words): the most
+    frequent word after the prompt's last ``order - 1`` words, backing off to fewer words,
+    down to the most frequent word of all."""
+    from collections import Counter, defaultdict
+    import re
+
+    words = re.findall(r"[a-z]+", text.lower())
+    after = defaultdict(Counter)
+    for c in range(order):
+        for i in range(c, len(words)):
+            after[tuple(words[i - c:i])][words[i]] += 1
+    hits = 0
+    for prompt, answer in pairs:
+        ctx = re.findall(r"[a-z]+", prompt[len("Next: "):].lower())
+        for c in range(min(order - 1, len(ctx)), -1, -1):
+            key = tuple(ctx[len(ctx) - c:])
+            if key in after:
+                hits += after[key].most_common(1)[0][0] == answer.strip()
+                break
+    return hits / len(pairs)
+
+
+def next_baselines(gpt, tok, pretrain, pairs) -> dict:
+    """Test exact match without SFT: the checkpoint continuing the bare passage (the first
+    word it writes), the most frequent training answer, word n-gram tables of ``pretrain``."""
+    import re
+
+    answers = [a for _, a in pairs["train"]]
+    top = max(set(answers), key=answers.count)
+    bare = [ft.greedy_answer(gpt, p[len("Next: "):-1] + " ", tok, max_new_tokens=14,
+                             stop=" ") for p, _ in pairs["test"]]
+    bare_hit = [re.match(r"[a-z]*", b).group() == a.strip()
+                for b, (_, a) in zip(bare, pairs["test"])]
+    return {"checkpoint_bare": sum(bare_hit) / len(bare_hit),
+            "most_frequent": {"word": top.strip(), "test": sum(
+                a == top for _, a in pairs["test"]) / len(pairs["test"])},
+            **{f"word_{n}gram": word_table(pretrain, pairs["test"], n) for n in (2, 3, 4)}}
+
+
+def next_part(gpt, tok, inits=("checkpoint", "random init")) -> dict:
+    """What pretraining buys SFT: "Next: <up to 36 characters of Moby-Dick>" -> the word that
+    follows there, on passages of the checkpoint's own training text (held-out passages for
+    validation and test). Masked SFT from the checkpoint and from random weights, each its own
+    rate from NEXT_GRID; beside them the checkpoint continuing the bare text, the most frequent
+    answer and word n-gram count tables of the same training text."""
+    text = load_moby_dick()
+    pretrain = text[:int(round(0.9 * len(text)))]  # the checkpoint's training split
+    pairs = ft.next_word_pairs(pretrain)
+    out = {"steps": NEXT_STEPS, "eval_every": NEXT_EVERY, "batch_size": SFT_BATCH,
+           "grid": NEXT_GRID, "sizes": {k: len(v) for k, v in pairs.items()},
+           "examples": pairs["test"][:4], "runs": {}}
+    if "checkpoint" in inits:  # the baselines once, with the checkpoint's runs
+        out["baselines"] = next_baselines(gpt, tok, pretrain, pairs)
+        print(out["baselines"], flush=True)
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        return GPT(gpt.config)
+
+    for init, make in (("checkpoint", lambda seed: gpt), ("random init", fresh)):
+        if init not in inits:
+            continue
+        def run(lr):
+            r = ft.train_sft(make(SEEDS[0]), pairs["train"], tok, steps=NEXT_STEPS, lr=lr,
+                             batch_size=SFT_BATCH, seed=SEEDS[0], val_pairs=pairs["val"],
+                             eval_every=NEXT_EVERY)
+            print(init, lr, [round(v, 3) for v in r[1].val_exact], flush=True)
+            return r
+
+        pick, runs = bracketed(run, NEXT_GRID[init],
+                               lambda a, b: a[1].val_exact[-1] > b[1].val_exact[-1])
+        seeds = {}
+        for seed in SEEDS:
+            model, h = runs[pick] if seed == SEEDS[0] else ft.train_sft(
+                make(seed), pairs["train"], tok, steps=NEXT_STEPS, lr=pick,
+                batch_size=SFT_BATCH, seed=seed, val_pairs=pairs["val"], eval_every=NEXT_EVERY)
+            hit = ft.exact_match(model, pairs["test"], tok)
+            seeds[str(seed)] = {"val_steps": h.steps, "val_exact": h.val_exact,
+                                "test_exact": hit.float().mean().item(),
+                                "train_exact": ft.exact_match(model, pairs["train"][:1000],
+                                                              tok).float().mean().item(),
+                                "answers": [ft.greedy_answer(model, p, tok)
+                                            for p, _ in pairs["test"][:4]]}
+            print(init, "seed", seed, round(seeds[str(seed)]["test_exact"], 3), flush=True)
+        out["runs"][init] = {"choice": pick, "seeds": seeds,
+                             "grid_val_exact": {str(lr): r[1].val_exact[-1]
+                                                for lr, r in runs.items()}}
+    return out
+
+
+# ----------------------------------------------------------------------------- one run a process
+# The ``curves`` and ``next`` parts run one at a time in a process; on a busy machine they can
+# also be cut into single runs, one per process, then put together:
+#   ch18_finetune_sweep.py run:curves:lora:0.001:0 ... run:next:checkpoint:0.001:0 ... nextbase
+#   ch18_finetune_sweep.py assemble
+def run_piece(gpt, tok, spec: str) -> dict:
+    """One run of ``curves`` (``run:curves:<mode>:<lr>:<seed>``) or ``next``
+    (``run:next:<init>:<lr>:<seed>``, init ``checkpoint`` or ``random``), as those parts
+    record it."""
+    _, part, what, lr, seed = spec.split(":")
+    lr, seed = float(lr), int(seed)
+    t0 = time.process_time()
+    if part == "curves":
+        streams = ft.names_streams(tok)
+        whole = ft.names_streams(tok, max_eval_windows=None)
+        model, curve = ft.names_curve(gpt, what, lr, seed, streams["train"],
+                                      {"test": whole["test"]}, steps=CURVE_STEPS,
+                                      eval_every=CURVE_EVERY)
+        curve["val_last"] = evaluate(model, whole["val"], metric=None)[0]
+        curve["cpu_seconds"] = time.process_time() - t0
+        return curve
+    text = load_moby_dick()
+    pairs = ft.next_word_pairs(text[:int(round(0.9 * len(text)))])
+    if what == "checkpoint":
+        base = gpt
+    else:
+        torch.manual_seed(seed)
+        base = GPT(gpt.config)
+    model, h = ft.train_sft(base, pairs["train"], tok, steps=NEXT_STEPS, lr=lr,
+                            batch_size=SFT_BATCH, seed=seed, val_pairs=pairs["val"],
+                            eval_every=NEXT_EVERY)
+    return {"val_steps": h.steps, "val_exact": h.val_exact,
+            "test_exact": ft.exact_match(model, pairs["test"], tok).float().mean().item(),
+            "train_exact": ft.exact_match(model, pairs["train"][:1000],
+                                          tok).float().mean().item(),
+            "answers": [ft.greedy_answer(model, p, tok) for p, _ in pairs["test"][:4]],
+            "cpu_seconds": time.process_time() - t0}
+
+
+def assemble(data: dict) -> dict:
+    """The ``curves`` and ``next`` entries from single runs (``pieces``): each rate the best of
+    seed 0's grid on validation, which must lie inside the rates tried, every seed at it."""
+    pieces = data["pieces"]
+    text = load_moby_dick()
+    pairs = ft.next_word_pairs(text[:int(round(0.9 * len(text)))])
+    curves = {"steps": CURVE_STEPS, "eval_every": CURVE_EVERY, "grid": CURVE_GRID, "runs": {}}
+    nxt = {"steps": NEXT_STEPS, "eval_every": NEXT_EVERY, "batch_size": SFT_BATCH,
+           "grid": NEXT_GRID, "sizes": {k: len(v) for k, v in pairs.items()},
+           "examples": pairs["test"][:4], "baselines": pieces.get("nextbase"), "runs": {}}
+    done = {k.split(":")[1] for k in pieces if k.startswith("run:")}  # "curves", "next"
+    for part, out, names, score in (
+            ("curves", curves, {m: m for m in ft.MODES}, lambda r: -r["val_last"]),
+            ("next", nxt, {"checkpoint": "checkpoint", "random": "random init"},
+             lambda r: r["val_exact"][-1])):
+        if part not in done:
+            continue
+        for key, name in names.items():
+            grid = {float(k.split(":")[3]): v for k, v in pieces.items()
+                    if k.startswith(f"run:{part}:{key}:") and k.endswith(f":{SEEDS[0]}")}
+            pick = max(grid, key=lambda lr: score(grid[lr]))
+            if pick in (min(grid), max(grid)):
+                raise ValueError(f"{part} {key}: the pick {pick} is at the edge of {sorted(grid)}")
+            seeds = {str(seed): pieces[f"run:{part}:{key}:{pick:g}:{seed}"] for seed in SEEDS}
+            field = "grid_val" if part == "curves" else "grid_val_exact"
+            out["runs"][name] = {"choice": pick, "seeds": seeds,
+                                 field: {str(lr): (r["val_last"] if part == "curves"
+                                                   else r["val_exact"][-1])
+                                         for lr, r in sorted(grid.items())}}
+        out["cpu_seconds"] = sum(v["cpu_seconds"] for k, v in pieces.items()
+                                 if k.startswith(f"run:{part}:"))
+    return {k: v for k, v in (("curves", curves), ("next", nxt)) if k in done}
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint(device="cpu")
-    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget"]  # a part alone keeps the rest
+    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget", "curves", "next"]
     for part in parts:
         t0 = time.process_time()
-        result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
-                  "mix": mix_part, "forget": forget_part}[part](gpt, tok)
+        if part.startswith("run:") or part == "nextbase":  # one run: stored as a piece
+            if part == "nextbase":
+                text = load_moby_dick()
+                pretrain = text[:int(round(0.9 * len(text)))]
+                result = next_baselines(gpt, tok, pretrain, ft.next_word_pairs(pretrain))
+            else:
+                result = run_piece(gpt, tok, part)
+            print(part, {k: v for k, v in result.items() if "exact" in k or "last" in k})
+            with open(OUT.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                data = json.loads(OUT.read_text())
+                data.setdefault("pieces", {})[part] = result
+                OUT.write_text(json.dumps(data, indent=1) + "\n")
+            continue
+        if part == "assemble":
+            with open(OUT.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                data = json.loads(OUT.read_text())
+                data.update(assemble(data))
+                data.pop("pieces")
+                OUT.write_text(json.dumps(data, indent=1) + "\n")
+            continue
+        if part.startswith("curves-"):  # one contender's curves: "curves-lora" (parallel)
+            result = curves_part(gpt, tok, modes=(part.split("-", 1)[1],))
+        elif part.startswith("next-"):  # "next-checkpoint" or "next-random" (parallel)
+            result = next_part(gpt, tok, inits=({"checkpoint": "checkpoint",
+                                                 "random": "random init"}[part[5:]],))
+        else:
+            result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
+                      "mix": mix_part, "forget": forget_part, "curves": curves_part,
+                      "next": next_part}[part](gpt, tok)
         result["cpu_seconds"] = time.process_time() - t0
-        data = json.loads(OUT.read_text()) if OUT.exists() else {}  # read late: parts may
-        data.update({"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "  # run apart
-                                "tools/ch18_finetune_sweep.py",
-                     "seeds": SEEDS, "versions": {"torch": torch.__version__}, part: result})
-        OUT.write_text(json.dumps(data, indent=1) + "\n")  # after each part
+        with open(OUT.with_suffix(".lock"), "w") as lock:  # parts may run in parallel
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = json.loads(OUT.read_text()) if OUT.exists() else {}  # read late
+            if "-" in part:  # merge the contender into its part's entry
+                part = part.split("-")[0]
+                old = data.get(part, {})
+                result = {**old, **result, "runs": {**old.get("runs", {}), **result["runs"]},
+                          "cpu_seconds": old.get("cpu_seconds", 0.0) + result["cpu_seconds"]}
+            data.update({"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "
+                                    "tools/ch18_finetune_sweep.py",
+                         "seeds": SEEDS, "versions": {"torch": torch.__version__},
+                         part: result})
+            OUT.write_text(json.dumps(data, indent=1) + "\n")  # after each part
     print(OUT, hashlib.sha256(OUT.read_bytes()).hexdigest())
 
 

@@ -419,7 +419,8 @@ def score_at_kl(kl, score, budget: float) -> float:
 
 
 def best_within_kl(history: list[dict], budget: float,
-                   measures=("hidden", "kl", "repeat", "ref_nats")) -> dict[str, float]:
+                   measures=("hidden", "kl", "repeat", "hidden_clean", "ref_nats")
+                   ) -> dict[str, float]:
     """A run's best use of a KL budget. The candidates: its checkpoints whose KL so far on the
     answers kept apart (``kl_pick``) stays within ``budget``, and the point where it first
     reaches the budget (read as :func:`score_at_kl` does). The one with the highest kept-apart
@@ -441,6 +442,74 @@ def best_within_kl(history: list[dict], budget: float,
         return {"pick": nan, **{m: nan for m in measures}}
     pick, read = max(options, key=lambda o: o[0])
     return {"pick": pick, **read}
+
+
+def choose_within_kl(family: dict[str, list[list[dict]]], budget: float) -> dict:
+    """One method's choice of setting for a KL budget. ``family`` maps each setting to its
+    runs' histories, one per seed. Every run is read by :func:`best_within_kl`; the setting
+    whose mean kept-apart score (``pick``) over the seeds is highest is chosen (one with a seed
+    that has no reading cannot be). Returns ``setting``, its per-seed ``readings`` (measures of
+    the reported answers, ``kl`` their KL) and ``picks``, each setting's mean kept-apart
+    score."""
+    if not family:
+        raise ValueError("no settings to choose from")
+    readings = {k: [best_within_kl(h, budget) for h in hists] for k, hists in family.items()}
+    if len({len(r) for r in readings.values()}) != 1:
+        raise ValueError("every setting needs the same number of seeds")
+    picks = {k: float(np.mean([x["pick"] for x in r])) for k, r in readings.items()}
+    setting = max(picks, key=lambda k: -math.inf if math.isnan(picks[k]) else picks[k])
+    if math.isnan(picks[setting]):
+        raise ValueError(f"no setting has a reading within {budget} nats on every seed")
+    return {"setting": setting, "readings": readings[setting], "picks": picks}
+
+
+def best_of_n_within_kl(record: dict[str, list[float]], ns: list[int], budget: float) -> dict:
+    """Best-of-n's reading within a KL budget: the largest n whose KL by the formula
+    (:func:`best_of_n_kl`, an upper bound) is at most ``budget``, with every measure that
+    ``record`` holds per n, and ``kl``, the formula's KL. (Nothing to choose on, so no answers
+    are kept apart: the pool's expectations are exact.)"""
+    fits = [i for i, n in enumerate(ns) if best_of_n_kl(n) <= budget + 1e-12]
+    if not fits:
+        raise ValueError(f"no n within {budget} nats")
+    i = fits[-1]
+    return {"n": ns[i], **{m: v[i] for m, v in record.items()}, "kl": best_of_n_kl(ns[i])}
+
+
+def mean_se(d) -> tuple[float, float]:
+    """Mean and standard error (ddof = 1) of per-seed values."""
+    d = np.asarray(d, float)
+    if d.ndim != 1 or len(d) < 2:
+        raise ValueError(f"need at least two per-seed values, got shape {d.shape}")
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def pm(d) -> str:
+    """"mean ± standard error" of per-seed values; two decimals where one would show 0.0."""
+    m, se = mean_se(d)
+    n = 2 if se < 0.05 else 1
+    return f"{m:.{n}f} ± {se:.{n}f}"
+
+
+def paired_verdict(a, b, name_a: str, name_b: str) -> dict:
+    """The verdict on two methods' per-seed scores (paired by seed): the differences' mean and
+    standard error, on how many seeds ``a`` is ahead, whether they are separable (the mean at
+    least two standard errors from 0) and a sentence saying so."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"per-seed scores of different shapes: {a.shape} and {b.shape}")
+    d = a - b
+    m, se = mean_se(d)
+    n, ahead = len(d), int((d > 0).sum())
+    separable = abs(m) >= 2 * se
+    if not separable:
+        text = (f"{name_a} and {name_b} are not separable with {n} seeds ({name_a} minus "
+                f"{name_b}: {pm(d)}; {name_a} ahead on {ahead} of {n})")
+    elif m > 0:
+        text = f"{name_a} leads {name_b} by {pm(d)} (ahead on {ahead} of {n} seeds)"
+    else:
+        text = f"{name_b} leads {name_a} by {pm(-d)} (ahead on {n - ahead} of {n} seeds)"
+    return {"mean": m, "se": se, "ahead": ahead, "seeds": n, "separable": separable,
+            "text": text}
 
 
 # --- DPO ------------------------------------------------------------------------------------------
@@ -512,7 +581,11 @@ def evaluate(policy, ref, reward_fn, hidden_fn, tokenizer, scfg: SampleConfig, n
     n further samples (``hidden_pick``, ``kl_pick``), for choosing settings and checkpoints on
     samples other than those reported. Two measures the hidden scorer does not pay for, on the
     reported samples: ``repeat``, the share of answers that use one word of 5 or more letters
-    twice or more, and ``ref_nats``, the reference's log-likelihood per character (nats)."""
+    twice or more (the hidden scorer counts distinct words, so a repeat earns nothing: it
+    marks degenerate text), ``hidden_clean``, the hidden score of the answers that repeat no
+    such word (nan if none), and ``ref_nats``, the reference's log-likelihood per character
+    (nats; far above the reference's own samples' means the answers collapsed onto a few
+    of the reference's likeliest strings)."""
     P = len(tokenizer.encode(scfg.prompt))
     with torch.no_grad():
         idx = sample(policy, tokenizer, scfg, 2 * n, generator)
@@ -521,11 +594,13 @@ def evaluate(policy, ref, reward_fn, hidden_fn, tokenizer, scfg: SampleConfig, n
         r = reward_fn(idx[:n])
     answers = texts(tokenizer, idx, P)
     h = hidden_fn(answers)  # (2n,)
+    clean = ~np.array([repeats_long_word(t) for t in answers[:n]])  # (n,)
     return {"reward": r.mean().item(), "hidden": float(h[:n].mean()),
             "hidden_se": float(h[:n].std(ddof=1) / math.sqrt(n)), "kl": kl[:n].mean().item(),
             "kl_se": (kl[:n].std() / math.sqrt(n)).item(), "hidden_pick": float(h[n:].mean()),
             "kl_pick": kl[n:].mean().item(), "sample": answers[0],
-            "repeat": float(np.mean([repeats_long_word(t) for t in answers[:n]])),
+            "repeat": float(np.mean(~clean)),
+            "hidden_clean": float(h[:n][clean].mean()) if clean.any() else math.nan,
             "ref_nats": (logq[:n].mean() / (idx.shape[1] - P)).item()}
 
 

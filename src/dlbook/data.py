@@ -118,7 +118,7 @@ CHECKSUMS: dict[str, str] = {
     # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
     # by tools/ch18_alignment_sweep.py
     "ch18_alignment.json":
-        "bae2973aee0ab0c09d782de845ca7ef8cd58a040fc363bdda277d3b167bee2b0",
+        "3c815dfbcdf216e901deff699d38decccc7c872c53f2f1109efa7f8ffcf39b3e",
     # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
@@ -131,7 +131,7 @@ CHECKSUMS: dict[str, str] = {
     # chapter 18's SFT and LoRA runs over seeds and learning-rate grids
     # (dlbook.finetune.load_runs), by tools/ch18_finetune_sweep.py
     "ch18_finetune.json":
-        "9666eb4d1b0e6eeaa0c9adbb5699d8f45428905486e35a7aa923b06628f4b21e",
+        "0a52760e7c9631fbefca5964831e4e00a4a632ed349e2fc5325e9662dad43637",
     # chapter 18's seed-0 masked SFT model (dlbook.finetune.load_sft_model)
     "ch18_sft.safetensors":
         "ec4c1d9a425f4d986bb43c6efab5dab84243c7bbb2973ba077126c81050cbe16",

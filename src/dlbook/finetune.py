@@ -17,8 +17,9 @@ not to write prompts. Targets of -1 are skipped by every language model of the b
     >>> exact_match(model, val_pairs, tokenizer)      # (N,) bool: greedy answer == answer
 
 The module also holds chapter 18's LoRA experiment on names (:func:`names_streams`,
-:func:`fine_tune_names`, :func:`bigram_baseline`), shared by the chapter and
-``tools/ch18_finetune_sweep.py``.
+:func:`fine_tune_names`, :func:`names_curve`, :func:`bigram_baseline`) and its second SFT task,
+one that needs what pretraining stored (:func:`next_word_pairs`: the word that follows a passage
+of the book), shared by the chapter and ``tools/ch18_finetune_sweep.py``.
 """
 from __future__ import annotations
 
@@ -273,6 +274,103 @@ def fine_tune_names(base: nn.Module, mode: str, lr: float, seed: int, streams, *
     return model, history
 
 
+def names_curve(base: nn.Module, mode: str, lr: float, seed: int, train, read: dict, *,
+                steps: int, eval_every: int, batch_size: int = 32, rank: int = 4,
+                alpha: float = 8.0):
+    """Like :func:`fine_tune_names`, but reads the loss on every stream of ``read`` (a dict of
+    :class:`~dlbook.training.TokenStream`, e.g. validation and test) at step 0 and every
+    ``eval_every`` steps: a learning curve. AdamW, ``steps`` steps of ``batch_size`` windows of
+    ``train`` drawn at random (seeded). Returns ``(model, {"steps": [...], name: [...]})``."""
+    from .gpt import GPT
+    from .lora import add_lora
+    from .training import evaluate
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive whole number, got {steps!r}")
+    if not isinstance(eval_every, int) or not 1 <= eval_every <= steps:
+        raise ValueError(f"eval_every must be a whole number from 1 to steps ({steps}), "
+                         f"got {eval_every!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    if not read:
+        raise ValueError("read must name at least one stream to measure the curve on")
+    torch.manual_seed(seed)
+    if mode == "scratch":
+        model = GPT(base.config)
+    else:
+        model = copy.deepcopy(base)
+        if mode == "lora":
+            add_lora(model, rank=rank, alpha=alpha, targets=LORA_TARGETS)
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=lr,
+                            weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    curve = {"steps": [], **{k: [] for k in read}}
+
+    def record(step):
+        curve["steps"].append(step)
+        for k, stream in read.items():
+            curve[k].append(evaluate(model, stream, metric=None)[0])
+
+    record(0)
+    model.train()
+    for step in range(1, steps + 1):
+        x, y = train.sample(batch_size, generator=gen)  # (B, T), (B, T)
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % eval_every == 0 or step == steps:
+            record(step)
+            model.train()
+    model.eval()
+    return model, curve
+
+
+# ----------------------------------------------------------------------------- next word
+NEXT_PROMPT = "Next: {}\n"  # chapter 18's second task: the word that follows in the book
+
+
+def next_word_pairs(text: str, n_val: int = 500, n_test: int = 1000, n_train: int = 6000,
+                    context: int = 36, max_word: int = 12, chunk: int = 2000,
+                    seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """``("Next: and then the whale\n", "rose\n")``-style pairs from ``text``: up to
+    ``context`` characters of the text (cut to start at a word, newlines as spaces) and the
+    lower-case word of at most ``max_word`` letters that follows them there. The text is cut
+    into chunks of ``chunk`` characters, shuffled (seeded) and dealt to ``train``, ``val`` and
+    ``test``, so no two splits share a passage; each split then draws its pairs at random."""
+    if context < 8 or max_word < 1 or chunk <= context:
+        raise ValueError(f"need context >= 8, max_word >= 1, chunk > context; got {context}, "
+                         f"{max_word}, {chunk}")
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    if min(sizes.values()) < 1:
+        raise ValueError(f"every split needs at least one pair, got {sizes}")
+    starts = [m.start() for m in re.finditer(r"(?<=[ \n])[a-z]+", text)
+              if m.start() >= context and len(m.group()) <= max_word]
+    chunks = list(range(len(text) // chunk + 1))
+    rng = random.Random(seed)
+    rng.shuffle(chunks)
+    total = sum(sizes.values())
+    cut, out, first = {}, {}, 0
+    for k, n in sizes.items():  # each split a share of the chunks as of its pairs
+        take = max(1, round(len(chunks) * n / total))
+        cut[k] = set(chunks[first:first + take])
+        first += take
+    for k, n in sizes.items():
+        mine = [s for s in starts if s // chunk in cut[k] and (s - context) // chunk in cut[k]]
+        if len(mine) < n:
+            raise ValueError(f"only {len(mine)} word starts for {n} {k} pairs: a longer text "
+                             f"or fewer pairs")
+        out[k] = []
+        for s in sorted(rng.sample(mine, n)):
+            ctx = text[s - context:s].replace("\n", " ")
+            ctx = ctx[ctx.index(" ") + 1:] if " " in ctx[:-1] else ctx
+            word = re.match(r"[a-z]+", text[s:]).group()
+            out[k].append((NEXT_PROMPT.format(" ".join(ctx.split())), word + "\n"))
+    return out
+
+
 def bigram_baseline(train_tokens: torch.Tensor, vocab_size: int, smoothing: float):
     """The count table: ``P(b | a)`` from the training stream's bigram counts plus
     ``smoothing`` (a :class:`~dlbook.language_models.BigramLM`)."""
@@ -292,8 +390,8 @@ def load_runs() -> dict:
     """The committed results of ``tools/ch18_finetune_sweep.py`` (sha256-checked): the SFT runs
     (``sft``: masked and unmasked, few-shot prompting; ``scratch``: masked from random weights;
     ``mix``: masked with Moby-Dick batches mixed in; each with its learning-rate grid, three
-    seeds, test exact match and Moby-Dick loss) and the LoRA runs on names (LoRA, full, from
-    scratch, the bigram table)."""
+    seeds, test exact match and Moby-Dick loss), the LoRA runs on names (LoRA, full, from
+    scratch, the bigram table; ``curves``: their learning curves to 500 steps)."""
     import json
 
     from .data import verified_path
