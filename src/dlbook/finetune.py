@@ -247,25 +247,32 @@ def names_streams(tokenizer, block_size: int = 16, seed: int = 0, max_eval_windo
 MODES = ("lora", "full", "scratch")
 
 
+def _contender(base: nn.Module, mode: str, seed: int, rank: int, alpha: float) -> nn.Module:
+    """The model a names run trains: a copy of ``base`` (with LoRA adapters for ``"lora"``) or
+    the same GPT from random weights (``"scratch"``), its new weights drawn from ``seed``."""
+    from .gpt import GPT
+    from .lora import add_lora
+
+    torch.manual_seed(seed)  # the new weights (LoRA's A, or all of them) depend on it
+    if mode == "scratch":
+        return GPT(base.config)
+    model = copy.deepcopy(base)
+    if mode == "lora":
+        add_lora(model, rank=rank, alpha=alpha, targets=LORA_TARGETS)
+    return model
+
+
 def fine_tune_names(base: nn.Module, mode: str, lr: float, seed: int, streams, *, steps: int = 20,
                     batch_size: int = 32, rank: int = 4, alpha: float = 8.0, device=None):
     """Train on the names' stream for ``steps`` AdamW steps: ``"lora"`` adapters on a copy of
     ``base`` (rank ``rank``), ``"full"`` every weight of a copy, or ``"scratch"`` a model of the
     same shape from random weights (``torch.manual_seed(seed)``). ``base`` is never changed.
     Returns ``(model, History)`` with the validation loss at the middle and at the end."""
-    from .gpt import GPT
-    from .lora import add_lora
     from .training import fit
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    torch.manual_seed(seed)  # the new weights (LoRA's A, or all of them) depend on it
-    if mode == "scratch":
-        model = GPT(base.config)
-    else:
-        model = copy.deepcopy(base)
-        if mode == "lora":
-            add_lora(model, rank=rank, alpha=alpha, targets=LORA_TARGETS)
+    model = _contender(base, mode, seed, rank, alpha)
     history = fit(model, streams["train"], streams["val"], steps=steps, batch_size=batch_size,
                   seed=seed, metric=None, eval_every=max(steps // 2, 1),
                   optimizer=lambda p: torch.optim.AdamW([q for q in p if q.requires_grad],
@@ -281,8 +288,6 @@ def names_curve(base: nn.Module, mode: str, lr: float, seed: int, train, read: d
     :class:`~dlbook.training.TokenStream`, e.g. validation and test) at step 0 and every
     ``eval_every`` steps: a learning curve. AdamW, ``steps`` steps of ``batch_size`` windows of
     ``train`` drawn at random (seeded). Returns ``(model, {"steps": [...], name: [...]})``."""
-    from .gpt import GPT
-    from .lora import add_lora
     from .training import evaluate
 
     if mode not in MODES:
@@ -296,13 +301,7 @@ def names_curve(base: nn.Module, mode: str, lr: float, seed: int, train, read: d
         raise ValueError(f"lr must be positive, got {lr!r}")
     if not read:
         raise ValueError("read must name at least one stream to measure the curve on")
-    torch.manual_seed(seed)
-    if mode == "scratch":
-        model = GPT(base.config)
-    else:
-        model = copy.deepcopy(base)
-        if mode == "lora":
-            add_lora(model, rank=rank, alpha=alpha, targets=LORA_TARGETS)
+    model = _contender(base, mode, seed, rank, alpha)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=lr,
                             weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
