@@ -56,7 +56,7 @@ REINFORCE_SEEDS = [0, 1, 2, 3, 4]  # REINFORCE is cheap: five reported seeds, si
 REINFORCE_TUNE_SEEDS = [10, 11, 12, 13, 14, 15]
 GRID = {"lr": [2.5e-4, 5e-4, 1e-3, 2.3e-3, 5e-3]}
 CENTRE = rl.ZOO_CARTPOLE_DQN
-GRID_98 = {"lr": [5e-4, 1e-3, 2.3e-3]}  # the grid the earlier version used
+GRID_98 = {"lr": [5e-4, 1e-3, 2.3e-3]}  # three rates of GRID, around the zoo's
 CENTRE_98 = replace(CENTRE, gamma=0.98)
 REINFORCE_GRID = {"lr": [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]}
 REINFORCE_CENTRE = rl.ReinforceConfig()  # lr 0.01
