@@ -379,3 +379,44 @@ def test_dqn_update_matches_stable_baselines3_on_one_batch():
     rl.dqn_update(ours, target, opt, (o, a, r, o2, d), cfg.gamma, cfg.grad_clip)
     for p, q in zip(ours.parameters(), m.q_net.q_net.parameters()):
         assert torch.allclose(p, q, atol=1e-7)
+
+
+def test_td_advantages_by_hand_and_unbiased_only_with_the_exact_critic():
+    mdp, H = chain_mdp(), 5
+    theta = np.random.default_rng(2).normal(size=(4, 2))
+    exact = rl.exact_policy_gradient(mdp, theta, H)
+    pi = rl.softmax_policy(theta)
+    _, V, _ = rl.finite_horizon_values(mdp, pi, H)
+    s, a, r = rl.sample_episodes(mdp, pi, 100_000, H, np.random.default_rng(3))
+    adv = rl.td_advantages(mdp, V[:H], s, r)
+    n, t = 7, 2  # one entry by hand, and the last step bootstraps from nothing
+    assert np.isclose(adv[n, t], r[n, t] + mdp.gamma * V[t + 1, s[n, t + 1]] - V[t, s[n, t]])
+    assert np.allclose(adv[:, -1], r[:, -1] - V[H - 1, s[:, -1]])
+    live = exact.ravel() != 0
+    wrong = V[:H] + np.random.default_rng(4).normal(0, 0.3, V[:H].shape)  # (a constant
+    # error would not do: it only adds a baseline)
+    for critic, unbiased in ((V[:H], True), (wrong, False)):
+        g = rl.reinforce_gradients(mdp, theta, s, a, r,
+                                   advantages=rl.td_advantages(mdp, critic, s, r))
+        g = g.reshape(n := len(s), -1)
+        z = (g.mean(0) - exact.ravel())[live] / (g.std(0, ddof=1)[live] / np.sqrt(n))
+        assert (np.abs(z).max() < 4.5) == unbiased, z
+    with pytest.raises(ValueError, match="V must be"):
+        rl.td_advantages(mdp, V, s, r)  # (H + 1, S): one row too many
+    with pytest.raises(ValueError, match="not both"):
+        rl.reinforce_gradients(mdp, theta, s, a, r, V[:H], advantages=adv)
+    with pytest.raises(ValueError, match="advantages must be"):
+        rl.reinforce_gradients(mdp, theta, s, a, r, advantages=adv[:, 1:])
+
+
+def test_train_dqn_probe_sees_the_network_on_schedule_and_changes_nothing():
+    pytest.importorskip("gymnasium")
+    torch.set_num_threads(1)
+    cfg = rl.DQNConfig(steps=600, learning_starts=100, eval_every=300, eval_episodes=2)
+    seen = []
+    curve, net = rl.train_dqn(cfg, 0, probe=lambda step, q: seen.append(step), probe_every=200)
+    assert seen == [0, 200, 400, 600]
+    plain, _ = rl.train_dqn(cfg, 0)
+    assert plain.returns == curve.returns
+    with pytest.raises(ValueError, match="probe_every"):
+        rl.train_dqn(cfg, 0, probe=print, probe_every=0)

@@ -20,7 +20,13 @@
    with and without its target network, seeds 0-2, each run's max_a Q on 50 start states kept
    ("start_q") to compare with the bound 1 / (1 - gamma) = 100.
 4. "Does gamma matter": the same DQN tuning and reported runs with the zoo's gamma 0.99 replaced
-   by 0.98 (an earlier version of the book used 0.98), on the grid that earlier version used.
+   by 0.98, on a grid of three learning rates.
+5. The deadly-triad 2x2 (--triad SEED, then --triad-merge; it needs the file written by 1-4):
+   the tuned zoo DQN without its target network, TRIAD_STEPS environment steps, with only the
+   activation (ReLU, the zoo's, or tanh) and the schedule (the zoo's bursts of 128 gradient steps
+   every 256 environment steps, or one gradient step per environment step) changed; seeds 0-2.
+   Each run keeps max_a Q on the 50 start states every 500 steps ("q_steps", "start_q") and its
+   greedy returns every 2,500 steps. It adds "triad" to the file and leaves the rest unchanged.
 
 Every run is seeded and deterministic for one torch build; --cache FILE[,FILE...] keeps each
 finished run (keyed by agent, config and seed) in the first file and reads all of them, so that an
@@ -50,12 +56,68 @@ REINFORCE_SEEDS = [0, 1, 2, 3, 4]  # REINFORCE is cheap: five reported seeds, si
 REINFORCE_TUNE_SEEDS = [10, 11, 12, 13, 14, 15]
 GRID = {"lr": [2.5e-4, 5e-4, 1e-3, 2.3e-3, 5e-3]}
 CENTRE = rl.ZOO_CARTPOLE_DQN
-GRID_98 = {"lr": [5e-4, 1e-3, 2.3e-3]}  # the grid the earlier version used
+GRID_98 = {"lr": [5e-4, 1e-3, 2.3e-3]}  # three rates of GRID, around the zoo's
 CENTRE_98 = replace(CENTRE, gamma=0.98)
 REINFORCE_GRID = {"lr": [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]}
 REINFORCE_CENTRE = rl.ReinforceConfig()  # lr 0.01
 ONE_STEP = rl.DQNConfig()  # the textbook DQN: one gradient step per environment step, untuned
 ONE_STEP_NT = replace(ONE_STEP, target_network=False)
+
+
+TRIAD_STEPS = 20_000
+TRIAD_SCHEDULES = {"bursts": {"train_every": 256, "gradient_steps": 128},
+                   "one step": {"train_every": 1, "gradient_steps": 1}}
+TRIAD_ACTIVATIONS = ["relu", "tanh"]
+
+
+def triad_configs(dqn: dict) -> dict[str, rl.DQNConfig]:
+    """The 2x2 of activation x schedule, everything else the tuned zoo DQN's, no target network."""
+    base = replace(rl.DQNConfig(**dqn), target_network=False, steps=TRIAD_STEPS, eval_every=2500)
+    return {f"{act} {sched}": replace(base, activation=act, **kw)
+            for act in TRIAD_ACTIVATIONS for sched, kw in TRIAD_SCHEDULES.items()}
+
+
+def triad_run(cfg: rl.DQNConfig, seed: int) -> dict:
+    """One run of the 2x2, with max_a Q on the 50 start states every 500 steps."""
+    env = rl.make_env(cfg.env_id)
+    starts = torch.as_tensor(np.array([env.reset(seed=30_000 + k)[0] for k in range(50)],
+                                      np.float32))
+    q_steps, start_q = [], []
+
+    def probe(step, net):
+        with torch.no_grad():
+            q = net(starts).max(1).values.numpy().astype(float)
+        q_steps.append(step)
+        start_q.append(q.tolist())
+
+    curve, net = rl.train_dqn(cfg, seed, probe=probe, probe_every=500)
+    assert np.allclose(start_q[-1], rl.start_q_values(net, cfg.env_id))
+    return {**asdict(curve), "q_steps": q_steps, "start_q": start_q}
+
+
+def triad_main(seed: int | None) -> None:
+    data = json.loads(OUT.read_text())
+    configs = triad_configs(data["dqn"])
+    if seed is not None:  # one seed's four runs into a scratch file
+        runs = {}
+        for name, cfg in configs.items():
+            runs[name] = triad_run(cfg, seed)
+            r = runs[name]
+            print(f"{name} seed {seed}: Q {np.mean(r['start_q'][-1]):,.1f}; greedy "
+                  f"{np.mean(r['returns'], 1).round(0).tolist()} ({r['cpu_seconds']:.0f} s)",
+                  flush=True)
+        Path(f"/tmp/ch17_triad_{seed}.json").write_text(json.dumps(runs))
+        return
+    per_seed = {s: json.loads(Path(f"/tmp/ch17_triad_{s}.json").read_text()) for s in SEEDS}
+    data["triad"] = {"steps": TRIAD_STEPS, "schedules": TRIAD_SCHEDULES,
+                     "configs": {n: asdict(c) for n, c in configs.items()},
+                     "runs": {n: {str(s): per_seed[s][n] for s in SEEDS} for n in configs}}
+    data["triad_command"] = ("DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python "
+                             "tools/ch17_rl_sweep.py --triad SEED (seeds 0, 1, 2), then --triad-merge")
+    OUT.write_text(json.dumps(data, indent=1) + "\n")
+    import hashlib
+
+    print(OUT, hashlib.sha256(OUT.read_bytes()).hexdigest())
 
 
 def cross(centre, grid: dict) -> list:
@@ -157,6 +219,9 @@ def main() -> None:
     def arg(name):
         return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
 
+    if "--triad" in sys.argv or "--triad-merge" in sys.argv:
+        triad_main(int(arg("--triad")) if "--triad" in sys.argv else None)
+        return
     cache = Cache(arg("--cache"), arg("--part"))
     budget = REINFORCE_CENTRE  # PPO's key: it runs on SB3's defaults, at this budget
     assert budget.steps == CENTRE.steps and budget.eval_every == CENTRE.eval_every

@@ -114,7 +114,7 @@ CHECKSUMS: dict[str, str] = {
         "eb64eb60323ad83585d2af92bcc305d5b3914d601d134a5e8918080d251e0fc8",
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
-        "a21b8612d54660c0ad174454990773e70ec961e93339bad44eb4e30dfcb600f3",
+        "6a9f398a2eac7f39641adaec501be6aa77027a7f5a726dd19f4822506b23cfbe",
     # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
     # by tools/ch18_alignment_sweep.py
     "ch18_alignment.json":

@@ -296,16 +296,37 @@ def returns_to_go(rewards, gamma: float):
     return G
 
 
+def td_advantages(mdp: TabularMDP, V: np.ndarray, states, rewards) -> np.ndarray:
+    """Actor-critic's one-step advantage r_t + gamma V_{t+1}(s_{t+1}) - V_t(s_t) along sampled
+    episodes of H steps, with a critic V (H, S) indexed by the steps taken; after the last step
+    the horizon is reached and nothing follows (V_H = 0). (n, H)"""
+    n, H = states.shape
+    V = np.asarray(V, float)
+    if V.shape != (H, mdp.n_states):
+        raise ValueError(f"V must be (H, S) = {(H, mdp.n_states)}, got {V.shape}")
+    t = np.arange(H)
+    v_next = np.concatenate([V[t[1:], states[:, 1:]], np.zeros((n, 1))], 1)  # (n, H)
+    return rewards + mdp.gamma * v_next - V[t, states]
+
+
 def reinforce_gradients(mdp: TabularMDP, theta: np.ndarray, states, actions, rewards,
-                        baseline: np.ndarray | None = None, discount_weights: bool = True):
+                        baseline: np.ndarray | None = None, discount_weights: bool = True,
+                        advantages: np.ndarray | None = None):
     """One REINFORCE estimate per episode: sum_t gamma^t (G_t - b(t, s_t)) grad log pi(a_t|s_t),
     with grad_theta(s, .) log pi(a | s) = onehot(a) - pi(. | s). ``baseline`` is (H, S) or None.
+    ``advantages`` (n, H), if given, replaces G_t - b (e.g. td_advantages: an actor-critic).
     ``discount_weights=False`` drops the gamma^t factor (a common bug: a biased estimate).
     Returns (n, S, A)."""
     pi = softmax_policy(theta)
     n, H = states.shape
     S, A = mdp.R.shape
     G = returns_to_go(rewards, mdp.gamma)  # (n, H)
+    if advantages is not None:
+        if baseline is not None:
+            raise ValueError("give a baseline or advantages, not both")
+        G = np.asarray(advantages, float)
+        if G.shape != (n, H):
+            raise ValueError(f"advantages must be (n, H) = {(n, H)}, got {G.shape}")
     if baseline is not None:
         baseline = np.asarray(baseline, float)
         if baseline.shape != (H, S):
@@ -584,10 +605,14 @@ def epsilon_at(cfg: DQNConfig, step: int) -> float:
     return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
 
 
-def train_dqn(cfg: DQNConfig, seed: int) -> tuple[Curve, nn.Module]:
+def train_dqn(cfg: DQNConfig, seed: int, probe: Callable[[int, nn.Module], None] | None = None,
+              probe_every: int = 500) -> tuple[Curve, nn.Module]:
     """DQN: epsilon-greedy acting, a replay buffer, a Huber loss on the TD error, a target
     network copied every ``target_every`` steps (or, with ``target_network=False``, none: the
-    target is bootstrapped from the online network's current weights)."""
+    target is bootstrapped from the online network's current weights). ``probe(step, q_net)``,
+    if given, is called at step 0 and every ``probe_every`` steps; it must not train the net."""
+    if probe_every < 1:
+        raise ValueError(f"probe_every must be >= 1, got {probe_every}")
     t0 = time.process_time()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -601,6 +626,8 @@ def train_dqn(cfg: DQNConfig, seed: int) -> tuple[Curve, nn.Module]:
     buffer = ReplayBuffer(cfg.buffer_size, obs_dim)
     curve = Curve([0], [evaluate(greedy(q_net), cfg.env_id, cfg.eval_episodes)])
     obs, _ = env.reset(seed=seed)
+    if probe:
+        probe(0, q_net)
     for step in range(1, cfg.steps + 1):
         if rng.random() < epsilon_at(cfg, step):
             a = int(rng.integers(n_actions))
@@ -618,6 +645,8 @@ def train_dqn(cfg: DQNConfig, seed: int) -> tuple[Curve, nn.Module]:
         if step % cfg.eval_every == 0:
             curve.steps.append(step)
             curve.returns.append(evaluate(greedy(q_net), cfg.env_id, cfg.eval_episodes))
+        if probe and step % probe_every == 0:
+            probe(step, q_net)
     curve.cpu_seconds = time.process_time() - t0
     return curve, q_net
 
