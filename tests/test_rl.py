@@ -81,13 +81,21 @@ def test_exact_objective_matches_the_finite_horizon_values():
     assert np.isclose(rl.exact_objective(mdp, torch.tensor(theta), H).item(), mdp.start @ V[0])
 
 
-def test_reinforce_is_unbiased_with_and_without_a_baseline_and_biased_without_gamma_t():
+@pytest.fixture(scope="module")
+def corridor_episodes():
+    """The corridor MDP at a random policy: its exact gradient and values, 100,000 episodes."""
     mdp, H = chain_mdp(), 5
     theta = np.random.default_rng(2).normal(size=(4, 2))
     exact = rl.exact_policy_gradient(mdp, theta, H)
     pi = rl.softmax_policy(theta)
     _, V, _ = rl.finite_horizon_values(mdp, pi, H)
     s, a, r = rl.sample_episodes(mdp, pi, 100_000, H, np.random.default_rng(3))
+    return mdp, H, theta, exact, V, s, a, r
+
+
+def test_reinforce_is_unbiased_with_and_without_a_baseline_and_biased_without_gamma_t(
+        corridor_episodes):
+    mdp, H, theta, exact, V, s, a, r = corridor_episodes
     for baseline in (None, V[:H]):
         g = rl.reinforce_gradients(mdp, theta, s, a, r, baseline).reshape(len(s), -1)
         z = (g.mean(0) - exact.ravel()) / (g.std(0, ddof=1) / np.sqrt(len(g)) + 1e-12)
@@ -381,13 +389,8 @@ def test_dqn_update_matches_stable_baselines3_on_one_batch():
         assert torch.allclose(p, q, atol=1e-7)
 
 
-def test_td_advantages_by_hand_and_unbiased_only_with_the_exact_critic():
-    mdp, H = chain_mdp(), 5
-    theta = np.random.default_rng(2).normal(size=(4, 2))
-    exact = rl.exact_policy_gradient(mdp, theta, H)
-    pi = rl.softmax_policy(theta)
-    _, V, _ = rl.finite_horizon_values(mdp, pi, H)
-    s, a, r = rl.sample_episodes(mdp, pi, 100_000, H, np.random.default_rng(3))
+def test_td_advantages_by_hand_and_unbiased_only_with_the_exact_critic(corridor_episodes):
+    mdp, H, theta, exact, V, s, a, r = corridor_episodes
     adv = rl.td_advantages(mdp, V[:H], s, r)
     n, t = 7, 2  # one entry by hand, and the last step bootstraps from nothing
     assert np.isclose(adv[n, t], r[n, t] + mdp.gamma * V[t + 1, s[n, t + 1]] - V[t, s[n, t]])
