@@ -367,9 +367,6 @@ def test_reinforce_update_surrogate_gradient_is_the_estimate():
 
 def test_dqn_update_matches_stable_baselines3_on_one_batch():
     pytest.importorskip("stable_baselines3")
-    from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.type_aliases import ReplayBufferSamples
-
     cfg = rl.DQNConfig(hidden=16, grad_clip=0.5, lr=0.01, batch_size=8)
     m = rl.sb3_agent("DQN", cfg, rl.make_env(cfg.env_id), seed=0)
     ours, target = rl.mlp([4, 16, 16, 2]), rl.mlp([4, 16, 16, 2])
@@ -378,15 +375,21 @@ def test_dqn_update_matches_stable_baselines3_on_one_batch():
     torch.manual_seed(1)
     o, a, r, o2 = torch.randn(8, 4), torch.randint(2, (8,)), torch.ones(8), torch.randn(8, 4)
     d = torch.tensor([0.0, 1, 0, 0, 0, 0, 1, 0])
-    m.replay_buffer.sample = lambda *args, **kw: ReplayBufferSamples(
-        o, a[:, None], o2, d[:, None], r[:, None])
-    m.set_logger(configure(None, []))
-    m._current_progress_remaining = 1.0
-    m.train(gradient_steps=1, batch_size=8)
+    w0 = [p.detach().clone() for p in m.q_net.q_net.parameters()]
+    rl.sb3_one_update(m, (o, a, r, o2, d))
+    assert any(not torch.equal(p, q) for p, q in zip(w0, m.q_net.q_net.parameters()))
     opt = torch.optim.Adam(ours.parameters(), lr=cfg.lr)
     rl.dqn_update(ours, target, opt, (o, a, r, o2, d), cfg.gamma, cfg.grad_clip)
     for p, q in zip(ours.parameters(), m.q_net.q_net.parameters()):
         assert torch.allclose(p, q, atol=1e-7)
+    # a different reward moves it differently: the batch given is the batch used
+    m2 = rl.sb3_agent("DQN", cfg, rl.make_env(cfg.env_id), seed=0)
+    rl.sb3_one_update(m2, (o, a, -r, o2, d))
+    assert not torch.allclose(next(m2.q_net.q_net.parameters()), next(ours.parameters()))
+    with pytest.raises(ValueError, match="batch must be"):
+        rl.sb3_one_update(m, (o, a, r, o2))
+    with pytest.raises(TypeError, match="stable_baselines3 DQN"):
+        rl.sb3_one_update(ours, (o, a, r, o2, d))
 
 
 def test_td_advantages_by_hand_and_unbiased_only_with_the_exact_critic(corridor_episodes):

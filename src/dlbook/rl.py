@@ -6,7 +6,8 @@ from step t is ``G_t = r_t + gamma r_{t+1} + gamma^2 r_{t+2} + ...``; a **policy
 chooses actions; its **value** is ``V(s) = E[G_0 | s_0 = s]`` and its action value
 ``Q(s, a) = E[G_0 | s_0 = s, a_0 = a]``.
 
-- **Bandits** (one state): epsilon-greedy and UCB1, vectorised over independent runs.
+- **Bandits** (one state): epsilon-greedy and UCB (UCB1 when its weight c is sqrt 2), vectorised
+  over independent runs.
 - **Value iteration** (Bellman 1957): ``V <- max_a R(s, a) + gamma sum_s' P(s' | s, a) V(s')``.
 - **Policy gradient** of a tabular softmax policy on a finite-horizon MDP, exactly (backward
   induction, differentiable in torch, and the policy-gradient theorem in closed form), and
@@ -48,8 +49,8 @@ def bandit_means(cfg: BanditConfig) -> np.ndarray:
 def run_bandit(means: np.ndarray, strategy: str, param: float, steps: int,
                seed: int = 0) -> np.ndarray:
     """Play every run's bandit for ``steps`` pulls; rewards ~ N(mean, 1). ``strategy`` is
-    "epsilon" (explore uniformly with probability ``param``) or "ucb" (UCB1 with exploration
-    weight ``param``: argmax Q + c sqrt(ln t / n)). Returns the regret of each pull,
+    "epsilon" (explore uniformly with probability ``param``) or "ucb" (UCB with exploration
+    weight c = ``param``: argmax Q + c sqrt(ln t / n); c = sqrt 2 is Auer et al.'s UCB1). Returns the regret of each pull,
     max mean - mean of the pulled arm. (runs, steps)"""
     if strategy not in ("epsilon", "ucb"):
         raise ValueError(f"strategy must be 'epsilon' or 'ucb', got {strategy!r}")
@@ -688,6 +689,27 @@ def sb3_agent(kind: str, cfg: DQNConfig, env, seed: int):
                            activation_fn=ACTIVATIONS[cfg.activation]),
         seed=seed, device="cpu")
 
+
+def sb3_one_update(model, batch) -> None:
+    """One gradient step of stable-baselines3's ``DQN.train`` on a given batch (obs, actions,
+    rewards, next_obs, terminated), as ``dqn_update`` takes it, in place of one sampled from
+    the model's replay buffer: to compare the two updates on the same data."""
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.logger import Logger
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+    if not isinstance(model, DQN):
+        raise TypeError(f"model must be a stable_baselines3 DQN, got {type(model).__name__}")
+    if len(batch) != 5:
+        raise ValueError("batch must be (obs, actions, rewards, next_obs, terminated), "
+                         f"got {len(batch)} items")
+    obs, actions, rewards, next_obs, terminated = batch
+    samples = ReplayBufferSamples(obs, actions[:, None], next_obs, terminated[:, None],
+                                  rewards[:, None])  # SB3's order, (B, 1) columns
+    model.replay_buffer.sample = lambda *_, **__: samples
+    model.set_logger(Logger(None, []))  # train() logs; nothing to log to
+    model._current_progress_remaining = 1.0  # where its learning-rate schedule reads the rate
+    model.train(gradient_steps=1, batch_size=len(obs))
 
 def load_runs() -> dict:
     """The committed results of ``tools/ch17_rl_sweep.py`` (sha256-checked): configs, the random
