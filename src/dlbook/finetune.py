@@ -62,6 +62,48 @@ def upper_pairs(words) -> list[tuple[str, str]]:
     return [(PROMPT.format(w), w.upper() + "\n") for w in words]
 
 
+
+INSTRUCTIONS = {"Upper": str.upper,  # whale -> WHALE
+                "Reverse": lambda w: w[::-1],  # whale -> elahw
+                "First": lambda w: w[0]}  # whale -> w
+
+
+def instruction_pairs(words, instructions=tuple(INSTRUCTIONS)) -> list[tuple[str, str]]:
+    """Every word under every instruction of ``instructions`` (names of :data:`INSTRUCTIONS`):
+    ``("Reverse: whale\\n", "elahw\\n")``. Words of three letters or more give a different
+    answer for each instruction, so only a model that reads the instruction can answer all."""
+    words = list(words)
+    unknown = [i for i in instructions if i not in INSTRUCTIONS]
+    if unknown or not instructions:
+        raise ValueError(f"instructions must be names of {sorted(INSTRUCTIONS)}, got "
+                         f"{list(instructions)}")
+    bad = [w for w in words if not w or not w.isalpha() or not w.islower()]
+    if bad:
+        raise ValueError(f"words must be non-empty lower-case letters, got {bad[:5]}")
+    return [(f"{i}: {w}\n", INSTRUCTIONS[i](w) + "\n") for w in words for i in instructions]
+
+
+def instruction_confusion(model: nn.Module, words, tokenizer,
+                          instructions=tuple(INSTRUCTIONS)) -> dict[str, dict[str, float]]:
+    """Which instruction the model carries out. For each instruction A (a row) and each
+    instruction B: the share of ``words`` whose prompt "A: word" gets exactly B's answer by
+    greedy decoding (the diagonal is A's exact match), and under ``"other"`` the share that
+    gets none of them. Greedy decoding writes one answer, so each row sums to 1."""
+    words = list(words)
+    if not words:
+        raise ValueError("need at least one word")
+    out = {}
+    for a in instructions:
+        row, hit_any = {}, torch.zeros(len(words), dtype=torch.bool)
+        for b in instructions:
+            hit = exact_match(model, [(f"{a}: {w}\n", INSTRUCTIONS[b](w) + "\n")
+                                      for w in words], tokenizer)
+            row[b], hit_any = hit.float().mean().item(), hit_any | hit
+        row["other"] = 1.0 - hit_any.float().mean().item()
+        out[a] = row
+    return out
+
+
 # ----------------------------------------------------------------------------- batches
 def _check_pairs(pairs) -> list[tuple[str, str]]:
     pairs = list(pairs)
