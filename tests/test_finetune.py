@@ -260,3 +260,35 @@ def test_instruction_confusion_says_whose_answer_is_written():
         assert sum(row.values()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="at least one word"):
         ft.instruction_confusion(_Obeys(does), [], TOK)
+
+
+def test_ngram_nll_is_the_backed_off_count_table():
+    from collections import Counter
+
+    from dlbook.training import TokenStream
+
+    V = 4
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randint(0, V, (300,), generator=gen)
+    stream = TokenStream(torch.randint(0, V, (60,), generator=gen), 6, max_eval_windows=None)
+    x, y = stream.windows()
+    t = train.tolist()
+    for order, k in [(1, 0.5), (3, 0.1), (4, 1.0)]:
+        got = ft.ngram_nll(train, stream, order, k, V)
+        for i in range(x.shape[0]):
+            for pos in range(x.shape[1]):
+                for c in range(min(order - 1, pos + 1), -1, -1):  # back off
+                    ctx = tuple(x[i, pos - c + 1:pos + 1].tolist()) if c else ()
+                    follow = Counter(t[j + c] for j in range(len(t) - c)
+                                     if tuple(t[j:j + c]) == ctx)
+                    if follow:
+                        p = (follow[y[i, pos].item()] + k) / (sum(follow.values()) + k * V)
+                        assert got[i, pos] == pytest.approx(-math.log(p))
+                        break
+    seen = ft.context_seen(train, stream, 2, V)
+    first = tuple(x[0, :2].tolist())
+    assert seen[0] == sum(tuple(t[j:j + 2]) == first for j in range(len(t) - 2))
+    with pytest.raises(ValueError, match="order"):
+        ft.ngram_nll(train, stream, 0, 0.1, V)
+    with pytest.raises(ValueError, match="at least 1"):
+        ft.context_seen(train, stream, 0, V)
