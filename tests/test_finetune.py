@@ -216,3 +216,79 @@ def test_stored_sft_model_is_the_sweeps_seed_0():
     stored = ft.load_runs()["sft"]["runs"]["masked"]["seeds"]["0"]["test_exact"]
     em = ft.exact_match(model, ft.upper_pairs(words["test"]), tok).float().mean().item()
     assert em == pytest.approx(stored, abs=1e-6)
+
+
+def test_instruction_pairs_give_each_word_every_instruction():
+    pairs = ft.instruction_pairs(["whale", "eye"])
+    assert pairs[:3] == [("Upper: whale\n", "WHALE\n"), ("Reverse: whale\n", "elahw\n"),
+                         ("First: whale\n", "w\n")]
+    assert len({a for p, a in pairs if "eye" in p}) == 3  # distinct even for a palindrome
+    assert ft.instruction_pairs(["sea"], ("First",)) == [("First: sea\n", "s\n")]
+    with pytest.raises(ValueError, match="instructions must be"):
+        ft.instruction_pairs(["sea"], ("Shout",))
+    with pytest.raises(ValueError, match="lower-case"):
+        ft.instruction_pairs(["Sea"])
+
+
+class _Obeys(torch.nn.Module):
+    """A stand-in model whose greedy answer to "A: word" is ``INSTRUCTIONS[does[A]](word)``:
+    at every position it puts all its weight on the next token of that sequence."""
+
+    def __init__(self, does):
+        super().__init__()
+        self.does, self.w = does, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, idx, targets=None):
+        logits = torch.full((*idx.shape, TOK.vocab_size), -10.0)
+        for i, row in enumerate(idx):
+            text = TOK.decode(row.tolist())
+            name, rest = text.split(": ", 1)
+            word = rest.split("\n", 1)[0]
+            seq = TOK.encode(f"{name}: {word}\n" + ft.INSTRUCTIONS[self.does[name]](word) + "\n")
+            for t in range(min(len(seq) - 1, idx.shape[1])):
+                logits[i, t, seq[t + 1]] = 10.0
+        return logits, None
+
+
+def test_instruction_confusion_says_whose_answer_is_written():
+    does = {"Upper": "Upper", "Reverse": "Upper", "First": "First"}  # ignores "Reverse"
+    conf = ft.instruction_confusion(_Obeys(does), ["whale", "sea", "ahab"], TOK)
+    assert conf["Upper"] == {"Upper": 1.0, "Reverse": 0.0, "First": 0.0, "other": 0.0}
+    assert conf["Reverse"]["Upper"] == 1.0 and conf["Reverse"]["Reverse"] == 0.0
+    assert conf["First"]["First"] == 1.0
+    for row in conf.values():
+        assert sum(row.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least one word"):
+        ft.instruction_confusion(_Obeys(does), [], TOK)
+
+
+def test_ngram_nll_is_the_backed_off_count_table():
+    from collections import Counter
+
+    from dlbook.training import TokenStream
+
+    V = 4
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randint(0, V, (300,), generator=gen)
+    stream = TokenStream(torch.randint(0, V, (60,), generator=gen), 6, max_eval_windows=None)
+    x, y = stream.windows()
+    t = train.tolist()
+    for order, k in [(1, 0.5), (3, 0.1), (4, 1.0)]:
+        got = ft.ngram_nll(train, stream, order, k, V)
+        for i in range(x.shape[0]):
+            for pos in range(x.shape[1]):
+                for c in range(min(order - 1, pos + 1), -1, -1):  # back off
+                    ctx = tuple(x[i, pos - c + 1:pos + 1].tolist()) if c else ()
+                    follow = Counter(t[j + c] for j in range(len(t) - c)
+                                     if tuple(t[j:j + c]) == ctx)
+                    if follow:
+                        p = (follow[y[i, pos].item()] + k) / (sum(follow.values()) + k * V)
+                        assert got[i, pos] == pytest.approx(-math.log(p))
+                        break
+    seen = ft.context_seen(train, stream, 2, V)
+    first = tuple(x[0, :2].tolist())
+    assert seen[0] == sum(tuple(t[j:j + 2]) == first for j in range(len(t) - 2))
+    with pytest.raises(ValueError, match="order"):
+        ft.ngram_nll(train, stream, 0, 0.1, V)
+    with pytest.raises(ValueError, match="at least 1"):
+        ft.context_seen(train, stream, 0, V)

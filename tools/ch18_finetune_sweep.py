@@ -30,12 +30,19 @@ the grid with seed 0, the other seeds at the pick):
    checkpoint's training text, validation and test passages held out of SFT), masked SFT from
    the checkpoint and from random weights (NEXT_GRID), beside the checkpoint continuing the
    bare text, the most frequent answer and word n-gram tables of the same text.
+8. ``multi``: does the model read its instruction? Three instructions over the same words
+   (dlbook.finetune.INSTRUCTIONS), masked SFT from the checkpoint in the ``sft`` budget, the
+   rate from MULTI_GRID; on the test words, which instruction's answer each prompt gets,
+   beside the single-instruction model of ``sft`` (after ``sft``).
+9. ``next_the``: the ``next`` part's SFT from random weights re-run, how often it answers the
+   commonest word, beside the last-word table of the training pairs alone (after ``next``).
 
 `python tools/ch18_finetune_sweep.py curves-lora curves-full ...` (one process each) runs the
 contenders of ``curves`` in parallel and merges them into its entry.
 `python tools/ch18_finetune_sweep.py sft` re-runs one part and keeps the others' results (parts
 may run in separate processes: each reads the file just before writing its own entry).
-The chapter re-runs seed 0 of the masked SFT (its first steps), re-measures the saved model,
+The chapter re-runs seed 0 of the masked SFT (its first steps), re-measures the saved model
+(also on the three instructions of ``multi``),
 and re-runs the 20-step LoRA and from-scratch runs, and checks them against this file.
 """
 from __future__ import annotations
@@ -44,6 +51,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -73,6 +81,7 @@ SMOOTHING = [0.01, 0.1, 1.0, 10.0, 100.0]
 CURVE_STEPS, CURVE_EVERY = 500, 100  # the names contenders run to a plateau
 CURVE_GRID = {"lora": [1e-3, 3e-3, 1e-2], "full": [3e-4, 1e-3, 3e-3],
               "scratch": [1e-3, 3e-3, 1e-2]}  # a pick at an edge extends its grid
+MULTI_GRID, MULTI_EVERY = [3e-4, 1e-3, 3e-3], 100  # three instructions over the same words
 NEXT_STEPS, NEXT_EVERY = 300, 50  # "Next: <phrase>" -> the word after it in the book
 NEXT_GRID = {"checkpoint": [1e-4, 3e-4, 1e-3, 3e-3],
              "random init": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]}
@@ -183,6 +192,49 @@ def forget_part(gpt, tok) -> dict:
             "moby_val_loss": evaluate(model, moby_val, metric=None)[0]}
         print(" ", lr, out["rates"][str(lr)], flush=True)
     return out
+
+
+def multi_part(gpt, tok) -> dict:
+    """Three instructions over the same words (dlbook.finetune.INSTRUCTIONS: "Upper: whale" ->
+    "WHALE", "Reverse: whale" -> "elahw", "First: whale" -> "w"), every training word under
+    all three, masked SFT from the checkpoint, SFT_STEPS steps of SFT_BATCH pairs (the
+    single-instruction budget), the rate chosen on validation exact match from MULTI_GRID
+    (extended past an edge pick). For each seed, on the test words: which instruction's answer
+    each prompt gets (dlbook.finetune.instruction_confusion). Beside them, the same table for
+    the single-instruction model of ``sft`` (data/ch18_sft.safetensors) and the checkpoint."""
+    words = ft.task_words(load_moby_dick())
+    pairs = {k: ft.instruction_pairs(v) for k, v in words.items()}
+
+    def run(lr, seed=SEEDS[0]):
+        t0 = time.process_time()
+        model, h = ft.train_sft(gpt, pairs["train"], tok, steps=SFT_STEPS, lr=lr,
+                                batch_size=SFT_BATCH, seed=seed, val_pairs=pairs["val"],
+                                eval_every=MULTI_EVERY)
+        print(" ", lr, seed, [round(v, 3) for v in h.val_exact], flush=True)
+        return model, h, time.process_time() - t0
+
+    pick, grid = bracketed(run, MULTI_GRID, lambda a, b: a[1].val_exact[-1] > b[1].val_exact[-1])
+    seeds = {}
+    for seed in SEEDS:
+        model, h, cpu = grid[pick] if seed == SEEDS[0] else run(pick, seed)
+        seeds[str(seed)] = {
+            "val_steps": h.steps, "val_exact": h.val_exact, "loss": h.loss[::10],
+            "val_by_instruction": {i: ft.exact_match(model, ft.instruction_pairs(
+                words["val"], (i,)), tok).float().mean().item() for i in ft.INSTRUCTIONS},
+            "test": ft.instruction_confusion(model, words["test"], tok),
+            "answers": {p: ft.greedy_answer(model, p, tok)
+                        for p, _ in pairs["test"][:len(ft.INSTRUCTIONS)]},
+            "cpu_seconds": cpu}
+        print("  seed", seed, seeds[str(seed)]["test"], flush=True)
+    single = ft.load_sft_model()
+    return {"instructions": list(ft.INSTRUCTIONS), "steps": SFT_STEPS, "batch_size": SFT_BATCH,
+            "eval_every": MULTI_EVERY, "train_pairs": len(pairs["train"]), "choice": pick,
+            "grid_val_exact": {str(lr): r[1].val_exact[-1] for lr, r in sorted(grid.items())},
+            "seeds": seeds,
+            "single": {"test": ft.instruction_confusion(single, words["test"], tok),
+                       "answers": {p: ft.greedy_answer(single, p, tok)
+                                   for p, _ in pairs["test"][:len(ft.INSTRUCTIONS)]}},
+            "checkpoint": {"test": ft.instruction_confusion(gpt, words["test"], tok)}}
 
 
 def names_part(gpt, tok) -> dict:
@@ -366,6 +418,54 @@ def next_part(gpt, tok, inits=("checkpoint", "random init")) -> dict:
     return out
 
 
+def pairs_table(pairs) -> tuple[dict, str]:
+    """The last-word table of the training pairs alone: for each last word of a passage, the
+    answer that most often follows it in ``pairs["train"]`` (ties: the commonest answer
+    overall first), backing off to the commonest answer. Returns ``(table, commonest)``."""
+    from collections import Counter, defaultdict
+
+    overall = Counter(a for _, a in pairs["train"])
+    after = defaultdict(Counter)
+    for p, a in pairs["train"]:
+        last = re.findall(r"[a-z]+", p[len("Next: "):].lower())
+        after[last[-1] if last else ""][a] += 1
+    table = {k: max(c, key=lambda a: (c[a], overall[a])) for k, c in after.items()}
+    return table, overall.most_common(1)[0][0]
+
+
+def next_the_part(gpt, tok) -> dict:
+    """What SFT from random weights learned on "Next:" (the ``next`` part must have run): its
+    seeds re-run at the chosen rate, the share of test passages it answers with the commonest
+    training answer, beside the last-word table of the training pairs alone (what the pairs
+    could teach without pretraining)."""
+    text = load_moby_dick()
+    pairs = ft.next_word_pairs(text[:int(round(0.9 * len(text)))])
+    stored = json.loads(OUT.read_text())["next"]["runs"]["random init"]
+    table, top = pairs_table(pairs)
+
+    def lookup(p):
+        last = re.findall(r"[a-z]+", p[len("Next: "):].lower())
+        return table.get(last[-1] if last else "", top)
+
+    guess = [lookup(p) for p, _ in pairs["test"]]
+    out = {"word": top.strip(), "pairs_table": {
+        "test": sum(g == a for g, (_, a) in zip(guess, pairs["test"])) / len(guess),
+        "share_top": sum(g == top for g in guess) / len(guess), "keys": len(table)},
+        "seeds": {}}
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        model, _ = ft.train_sft(GPT(gpt.config), pairs["train"], tok, steps=NEXT_STEPS,
+                                lr=stored["choice"], batch_size=SFT_BATCH, seed=seed)
+        out["seeds"][str(seed)] = {
+            "test_exact": ft.exact_match(model, pairs["test"], tok).float().mean().item(),
+            "stored_test_exact": stored["seeds"][str(seed)]["test_exact"],
+            "share_top": ft.exact_match(model, [(p, top) for p, _ in pairs["test"]],
+                                        tok).float().mean().item()}
+        print("seed", seed, out["seeds"][str(seed)], flush=True)
+    print(out["pairs_table"], flush=True)
+    return out
+
+
 # ----------------------------------------------------------------------------- one run a process
 # The ``curves`` and ``next`` parts run one at a time in a process; on a busy machine they can
 # also be cut into single runs, one per process, then put together:
@@ -442,7 +542,8 @@ def assemble(data: dict) -> dict:
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint(device="cpu")
-    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget", "curves", "next"]
+    parts = sys.argv[1:] or ["names", "sft", "scratch", "mix", "forget", "curves", "next",
+                             "multi"]
     for part in parts:
         t0 = time.process_time()
         if part.startswith("run:") or part == "nextbase":  # one run: stored as a piece
@@ -475,7 +576,7 @@ def main() -> None:
         else:
             result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
                       "mix": mix_part, "forget": forget_part, "curves": curves_part,
-                      "next": next_part}[part](gpt, tok)
+                      "next": next_part, "multi": multi_part, "next_the": next_the_part}[part](gpt, tok)
         result["cpu_seconds"] = time.process_time() - t0
         with open(OUT.with_suffix(".lock"), "w") as lock:  # parts may run in parallel
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -16,8 +16,13 @@ not to write prompts. Targets of -1 are skipped by every language model of the b
     >>> model, history = train_sft(gpt, pairs, tokenizer, steps=200, lr=1e-3)
     >>> exact_match(model, val_pairs, tokenizer)      # (N,) bool: greedy answer == answer
 
+Does the model read its instruction? :func:`instruction_pairs` puts every word under several
+instructions (``Upper``, ``Reverse``, ``First``), and :func:`instruction_confusion` says whose
+answer each prompt gets.
+
 The module also holds chapter 18's LoRA experiment on names (:func:`names_streams`,
-:func:`fine_tune_names`, :func:`names_curve`, :func:`bigram_baseline`) and its second SFT task,
+:func:`fine_tune_names`, :func:`names_curve`, :func:`bigram_baseline`, the count tables
+:func:`ngram_nll` and :func:`context_seen`) and its second SFT task,
 one that needs what pretraining stored (:func:`next_word_pairs`: the word that follows a passage
 of the book), shared by the chapter and ``tools/ch18_finetune_sweep.py``.
 """
@@ -60,6 +65,48 @@ def upper_pairs(words) -> list[tuple[str, str]]:
     if bad:
         raise ValueError(f"words must be non-empty lower-case letters, got {bad[:5]}")
     return [(PROMPT.format(w), w.upper() + "\n") for w in words]
+
+
+
+INSTRUCTIONS = {"Upper": str.upper,  # whale -> WHALE
+                "Reverse": lambda w: w[::-1],  # whale -> elahw
+                "First": lambda w: w[0]}  # whale -> w
+
+
+def instruction_pairs(words, instructions=tuple(INSTRUCTIONS)) -> list[tuple[str, str]]:
+    """Every word under every instruction of ``instructions`` (names of :data:`INSTRUCTIONS`):
+    ``("Reverse: whale\\n", "elahw\\n")``. Words of three letters or more give a different
+    answer for each instruction, so only a model that reads the instruction can answer all."""
+    words = list(words)
+    unknown = [i for i in instructions if i not in INSTRUCTIONS]
+    if unknown or not instructions:
+        raise ValueError(f"instructions must be names of {sorted(INSTRUCTIONS)}, got "
+                         f"{list(instructions)}")
+    bad = [w for w in words if not w or not w.isalpha() or not w.islower()]
+    if bad:
+        raise ValueError(f"words must be non-empty lower-case letters, got {bad[:5]}")
+    return [(f"{i}: {w}\n", INSTRUCTIONS[i](w) + "\n") for w in words for i in instructions]
+
+
+def instruction_confusion(model: nn.Module, words, tokenizer,
+                          instructions=tuple(INSTRUCTIONS)) -> dict[str, dict[str, float]]:
+    """Which instruction the model carries out. For each instruction A (a row) and each
+    instruction B: the share of ``words`` whose prompt "A: word" gets exactly B's answer by
+    greedy decoding (the diagonal is A's exact match), and under ``"other"`` the share that
+    gets none of them. Greedy decoding writes one answer, so each row sums to 1."""
+    words = list(words)
+    if not words:
+        raise ValueError("need at least one word")
+    out = {}
+    for a in instructions:
+        row, hit_any = {}, torch.zeros(len(words), dtype=torch.bool)
+        for b in instructions:
+            hit = exact_match(model, [(f"{a}: {w}\n", INSTRUCTIONS[b](w) + "\n")
+                                      for w in words], tokenizer)
+            row[b], hit_any = hit.float().mean().item(), hit_any | hit
+        row["other"] = 1.0 - hit_any.float().mean().item()
+        out[a] = row
+    return out
 
 
 # ----------------------------------------------------------------------------- batches
@@ -328,6 +375,58 @@ def names_curve(base: nn.Module, mode: str, lr: float, seed: int, train, read: d
 
 
 # ----------------------------------------------------------------------------- next word
+def _context_codes(a, c: int, vocab_size: int):
+    """The ``c`` tokens ending at each position of ``a`` (last axis) as one base-``vocab_size``
+    integer: ``n - c + 1`` codes for ``n`` tokens (``n + 1`` zeros for ``c = 0``)."""
+    import numpy as np
+
+    n = a.shape[-1]
+    if c == 0:
+        return np.zeros(a.shape[:-1] + (n + 1,), np.int64)
+    return sum(a[..., j:n - c + 1 + j].astype(np.int64) * vocab_size ** j for j in range(c))
+
+
+def ngram_nll(train_tokens, stream, order: int, k: float, vocab_size: int):
+    """The loss (nats) of an add-``k`` count table of ``order`` tokens (``order - 1`` of
+    context), counted on ``train_tokens``, on every target of ``stream``'s windows: (N, T).
+
+    Each target backs off to the longest context that training shows (shorter near a window's
+    start, where fewer tokens precede it), down to the add-``k`` unigram."""
+    import numpy as np
+
+    if order < 1 or not k > 0 or vocab_size ** max(order - 1, 1) >= 2 ** 62:
+        raise ValueError(f"need order >= 1, k > 0 and vocab_size ** (order - 1) below 2 ** 62, "
+                         f"got order {order}, k {k}, vocab_size {vocab_size}")
+    train = np.asarray(train_tokens)
+    x, y = (np.asarray(a) for a in stream.windows())  # (N, T) each
+    nll = np.full(x.shape, np.nan)
+    for c in range(order - 1, -1, -1):
+        keys, inv = np.unique(_context_codes(train[:-1], c, vocab_size), return_inverse=True)
+        counts = np.zeros((len(keys), vocab_size))
+        np.add.at(counts, (inv, train[c:]), 1)
+        q = _context_codes(x, c, vocab_size)[:, -x.shape[1]:]  # contexts of the last positions
+        w = q.shape[1]
+        i = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
+        p = (counts[i, y[:, -w:]] + k) / (counts.sum(1)[i] + k * vocab_size)
+        new = (keys[i] == q) & np.isnan(nll[:, -w:])  # seen, and no longer context yet
+        nll[:, -w:] = np.where(new, -np.log(p), nll[:, -w:])
+    return nll
+
+
+def context_seen(train_tokens, stream, c: int, vocab_size: int):
+    """How often ``train_tokens`` shows (followed by a token) the ``c`` tokens before each
+    target of ``stream``'s windows that has ``c`` before it: a flat array of counts."""
+    import numpy as np
+
+    if c < 1:
+        raise ValueError(f"c must be at least 1, got {c}")
+    train = np.asarray(train_tokens)
+    keys, seen = np.unique(_context_codes(train[:-1], c, vocab_size), return_counts=True)
+    q = _context_codes(np.asarray(stream.windows()[0]), c, vocab_size).ravel()
+    i = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
+    return np.where(keys[i] == q, seen[i], 0)
+
+
 NEXT_PROMPT = "Next: {}\n"  # chapter 18's second task: the word that follows in the book
 
 
