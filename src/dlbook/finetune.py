@@ -33,6 +33,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,7 +66,6 @@ def upper_pairs(words) -> list[tuple[str, str]]:
     if bad:
         raise ValueError(f"words must be non-empty lower-case letters, got {bad[:5]}")
     return [(PROMPT.format(w), w.upper() + "\n") for w in words]
-
 
 
 INSTRUCTIONS = {"Upper": str.upper,  # whale -> WHALE
@@ -378,8 +378,6 @@ def names_curve(base: nn.Module, mode: str, lr: float, seed: int, train, read: d
 def _context_codes(a, c: int, vocab_size: int):
     """The ``c`` tokens ending at each position of ``a`` (last axis) as one base-``vocab_size``
     integer: ``n - c + 1`` codes for ``n`` tokens (``n + 1`` zeros for ``c = 0``)."""
-    import numpy as np
-
     n = a.shape[-1]
     if c == 0:
         return np.zeros(a.shape[:-1] + (n + 1,), np.int64)
@@ -392,8 +390,6 @@ def ngram_nll(train_tokens, stream, order: int, k: float, vocab_size: int):
 
     Each target backs off to the longest context that training shows (shorter near a window's
     start, where fewer tokens precede it), down to the add-``k`` unigram."""
-    import numpy as np
-
     if order < 1 or not k > 0 or vocab_size ** max(order - 1, 1) >= 2 ** 62:
         raise ValueError(f"need order >= 1, k > 0 and vocab_size ** (order - 1) below 2 ** 62, "
                          f"got order {order}, k {k}, vocab_size {vocab_size}")
@@ -416,8 +412,6 @@ def ngram_nll(train_tokens, stream, order: int, k: float, vocab_size: int):
 def context_seen(train_tokens, stream, c: int, vocab_size: int):
     """How often ``train_tokens`` shows (followed by a token) the ``c`` tokens before each
     target of ``stream``'s windows that has ``c`` before it: a flat array of counts."""
-    import numpy as np
-
     if c < 1:
         raise ValueError(f"c must be at least 1, got {c}")
     train = np.asarray(train_tokens)
