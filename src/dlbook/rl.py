@@ -50,8 +50,8 @@ def run_bandit(means: np.ndarray, strategy: str, param: float, steps: int,
                seed: int = 0) -> np.ndarray:
     """Play every run's bandit for ``steps`` pulls; rewards ~ N(mean, 1). ``strategy`` is
     "epsilon" (explore uniformly with probability ``param``) or "ucb" (UCB with exploration
-    weight c = ``param``: argmax Q + c sqrt(ln t / n); c = sqrt 2 is Auer et al.'s UCB1). Returns the regret of each pull,
-    max mean - mean of the pulled arm. (runs, steps)"""
+    weight c = ``param``: argmax Q + c sqrt(ln t / n); c = sqrt 2 is Auer et al.'s UCB1).
+    Returns the regret of each pull, max mean - mean of the pulled arm. (runs, steps)"""
     if strategy not in ("epsilon", "ucb"):
         raise ValueError(f"strategy must be 'epsilon' or 'ucb', got {strategy!r}")
     if param < 0 or (strategy == "epsilon" and param > 1):
@@ -693,7 +693,8 @@ def sb3_agent(kind: str, cfg: DQNConfig, env, seed: int):
 def sb3_one_update(model, batch) -> None:
     """One gradient step of stable-baselines3's ``DQN.train`` on a given batch (obs, actions,
     rewards, next_obs, terminated), as ``dqn_update`` takes it, in place of one sampled from
-    the model's replay buffer: to compare the two updates on the same data."""
+    the model's replay buffer: to compare the two updates on the same data. The model's buffer
+    keeps returning that batch afterwards: use a model made for the comparison."""
     from stable_baselines3 import DQN
     from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -710,6 +711,7 @@ def sb3_one_update(model, batch) -> None:
     model.set_logger(Logger(None, []))  # train() logs; nothing to log to
     model._current_progress_remaining = 1.0  # where its learning-rate schedule reads the rate
     model.train(gradient_steps=1, batch_size=len(obs))
+
 
 def load_runs() -> dict:
     """The committed results of ``tools/ch17_rl_sweep.py`` (sha256-checked): configs, the random
