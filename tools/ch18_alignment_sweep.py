@@ -62,7 +62,11 @@ RLHF_GRID = [(0.0, 3e-4), (0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (
 # the 80-step run's, step for step)
 RLHF_STEPS = {"0.3 0.0003": 160, "1 0.0003": 160}
 # RLHF with the reward model on the GPT's own features: the KL coefficient at 3e-4
-RLHF_GPT_GRID = [(0.1, 3e-4), (0.3, 3e-4), (1.0, 3e-4)]
+RLHF_GPT_GRID = [(0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.3, 3e-4), (1.0, 3e-4)]
+# the settings added to RLHF_GPT_GRID in the build of 7 December 2026 (group "rlhf_gpt:added")
+RLHF_GPT_ADDED = [(0.03, 3e-4), (0.1, 1e-4), (0.1, 1e-3)]
+# the groups of runs, in the order they run; `--groups` picks some of them
+GROUPS = ["rlhf_gpt", "dpo600", "rlhf", "dpo2400"]
 # (beta, learning rate): the learning rate at beta 0.1, then beta at the chosen 3e-4
 DPO_GRID = [(0.1, 3e-5), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.03, 3e-4), (0.3, 3e-4),
             (1.0, 3e-4)]
@@ -175,8 +179,13 @@ def best_of_n_record(rf, pool, hidden, clean, ref_nats) -> dict:
     return rec
 
 
-def main(seeds=SEEDS, path=OUT) -> None:
-    """Every run for ``seeds``, written to ``path`` after each group (the new groups first)."""
+def main(seeds=SEEDS, path=OUT, groups=None) -> None:
+    """Every run for ``seeds``, written to ``path`` after each group. ``groups`` (names of
+    GROUPS; "rlhf_gpt:added" for RLHF_GPT_ADDED only) runs only those groups after the data
+    and reward models, which the runs need; best-of-n and trl's check are then left out (a
+    part to be merged with --base)."""
+    if groups is not None and not set(groups) <= set(GROUPS) | {"rlhf_gpt:added"}:
+        raise ValueError(f"unknown groups {groups}; known: {GROUPS} and rlhf_gpt:added")
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint()
     setup = al.ExperimentConfig()
@@ -201,16 +210,10 @@ def main(seeds=SEEDS, path=OUT) -> None:
                "ties": float(np.mean(prefs.score_a == prefs.score_b)),
                "ceiling": al.agreement_ceiling(test.score_a, test.score_b, setup.temperature)}
         out["seeds"][str(seed)] = rec
-        if seed == 0:
+        if seed == 0 and groups is None:
             out["trl"] = trl_check(gpt, tok, scfg, train)
-        pool = al.sample(gpt, tok, scfg, BON_POOL, torch.Generator().manual_seed(20_000 + seed))
-        answers = al.texts(tok, pool, P)
-        hidden = scorer(answers)
-        clean = ~np.array([al.repeats_long_word(t) for t in answers])
-        with torch.no_grad():
-            nats = (al.sequence_logprob(gpt, pool, P) / (pool.shape[1] - P)).numpy()
-        rec["best_of_n"] = {name: best_of_n_record(rf, pool, hidden, clean, nats)
-                            for name, rf in rfs.items()}
+        if groups is None:
+            rec["best_of_n"] = best_of_n_all(gpt, tok, scorer, scfg, rfs, seed, P)
         print(f"seed {seed}: data and reward models {time.process_time() - t0:.0f} s", flush=True)
 
         def rlhf(rf):
@@ -220,22 +223,37 @@ def main(seeds=SEEDS, path=OUT) -> None:
         def dpo(size):
             c, r = dpo_pairs(gpt, tok, scorer, setup, train, seed, size)
             return lambda beta, lr: al.train_dpo(gpt, c, r, rfs["words"], scorer, tok, scfg,
-                                                 al.DPOConfig(beta=beta, lr=lr), seed)
+                                                 al.DPOConfig(beta=beta, lr=lr), seed, test=test)
 
         rec["dpo"] = {}
-        groups = [("rlhf_gpt", RLHF_GPT_GRID, lambda: rlhf(rfs["gpt"])),
-                  ("dpo 600", DPO_GRID, lambda: dpo(600)),
-                  ("rlhf", RLHF_GRID, lambda: rlhf(rfs["words"])),
-                  ("dpo 2400", DPO_GRID, lambda: dpo(2400))]
-        for label, grid, make in groups:
+        plan = [("rlhf_gpt", RLHF_GPT_GRID, lambda: rlhf(rfs["gpt"])),
+                ("rlhf_gpt:added", RLHF_GPT_ADDED, lambda: rlhf(rfs["gpt"])),
+                ("dpo600", DPO_GRID, lambda: dpo(600)),
+                ("rlhf", RLHF_GRID, lambda: rlhf(rfs["words"])),
+                ("dpo2400", DPO_GRID, lambda: dpo(2400))]
+        for label, grid, make in plan:
+            if (label not in (groups or GROUPS)):
+                continue
             runs = run_grid(make(), grid, label)
             if label.startswith("dpo"):
-                rec["dpo"][label.split()[1]] = runs
+                rec["dpo"][label[3:]] = runs
             else:
-                rec[label] = runs
+                rec[label.split(":")[0]] = runs
             rec["cpu_seconds"] = time.process_time() - t0
             Path(path).write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", path)
+
+
+def best_of_n_all(gpt, tok, scorer, scfg, rfs, seed: int, P: int) -> dict:
+    """Best-of-n on BON_POOL fresh samples (seed 20,000 + seed), with each reward model."""
+    pool = al.sample(gpt, tok, scfg, BON_POOL, torch.Generator().manual_seed(20_000 + seed))
+    answers = al.texts(tok, pool, P)
+    hidden = scorer(answers)
+    clean = ~np.array([al.repeats_long_word(t) for t in answers])
+    with torch.no_grad():
+        nats = (al.sequence_logprob(gpt, pool, P) / (pool.shape[1] - P)).numpy()
+    return {name: best_of_n_record(rf, pool, hidden, clean, nats)
+            for name, rf in rfs.items()}
 
 
 def merge(parts: list[str], base: str | None = None) -> None:
@@ -257,7 +275,9 @@ def merge(parts: list[str], base: str | None = None) -> None:
             old = out["seeds"].get(seed, {})
             if base:
                 print(f"seed {seed}: largest change", drift(old, rec))
-            out["seeds"][seed] = {**old, **rec,
+            # run by run: a part may hold only some settings of a group (rlhf_gpt:added)
+            runs = {g: {**old.get(g, {}), **rec[g]} for g in ("rlhf", "rlhf_gpt") if g in rec}
+            out["seeds"][seed] = {**old, **rec, **runs,
                                   "dpo": {**old.get("dpo", {}), **rec.get("dpo", {})}}
         out["trl"] = data.get("trl") or out.get("trl")
     out["seeds"] = {k: out["seeds"][k] for k in sorted(out["seeds"])}
@@ -289,6 +309,8 @@ if __name__ == "__main__":
     elif args[:1] == ["--merge"]:
         merge(args[1:])
     elif args[:1] == ["--seeds"]:
-        main([int(s) for s in args[1].split(",")], args[3] if args[2:3] == ["--out"] else OUT)
+        opts = dict(zip(args[2::2], args[3::2]))
+        main([int(s) for s in args[1].split(",")], opts.get("--out", OUT),
+             opts["--groups"].split(",") if "--groups" in opts else None)
     else:
         main()
