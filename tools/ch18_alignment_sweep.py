@@ -18,9 +18,11 @@ log-likelihood per character (64 samples reported, 64 more for choosing settings
 checkpoints):
 - RLHF (KL-penalised REINFORCE, 80 steps; 160 for the settings of RLHF_STEPS) over a
   one-factor grid of KL coefficients and learning rates on the word-length reward model, and
-  over KL coefficients 0.1, 0.3 and 1 on the GPT-feature reward model;
+  over the same grid without beta 0 on the GPT-feature reward model;
 - DPO (100 steps of 16 pairs) over a one-factor grid, on the 600 training pairs and on 2,400
-  (the 600 and 1,800 more untied pairs from a fresh sample);
+  (the 600 and 1,800 more untied pairs from a fresh sample), each evaluation also recording
+  ``implicit_acc``, how often DPO's implicit reward beta log(pi / pi_ref) ranks the preferred
+  answer of the 200 test pairs higher;
 - best-of-n on 1,024 fresh samples, with each reward model.
 And trl's DPO loss on a fixed small input (trl 1.16.0's DPOTrainer._compute_loss), which the
 chapter recomputes with dlbook.alignment.dpo_loss. The chapter re-runs seed 0's preferences,
@@ -32,6 +34,16 @@ CPU per seed (29 min wall); the RLHF grid on the word-length reward model and DP
 add about 380 s per seed (their runs' cpu_seconds in the file): about 13 min of CPU per seed.
 `--merge --base OLD.json part0.json ...` prints, per seed, the largest difference from a former
 file on the numbers both hold (a check that a rebuild reproduces it).
+
+Only some groups of runs, for a part to be merged into a former file (`--merge --base`):
+
+    tools/ch18_alignment_sweep.py --seeds 0 --out part0.json --groups rlhf_gpt:added,dpo600
+
+The groups are GROUPS ("rlhf_gpt", "dpo600", "rlhf", "dpo2400"), "rlhf_gpt:added" (only
+the settings of RLHF_GPT_ADDED) and "GROUP:BETA/LR" (that one setting, e.g. rlhf:0.3/3e-4); the data and reward models are always made (about 22 s of
+CPU: the runs need them), best-of-n and trl's check are then left out (the base keeps them),
+and the merge replaces runs setting by setting. Each RLHF run on the GPT-feature reward model
+costs about 40 s of CPU per 80 steps, a DPO run about 20 s.
 """
 from __future__ import annotations
 
@@ -62,9 +74,12 @@ RLHF_GRID = [(0.0, 3e-4), (0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (
 # the 80-step run's, step for step)
 RLHF_STEPS = {"0.3 0.0003": 160, "1 0.0003": 160}
 # RLHF with the reward model on the GPT's own features: the KL coefficient at 3e-4
-RLHF_GPT_GRID = [(0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.3, 3e-4), (1.0, 3e-4)]
+# (beta, learning rate), one factor at a time: beta at 3e-4, the learning rate at beta 0.1 (down
+# to 3e-5, as the pick was 1e-4 without it)
+RLHF_GPT_GRID = [(0.03, 3e-4), (0.1, 3e-5), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.3, 3e-4),
+                 (1.0, 3e-4)]
 # the settings added to RLHF_GPT_GRID in the build of 7 December 2026 (group "rlhf_gpt:added")
-RLHF_GPT_ADDED = [(0.03, 3e-4), (0.1, 1e-4), (0.1, 1e-3)]
+RLHF_GPT_ADDED = [(0.03, 3e-4), (0.1, 3e-5), (0.1, 1e-4), (0.1, 1e-3)]
 # the groups of runs, in the order they run; `--groups` picks some of them
 GROUPS = ["rlhf_gpt", "dpo600", "rlhf", "dpo2400"]
 # (beta, learning rate): the learning rate at beta 0.1, then beta at the chosen 3e-4
@@ -181,11 +196,23 @@ def best_of_n_record(rf, pool, hidden, clean, ref_nats) -> dict:
 
 def main(seeds=SEEDS, path=OUT, groups=None) -> None:
     """Every run for ``seeds``, written to ``path`` after each group. ``groups`` (names of
-    GROUPS; "rlhf_gpt:added" for RLHF_GPT_ADDED only) runs only those groups after the data
+    GROUPS; "rlhf_gpt:added" for RLHF_GPT_ADDED only, "GROUP:BETA/LR" for one setting of a
+    group) runs only those after the data
     and reward models, which the runs need; best-of-n and trl's check are then left out (a
     part to be merged with --base)."""
-    if groups is not None and not set(groups) <= set(GROUPS) | {"rlhf_gpt:added"}:
-        raise ValueError(f"unknown groups {groups}; known: {GROUPS} and rlhf_gpt:added")
+    plan = {}  # group -> its settings to run, in GROUPS order
+    for g in GROUPS if groups is None else groups:
+        name, _, which = g.partition(":")
+        if name not in GROUPS or (which and which != "added" and "/" not in which) or (
+                which == "added" and name != "rlhf_gpt"):
+            raise ValueError(f"unknown group {g!r}; known: {GROUPS}, rlhf_gpt:added and "
+                             "GROUP:BETA/LR (one setting)")
+        grid = {"rlhf_gpt": RLHF_GPT_GRID, "rlhf": RLHF_GRID}.get(name, DPO_GRID)
+        if which == "added":
+            grid = RLHF_GPT_ADDED
+        elif which:
+            grid = [tuple(map(float, which.split("/")))]
+        plan.setdefault(name, []).extend(grid)
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint()
     setup = al.ExperimentConfig()
@@ -225,20 +252,15 @@ def main(seeds=SEEDS, path=OUT, groups=None) -> None:
             return lambda beta, lr: al.train_dpo(gpt, c, r, rfs["words"], scorer, tok, scfg,
                                                  al.DPOConfig(beta=beta, lr=lr), seed, test=test)
 
+        makers = {"rlhf_gpt": lambda: rlhf(rfs["gpt"]), "dpo600": lambda: dpo(600),
+                  "rlhf": lambda: rlhf(rfs["words"]), "dpo2400": lambda: dpo(2400)}
         rec["dpo"] = {}
-        plan = [("rlhf_gpt", RLHF_GPT_GRID, lambda: rlhf(rfs["gpt"])),
-                ("rlhf_gpt:added", RLHF_GPT_ADDED, lambda: rlhf(rfs["gpt"])),
-                ("dpo600", DPO_GRID, lambda: dpo(600)),
-                ("rlhf", RLHF_GRID, lambda: rlhf(rfs["words"])),
-                ("dpo2400", DPO_GRID, lambda: dpo(2400))]
-        for label, grid, make in plan:
-            if (label not in (groups or GROUPS)):
-                continue
-            runs = run_grid(make(), grid, label)
+        for label in sorted(plan, key=GROUPS.index):
+            runs = run_grid(makers[label](), plan[label], label)
             if label.startswith("dpo"):
                 rec["dpo"][label[3:]] = runs
             else:
-                rec[label.split(":")[0]] = runs
+                rec[label] = runs
             rec["cpu_seconds"] = time.process_time() - t0
             Path(path).write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", path)
@@ -277,8 +299,10 @@ def merge(parts: list[str], base: str | None = None) -> None:
                 print(f"seed {seed}: largest change", drift(old, rec))
             # run by run: a part may hold only some settings of a group (rlhf_gpt:added)
             runs = {g: {**old.get(g, {}), **rec[g]} for g in ("rlhf", "rlhf_gpt") if g in rec}
-            out["seeds"][seed] = {**old, **rec, **runs,
-                                  "dpo": {**old.get("dpo", {}), **rec.get("dpo", {})}}
+            dpo = {**old.get("dpo", {})}
+            for size, r in rec.get("dpo", {}).items():
+                dpo[size] = {**dpo.get(size, {}), **r}
+            out["seeds"][seed] = {**old, **rec, **runs, "dpo": dpo}
         out["trl"] = data.get("trl") or out.get("trl")
     out["seeds"] = {k: out["seeds"][k] for k in sorted(out["seeds"])}
     OUT.write_text(json.dumps(out, indent=1) + "\n")
