@@ -273,11 +273,25 @@ def test_paired_verdict():
     v = al.paired_verdict([5.0, 6.0, 7.0], [1.0, 2.0, 3.1], "A", "B")
     assert v["separable"] and v["ahead"] == 3 and v["text"].startswith("A leads B by 3.97 ±")
     v = al.paired_verdict([1.0, 2.0, 3.0], [5.0, 6.0, 7.5], "A", "B")
-    assert v["separable"] and v["text"].startswith("B leads A by 4.2 ± 0.2 (ahead on 3 of 3")
+    assert v["separable"] and v["text"] == ("B leads A by 4.2 ± 0.2 (ahead on 3 of 3 seeds; "
+                                            "t = 25.0, p < 0.01)")
     v = al.paired_verdict([1.0, 2.0, 0.0], [0.0, 1.0, 3.0], "A", "B")
     assert not v["separable"] and v["ahead"] == 2
     assert v["text"] == ("A and B are not separable with 3 seeds (A minus B: -0.3 ± 1.3; "
-                         "A ahead on 2 of 3)")
+                         "A ahead on 2 of 3; p = 0.83)")
+    # 3 seeds: the 5% critical value is t(0.975, 2) = 4.30, not 2. A mean 3 standard errors
+    # from 0 (differences 1, 2, 3.6) passed the old 2-SE rule and fails the t-test.
+    v = al.paired_verdict([1.0, 2.0, 3.6], [0.0, 0.0, 0.0], "A", "B")
+    assert abs(v["critical"] - 4.302653) < 1e-5 and 2 < v["t"] < v["critical"]
+    assert not v["separable"] and abs(v["p"] - 0.0955) < 0.01, v
+    assert v["text"].startswith("A is ahead of B on all 3 seeds, by 2.2 ± 0.8, but not "
+                                "significantly with 3 seeds (t = 2.9, p = 0.10)")
+    v = al.paired_verdict([0.0] * 3, [1.0, 2.0, 3.6], "A", "B")
+    assert v["text"].startswith("B is ahead of A on all 3 seeds") and v["ahead"] == 0
+    assert abs(al.paired_verdict([1.0] * 4, [0.0, 0.1, 0.0, 0.1], "A", "B")["critical"]
+               - 3.182446) < 1e-5  # 4 seeds: 3 degrees of freedom
+    with pytest.raises(ValueError, match="level"):
+        al.paired_verdict([1.0, 2.0], [1.0, 0.0], "A", "B", level=5)
     m, se = al.mean_se([1.0, 2.0, 3.0])
     assert m == 2.0 and abs(se - 1 / np.sqrt(3)) < 1e-12
     assert al.pm([0.10, 0.11, 0.12]) == "0.11 ± 0.01"
@@ -285,3 +299,28 @@ def test_paired_verdict():
         al.paired_verdict([1.0, 2.0], [1.0], "A", "B")
     with pytest.raises(ValueError, match="two per-seed"):
         al.mean_se([1.0])
+
+
+def test_dpo_records_its_implicit_reward_accuracy():
+    model, tok = tiny_model()
+    scfg = al.SampleConfig(prompt="a", new_tokens=6)
+    g = torch.Generator().manual_seed(0)
+    chosen = torch.tensor([tok.encode("abbbbbb")] * 8)  # the "b"s are preferred
+    rejected = torch.cat([torch.zeros(8, 1, dtype=torch.long) + tok.stoi["a"],
+                          torch.randint(2, tok.vocab_size, (8, 6), generator=g)], 1)
+    a_won = np.array([True, False] * 4)  # half the test pairs list the preferred answer second
+    a, b = torch.where(torch.as_tensor(a_won)[:, None], chosen, rejected), \
+        torch.where(torch.as_tensor(a_won)[:, None], rejected, chosen)
+    test = al.Preferences(a, b, a_won, np.zeros(8), np.zeros(8))
+    zero = lambda t: np.zeros(len(t))  # noqa: E731
+    reward = al.linear_reward(torch.zeros(tok.vocab_size), al.char_features(tok, 1))
+    policy, hist = al.train_dpo(model, chosen, rejected, reward, zero, tok, scfg,
+                                al.DPOConfig(beta=0.1, lr=3e-3, steps=20, eval_every=10), 0,
+                                eval_n=8, test=test)
+    assert [e["step"] for e in hist] == [0, 10, 20]
+    assert hist[0]["implicit_acc"] == 0.5  # the policy is the reference: every pair a tie
+    with torch.no_grad():
+        ref = (al.sequence_logprob(model, a, 1), al.sequence_logprob(model, b, 1))
+    assert hist[-1]["implicit_acc"] == al.implicit_reward_accuracy(policy, ref, test, 1) == 1.0
+    with pytest.raises(ValueError, match="reference log-probabilities"):
+        al.implicit_reward_accuracy(policy, (ref[0][:3], ref[1]), test, 1)

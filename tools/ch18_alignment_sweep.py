@@ -18,9 +18,11 @@ log-likelihood per character (64 samples reported, 64 more for choosing settings
 checkpoints):
 - RLHF (KL-penalised REINFORCE, 80 steps; 160 for the settings of RLHF_STEPS) over a
   one-factor grid of KL coefficients and learning rates on the word-length reward model, and
-  over KL coefficients 0.1, 0.3 and 1 on the GPT-feature reward model;
+  over the same grid without beta 0 on the GPT-feature reward model;
 - DPO (100 steps of 16 pairs) over a one-factor grid, on the 600 training pairs and on 2,400
-  (the 600 and 1,800 more untied pairs from a fresh sample);
+  (the 600 and 1,800 more untied pairs from a fresh sample), each evaluation also recording
+  ``implicit_acc``, how often DPO's implicit reward beta log(pi / pi_ref) ranks the preferred
+  answer of the 200 test pairs higher;
 - best-of-n on 1,024 fresh samples, with each reward model.
 And trl's DPO loss on a fixed small input (trl 1.16.0's DPOTrainer._compute_loss), which the
 chapter recomputes with dlbook.alignment.dpo_loss. The chapter re-runs seed 0's preferences,
@@ -32,6 +34,16 @@ CPU per seed (29 min wall); the RLHF grid on the word-length reward model and DP
 add about 380 s per seed (their runs' cpu_seconds in the file): about 13 min of CPU per seed.
 `--merge --base OLD.json part0.json ...` prints, per seed, the largest difference from a former
 file on the numbers both hold (a check that a rebuild reproduces it).
+
+Only some groups of runs, for a part to be merged into a former file (`--merge --base`):
+
+    tools/ch18_alignment_sweep.py --seeds 0 --out part0.json --groups rlhf_gpt:added,dpo600
+
+The groups are GROUPS ("rlhf_gpt", "dpo600", "rlhf", "dpo2400"), "rlhf_gpt:added" (only
+the settings of RLHF_GPT_ADDED) and "GROUP:BETA/LR" (that one setting, e.g. rlhf:0.3/3e-4); the data and reward models are always made (about 22 s of
+CPU: the runs need them), best-of-n and trl's check are then left out (the base keeps them),
+and the merge replaces runs setting by setting. Each RLHF run on the GPT-feature reward model
+costs about 40 s of CPU per 80 steps, a DPO run about 20 s.
 """
 from __future__ import annotations
 
@@ -62,7 +74,14 @@ RLHF_GRID = [(0.0, 3e-4), (0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (
 # the 80-step run's, step for step)
 RLHF_STEPS = {"0.3 0.0003": 160, "1 0.0003": 160}
 # RLHF with the reward model on the GPT's own features: the KL coefficient at 3e-4
-RLHF_GPT_GRID = [(0.1, 3e-4), (0.3, 3e-4), (1.0, 3e-4)]
+# (beta, learning rate), one factor at a time: beta at 3e-4, the learning rate at beta 0.1 (down
+# to 3e-5, as the pick was 1e-4 without it)
+RLHF_GPT_GRID = [(0.03, 3e-4), (0.1, 3e-5), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.3, 3e-4),
+                 (1.0, 3e-4)]
+# the settings added to RLHF_GPT_GRID in the build of 7 December 2026 (group "rlhf_gpt:added")
+RLHF_GPT_ADDED = [(0.03, 3e-4), (0.1, 3e-5), (0.1, 1e-4), (0.1, 1e-3)]
+# the groups of runs, in the order they run; `--groups` picks some of them
+GROUPS = ["rlhf_gpt", "dpo600", "rlhf", "dpo2400"]
 # (beta, learning rate): the learning rate at beta 0.1, then beta at the chosen 3e-4
 DPO_GRID = [(0.1, 3e-5), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.03, 3e-4), (0.3, 3e-4),
             (1.0, 3e-4)]
@@ -175,8 +194,25 @@ def best_of_n_record(rf, pool, hidden, clean, ref_nats) -> dict:
     return rec
 
 
-def main(seeds=SEEDS, path=OUT) -> None:
-    """Every run for ``seeds``, written to ``path`` after each group (the new groups first)."""
+def main(seeds=SEEDS, path=OUT, groups=None) -> None:
+    """Every run for ``seeds``, written to ``path`` after each group. ``groups`` (names of
+    GROUPS; "rlhf_gpt:added" for RLHF_GPT_ADDED only, "GROUP:BETA/LR" for one setting of a
+    group) runs only those after the data
+    and reward models, which the runs need; best-of-n and trl's check are then left out (a
+    part to be merged with --base)."""
+    plan = {}  # group -> its settings to run, in GROUPS order
+    for g in GROUPS if groups is None else groups:
+        name, _, which = g.partition(":")
+        if name not in GROUPS or (which and which != "added" and "/" not in which) or (
+                which == "added" and name != "rlhf_gpt"):
+            raise ValueError(f"unknown group {g!r}; known: {GROUPS}, rlhf_gpt:added and "
+                             "GROUP:BETA/LR (one setting)")
+        grid = {"rlhf_gpt": RLHF_GPT_GRID, "rlhf": RLHF_GRID}.get(name, DPO_GRID)
+        if which == "added":
+            grid = RLHF_GPT_ADDED
+        elif which:
+            grid = [tuple(map(float, which.split("/")))]
+        plan.setdefault(name, []).extend(grid)
     torch.set_num_threads(int(os.environ.get("DLBOOK_CPU_THREADS", "1")))
     gpt, tok, _ = load_checkpoint()
     setup = al.ExperimentConfig()
@@ -201,16 +237,10 @@ def main(seeds=SEEDS, path=OUT) -> None:
                "ties": float(np.mean(prefs.score_a == prefs.score_b)),
                "ceiling": al.agreement_ceiling(test.score_a, test.score_b, setup.temperature)}
         out["seeds"][str(seed)] = rec
-        if seed == 0:
+        if seed == 0 and groups is None:
             out["trl"] = trl_check(gpt, tok, scfg, train)
-        pool = al.sample(gpt, tok, scfg, BON_POOL, torch.Generator().manual_seed(20_000 + seed))
-        answers = al.texts(tok, pool, P)
-        hidden = scorer(answers)
-        clean = ~np.array([al.repeats_long_word(t) for t in answers])
-        with torch.no_grad():
-            nats = (al.sequence_logprob(gpt, pool, P) / (pool.shape[1] - P)).numpy()
-        rec["best_of_n"] = {name: best_of_n_record(rf, pool, hidden, clean, nats)
-                            for name, rf in rfs.items()}
+        if groups is None:
+            rec["best_of_n"] = best_of_n_all(gpt, tok, scorer, scfg, rfs, seed, P)
         print(f"seed {seed}: data and reward models {time.process_time() - t0:.0f} s", flush=True)
 
         def rlhf(rf):
@@ -220,22 +250,32 @@ def main(seeds=SEEDS, path=OUT) -> None:
         def dpo(size):
             c, r = dpo_pairs(gpt, tok, scorer, setup, train, seed, size)
             return lambda beta, lr: al.train_dpo(gpt, c, r, rfs["words"], scorer, tok, scfg,
-                                                 al.DPOConfig(beta=beta, lr=lr), seed)
+                                                 al.DPOConfig(beta=beta, lr=lr), seed, test=test)
 
+        makers = {"rlhf_gpt": lambda: rlhf(rfs["gpt"]), "dpo600": lambda: dpo(600),
+                  "rlhf": lambda: rlhf(rfs["words"]), "dpo2400": lambda: dpo(2400)}
         rec["dpo"] = {}
-        groups = [("rlhf_gpt", RLHF_GPT_GRID, lambda: rlhf(rfs["gpt"])),
-                  ("dpo 600", DPO_GRID, lambda: dpo(600)),
-                  ("rlhf", RLHF_GRID, lambda: rlhf(rfs["words"])),
-                  ("dpo 2400", DPO_GRID, lambda: dpo(2400))]
-        for label, grid, make in groups:
-            runs = run_grid(make(), grid, label)
+        for label in sorted(plan, key=GROUPS.index):
+            runs = run_grid(makers[label](), plan[label], label)
             if label.startswith("dpo"):
-                rec["dpo"][label.split()[1]] = runs
+                rec["dpo"][label[3:]] = runs
             else:
                 rec[label] = runs
             rec["cpu_seconds"] = time.process_time() - t0
             Path(path).write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", path)
+
+
+def best_of_n_all(gpt, tok, scorer, scfg, rfs, seed: int, P: int) -> dict:
+    """Best-of-n on BON_POOL fresh samples (seed 20,000 + seed), with each reward model."""
+    pool = al.sample(gpt, tok, scfg, BON_POOL, torch.Generator().manual_seed(20_000 + seed))
+    answers = al.texts(tok, pool, P)
+    hidden = scorer(answers)
+    clean = ~np.array([al.repeats_long_word(t) for t in answers])
+    with torch.no_grad():
+        nats = (al.sequence_logprob(gpt, pool, P) / (pool.shape[1] - P)).numpy()
+    return {name: best_of_n_record(rf, pool, hidden, clean, nats)
+            for name, rf in rfs.items()}
 
 
 def merge(parts: list[str], base: str | None = None) -> None:
@@ -257,8 +297,12 @@ def merge(parts: list[str], base: str | None = None) -> None:
             old = out["seeds"].get(seed, {})
             if base:
                 print(f"seed {seed}: largest change", drift(old, rec))
-            out["seeds"][seed] = {**old, **rec,
-                                  "dpo": {**old.get("dpo", {}), **rec.get("dpo", {})}}
+            # run by run: a part may hold only some settings of a group (rlhf_gpt:added)
+            runs = {g: {**old.get(g, {}), **rec[g]} for g in ("rlhf", "rlhf_gpt") if g in rec}
+            dpo = {**old.get("dpo", {})}
+            for size, r in rec.get("dpo", {}).items():
+                dpo[size] = {**dpo.get(size, {}), **r}
+            out["seeds"][seed] = {**old, **rec, **runs, "dpo": dpo}
         out["trl"] = data.get("trl") or out.get("trl")
     out["seeds"] = {k: out["seeds"][k] for k in sorted(out["seeds"])}
     OUT.write_text(json.dumps(out, indent=1) + "\n")
@@ -289,6 +333,8 @@ if __name__ == "__main__":
     elif args[:1] == ["--merge"]:
         merge(args[1:])
     elif args[:1] == ["--seeds"]:
-        main([int(s) for s in args[1].split(",")], args[3] if args[2:3] == ["--out"] else OUT)
+        opts = dict(zip(args[2::2], args[3::2]))
+        main([int(s) for s in args[1].split(",")], opts.get("--out", OUT),
+             opts["--groups"].split(",") if "--groups" in opts else None)
     else:
         main()

@@ -490,26 +490,39 @@ def pm(d) -> str:
     return f"{m:.{n}f} ± {se:.{n}f}"
 
 
-def paired_verdict(a, b, name_a: str, name_b: str) -> dict:
+def paired_verdict(a, b, name_a: str, name_b: str, level: float = 0.05) -> dict:
     """The verdict on two methods' per-seed scores (paired by seed): the differences' mean and
-    standard error, on how many seeds ``a`` is ahead, whether they are separable (the mean at
-    least two standard errors from 0) and a sentence saying so."""
+    standard error, on how many seeds ``a`` is ahead, the paired t statistic and its two-sided
+    p-value (n - 1 degrees of freedom), whether the two are separable (p < ``level``: with 3
+    seeds the mean must be 4.30 standard errors from 0, not 2) and a sentence saying so."""
+    from scipy.special import stdtr, stdtrit  # Student's t CDF and its inverse
+
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape:
         raise ValueError(f"per-seed scores of different shapes: {a.shape} and {b.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"the test's level must lie in (0, 1), got {level}")
     d = a - b
     m, se = mean_se(d)
     n, ahead = len(d), int((d > 0).sum())
-    separable = abs(m) >= 2 * se
-    if not separable:
-        text = (f"{name_a} and {name_b} are not separable with {n} seeds ({name_a} minus "
-                f"{name_b}: {pm(d)}; {name_a} ahead on {ahead} of {n})")
-    elif m > 0:
-        text = f"{name_a} leads {name_b} by {pm(d)} (ahead on {ahead} of {n} seeds)"
+    t = m / se if se > 0 else (math.inf if m else 0.0) * np.sign(m)
+    p = float(2 * stdtr(n - 1, -abs(t)))
+    critical = float(stdtrit(n - 1, 1 - level / 2))
+    separable = p < level
+    test = f"t = {abs(t):.1f}, " + (f"p = {p:.2f}" if p >= 0.01 else "p < 0.01")
+    if separable:
+        lead, other, diff, k = ((name_a, name_b, d, ahead) if m > 0
+                                else (name_b, name_a, -d, n - ahead))
+        text = f"{lead} leads {other} by {pm(diff)} (ahead on {k} of {n} seeds; {test})"
+    elif ahead in (0, n) and m != 0:
+        lead, other, diff = (name_a, name_b, d) if ahead else (name_b, name_a, -d)
+        text = (f"{lead} is ahead of {other} on all {n} seeds, by {pm(diff)}, but not "
+                f"significantly with {n} seeds ({test})")
     else:
-        text = f"{name_b} leads {name_a} by {pm(-d)} (ahead on {n - ahead} of {n} seeds)"
-    return {"mean": m, "se": se, "ahead": ahead, "seeds": n, "separable": separable,
-            "text": text}
+        text = (f"{name_a} and {name_b} are not separable with {n} seeds ({name_a} minus "
+                f"{name_b}: {pm(d)}; {name_a} ahead on {ahead} of {n}; p = {p:.2f})")
+    return {"mean": m, "se": se, "ahead": ahead, "seeds": n, "t": float(t), "p": p,
+            "critical": critical, "separable": separable, "text": text}
 
 
 # --- DPO ------------------------------------------------------------------------------------------
@@ -629,16 +642,20 @@ def train_rlhf(base, reward_fn, hidden_fn, tokenizer, scfg: SampleConfig, cfg: R
 
 
 def _run_with_evaluations(policy, ref, update, steps: int, eval_every: int, reward_fn, hidden_fn,
-                          tokenizer, scfg: SampleConfig, eval_n: int, seed: int) -> list[dict]:
+                          tokenizer, scfg: SampleConfig, eval_n: int, seed: int,
+                          extra=None) -> list[dict]:
     """``steps`` calls of ``update()``, with :func:`evaluate` before the first and after every
-    ``eval_every``-th (on its own generator, seeded ``10_000 + seed``); the last evaluation
-    also records the CPU seconds of the whole run. The loop of RLHF and of DPO."""
+    ``eval_every``-th (on its own generator, seeded ``10_000 + seed``), plus ``extra()``'s
+    measures if given; the last evaluation also records the CPU seconds of the whole run. The
+    loop of RLHF and of DPO."""
     eval_gen = torch.Generator().manual_seed(10_000 + seed)
     history, start = [], time.process_time()
     for step in range(steps + 1):
         if step % eval_every == 0:
             history.append({"step": step, **evaluate(policy, ref, reward_fn, hidden_fn, tokenizer,
                                                      scfg, eval_n, eval_gen)})
+            if extra is not None:
+                history[-1].update(extra())
         if step < steps:
             update()
     history[-1]["cpu_seconds"] = time.process_time() - start
@@ -646,9 +663,13 @@ def _run_with_evaluations(policy, ref, update, steps: int, eval_every: int, rewa
 
 
 def train_dpo(base, chosen: torch.Tensor, rejected: torch.Tensor, reward_fn, hidden_fn, tokenizer,
-              scfg: SampleConfig, cfg: DPOConfig, seed: int, eval_n: int = 64):
+              scfg: SampleConfig, cfg: DPOConfig, seed: int, eval_n: int = 64,
+              test: Preferences | None = None):
     """Fine-tune a copy of ``base`` on preference pairs (N, P + new) by the DPO loss, the
-    reference being ``base``; evaluated like :func:`train_rlhf`."""
+    reference being ``base``; evaluated like :func:`train_rlhf`. With ``test`` (held-out
+    labelled pairs), each evaluation also records ``implicit_acc``: how often DPO's implicit
+    reward, beta * log(pi / pi_ref) of an answer, ranks the preferred answer of a test pair
+    higher (:func:`implicit_reward_accuracy`)."""
     _check_pairs(chosen, rejected, "DPO pairs")
     torch.manual_seed(seed)
     P = len(tokenizer.encode(scfg.prompt))
@@ -669,9 +690,31 @@ def train_dpo(base, chosen: torch.Tensor, rejected: torch.Tensor, reward_fn, hid
         opt.step()
         policy.eval()
 
+    extra = None
+    if test is not None:
+        with torch.no_grad():
+            ref_ab = (sequence_logprob(ref, test.a, P), sequence_logprob(ref, test.b, P))
+
+        def extra():
+            return {"implicit_acc": implicit_reward_accuracy(policy, ref_ab, test, P)}
+
     history = _run_with_evaluations(policy, ref, update, cfg.steps, cfg.eval_every, reward_fn,
-                                    hidden_fn, tokenizer, scfg, eval_n, seed)
+                                    hidden_fn, tokenizer, scfg, eval_n, seed, extra)
     return policy, history
+
+
+def implicit_reward_accuracy(policy, ref_logprobs, pairs: Preferences, prompt_len: int) -> float:
+    """The pair accuracy of DPO's implicit reward log(pi / pi_ref) on labelled ``pairs``
+    (beta > 0 scales it, so it does not change the ranking); ``ref_logprobs`` is the
+    reference's (log p(a), log p(b)) of the pairs."""
+    ref_a, ref_b = ref_logprobs
+    if len(ref_a) != len(pairs) or len(ref_b) != len(pairs):
+        raise ValueError(f"{len(ref_a)} and {len(ref_b)} reference log-probabilities for "
+                         f"{len(pairs)} pairs")
+    with torch.no_grad():
+        ra = sequence_logprob(policy, pairs.a, prompt_len) - ref_a
+        rb = sequence_logprob(policy, pairs.b, prompt_len) - ref_b
+    return pair_accuracy(ra.numpy(), rb.numpy(), pairs.a_won)
 
 
 def config_dict(cfg) -> dict:
