@@ -19,9 +19,9 @@
    gradient step per environment step, 64-64 tanh, a target copied every 500 steps; untuned)
    with and without its target network, seeds 0-2, each run's max_a Q on 50 start states kept
    ("start_q") to compare with the bound 1 / (1 - gamma) = 100.
-4. "Does gamma matter": the same DQN tuning and reported runs with the zoo's gamma 0.99 replaced
-   by 0.98, on a grid of three learning rates.
-5. The deadly-triad 2x2 (--triad SEED, then --triad-merge; it needs the file written by 1-4):
+   Steps 1-3 rewrite their own fields of the file and keep the others ("triad", "qlearning")
+   when the file exists, so they can be re-run alone.
+4. The deadly-triad 2x2 (--triad SEED, then --triad-merge; it needs the file written by 1-3):
    the tuned zoo DQN without its target network, TRIAD_STEPS environment steps, with only the
    activation (ReLU, the zoo's, or tanh) and the schedule (the zoo's bursts of 128 gradient steps
    every 256 environment steps, or one gradient step per environment step) changed; seeds 0-2.
@@ -29,7 +29,7 @@
    greedy returns every 2,500 steps. It adds "triad" to the file and leaves the rest unchanged.
    Of the Q-values only their mean, min and max over the 50 start states are kept ("start_q_mean",
    "start_q_min", "start_q_max"); --triad-slim rewrites a file that kept all 50 that way.
-6. Tabular Q-learning on FrozenLake (--qlearning; a few CPU seconds): the chapter's Q-learning,
+5. Tabular Q-learning on FrozenLake (--qlearning; a few CPU seconds): the chapter's Q-learning,
    seeds 0-2, 10,000 episodes, with its constant step size 0.1 and with one decaying linearly
    from 0.1 to 0.01, the greedy policy's exact success probability every 500 episodes. The
    chapter re-runs the constant one live and checks it against the file. Adds "qlearning".
@@ -62,8 +62,6 @@ REINFORCE_SEEDS = [0, 1, 2, 3, 4]  # REINFORCE is cheap: five reported seeds, si
 REINFORCE_TUNE_SEEDS = [10, 11, 12, 13, 14, 15]
 GRID = {"lr": [2.5e-4, 5e-4, 1e-3, 2.3e-3, 5e-3]}
 CENTRE = rl.ZOO_CARTPOLE_DQN
-GRID_98 = {"lr": [5e-4, 1e-3, 2.3e-3]}  # three rates of GRID, around the zoo's
-CENTRE_98 = replace(CENTRE, gamma=0.98)
 REINFORCE_GRID = {"lr": [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2]}
 REINFORCE_CENTRE = rl.ReinforceConfig()  # lr 0.01
 ONE_STEP = rl.DQNConfig()  # the textbook DQN: one gradient step per environment step, untuned
@@ -307,29 +305,25 @@ def main() -> None:
     tuning = tune(cache, "DQN", grid_configs(), rl.train_dqn, list(GRID))
     r_tuning = tune(cache, "REINFORCE", cross(REINFORCE_CENTRE, REINFORCE_GRID),
                     rl.train_reinforce, list(REINFORCE_GRID), REINFORCE_TUNE_SEEDS)
-    tuning_98 = tune(cache, "DQN", cross(CENTRE_98, GRID_98), rl.train_dqn, list(GRID_98))
     if cache.incomplete:
         sys.exit("tuning runs missing: run again when the other parts are done")
     dcfg = replace(CENTRE, lr=max(tuning, key=lambda t: t["score"])["lr"])
     rcfg = replace(REINFORCE_CENTRE, lr=max(r_tuning, key=lambda t: t["score"])["lr"])
-    dcfg_98 = replace(CENTRE_98, lr=max(tuning_98, key=lambda t: t["score"])["lr"])
     no_target = replace(dcfg, target_network=False)
-    names = ("REINFORCE", "DQN", "DQN no target", "SB3 DQN", "SB3 PPO", "DQN gamma 0.98",
-             "DQN 1-step", "DQN 1-step no target")
+    names = ("REINFORCE", "DQN", "DQN no target", "SB3 DQN", "SB3 PPO", "DQN 1-step",
+             "DQN 1-step no target")
     runs = {name: {} for name in names}
     jobs = {"REINFORCE": (rcfg, lambda s: rl.train_reinforce(rcfg, s)[0]),
             "DQN": (dcfg, lambda s: rl.train_dqn(dcfg, s)[0]),
             "DQN no target": (no_target, lambda s: rl.train_dqn(no_target, s)[0]),
             "SB3 DQN": (dcfg, lambda s: sb3_run("DQN", s, dcfg.steps, dcfg)),
             "SB3 PPO": (budget, lambda s: sb3_run("PPO", s, dcfg.steps, dcfg)),
-            "DQN gamma 0.98": (dcfg_98, lambda s: rl.train_dqn(dcfg_98, s)[0]),
             "DQN 1-step": (ONE_STEP, lambda s: with_start_q(ONE_STEP, s)),
             "DQN 1-step no target": (ONE_STEP_NT, lambda s: with_start_q(ONE_STEP_NT, s))}
     for name in sorted(names, key=lambda n: not n.startswith("SB3")):  # the slow ones first
         cfg, job = jobs[name]
-        key = "DQN" if name == "DQN gamma 0.98" else name
         for seed in REINFORCE_SEEDS if name == "REINFORCE" else SEEDS:
-            runs[name][str(seed)] = cache.get(key, cfg, seed, lambda: job(seed))  # noqa: B023
+            runs[name][str(seed)] = cache.get(name, cfg, seed, lambda: job(seed))  # noqa: B023
     if cache.incomplete:
         sys.exit("runs missing: run again when the other parts are done")
     random_returns = rl.random_policy_returns(dcfg.env_id, 100)
@@ -338,17 +332,17 @@ def main() -> None:
 
     data = {"command": "DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch17_rl_sweep.py",
             "seeds": SEEDS, "reinforce_seeds": REINFORCE_SEEDS, "reinforce": asdict(rcfg), "dqn": asdict(dcfg),
-            "dqn_98": asdict(dcfg_98), "dqn_1step": asdict(ONE_STEP),
+            "dqn_1step": asdict(ONE_STEP),
             "dqn_tuning": {"seeds": TUNE_SEEDS, "grid": GRID, "centre": asdict(CENTRE),
                            "score": "mean greedy return over the checkpoints at 25,000-50,000",
                            "configs": tuning},
             "reinforce_tuning": {"seeds": REINFORCE_TUNE_SEEDS, "grid": REINFORCE_GRID,
                                  "centre": asdict(REINFORCE_CENTRE), "configs": r_tuning},
-            "dqn_98_tuning": {"seeds": TUNE_SEEDS, "grid": GRID_98, "centre": asdict(CENTRE_98),
-                              "configs": tuning_98},
             "versions": {"torch": torch.__version__, "gymnasium": gymnasium.__version__,
                          "stable_baselines3": stable_baselines3.__version__},
             "random_returns": random_returns, "runs": runs}
+    old = json.loads(OUT.read_text()) if OUT.exists() else {}  # keep the 2x2 and Q-learning
+    data.update({k: old[k] for k in ("triad", "triad_command", "qlearning") if k in old})
     OUT.write_text(json.dumps(data, indent=1) + "\n")
     import hashlib
 
