@@ -426,3 +426,34 @@ def test_train_dqn_probe_sees_the_network_on_schedule_and_changes_nothing():
     assert plain.returns == curve.returns
     with pytest.raises(ValueError, match="probe_every"):
         rl.train_dqn(cfg, 0, probe=print, probe_every=0)
+
+
+def test_certainty_equivalence_plans_on_counted_play():
+    gym = pytest.importorskip("gymnasium")
+    lake = gym.make("FrozenLake-v1")
+    mdp = rl.mdp_from_gymnasium(lake, gamma=1.0)
+    V_star, _ = rl.value_iteration(mdp)
+    policies = rl.certainty_equivalence(lake, 1.0, [2, 2000], seed=1)
+    assert policies.shape == (2, 16, 4)
+    assert np.allclose(policies.sum(-1), 1.0)  # one-hot, deterministic
+    values = [rl.policy_evaluation(mdp, pi)[0] for pi in policies]
+    # 2 random episodes tell it almost nothing; 2,000 give the optimal policy
+    assert values[0] < 0.5 * V_star[0] and np.isclose(values[1], V_star[0])
+    with pytest.raises(ValueError, match="checkpoints"):
+        rl.certainty_equivalence(lake, 1.0, [0, 10], seed=0)
+
+
+def test_td_gradient_mean_is_exact_and_matches_the_sampled_mean(corridor_episodes):
+    mdp, H, theta, exact, V, s, a, r = corridor_episodes
+    assert np.allclose(rl.td_gradient_mean(mdp, theta, V[:H], H), exact, atol=1e-12)
+    wrong = V[:H] + np.random.default_rng(5).normal(0, 0.3, V[:H].shape)
+    mean = rl.td_gradient_mean(mdp, theta, wrong, H)
+    assert np.abs(mean - exact).max() > 0.01  # a wrong critic: biased
+    g = rl.reinforce_gradients(mdp, theta, s, a, r,
+                               advantages=rl.td_advantages(mdp, wrong, s, r))
+    g = g.reshape(n := len(s), -1)
+    live = exact.ravel() != 0
+    z = (g.mean(0) - mean.ravel())[live] / (g.std(0, ddof=1)[live] / np.sqrt(n))
+    assert np.abs(z).max() < 4.5, z  # the sampled mean centres on the exact one
+    with pytest.raises(ValueError, match="V must be"):
+        rl.td_gradient_mean(mdp, theta, V, H)  # (H + 1, S)

@@ -11,8 +11,9 @@
    REINFORCE run costs about 10 CPU seconds, a DQN run about 50.
 2. Runs, at the same budget of environment steps, seeds 0, 1 and 2 (REINFORCE, the cheapest, on
    seeds 0-4), each evaluated greedily every `eval_every` steps on the same 10 seeded starts:
-   the book's tuned REINFORCE and tuned DQN (dlbook.rl), the tuned DQN without its target
-   network (the ablation), stable-baselines3's DQN (the tuned settings, the same argument list)
+   the book's tuned REINFORCE and its DQN with the zoo's settings and the scanned learning rate
+   (dlbook.rl), that DQN without its target network (the ablation), stable-baselines3's DQN (the
+   same settings, the same argument list)
    and PPO (its defaults), and a uniformly random policy. The chapter reads the file and re-runs the book's REINFORCE at seed 0, checking it
    against the file.
 3. A second target-network control: the textbook DQN (dlbook.rl.DQNConfig's defaults: one
@@ -22,7 +23,7 @@
    Steps 1-3 rewrite their own fields of the file and keep the others ("triad", "qlearning")
    when the file exists, so they can be re-run alone.
 4. The deadly-triad 2x2 (--triad SEED, then --triad-merge; it needs the file written by 1-3):
-   the tuned zoo DQN without its target network, TRIAD_STEPS environment steps, with only the
+   the book's zoo-settings DQN without its target network, TRIAD_STEPS environment steps, with only the
    activation (ReLU, the zoo's, or tanh) and the schedule (the zoo's bursts of 128 gradient steps
    every 256 environment steps, or one gradient step per environment step) changed; seeds 0-2.
    Each run keeps max_a Q on the 50 start states every 500 steps ("q_steps", "start_q") and its
@@ -75,7 +76,8 @@ TRIAD_ACTIVATIONS = ["relu", "tanh"]
 
 
 def triad_configs(dqn: dict) -> dict[str, rl.DQNConfig]:
-    """The 2x2 of activation x schedule, everything else the tuned zoo DQN's, no target network."""
+    """The 2x2 of activation x schedule, everything else the book's zoo-settings DQN's, no
+    target network."""
     base = replace(rl.DQNConfig(**dqn), target_network=False, steps=TRIAD_STEPS, eval_every=2500)
     return {f"{act} {sched}": replace(base, activation=act, **kw)
             for act in TRIAD_ACTIVATIONS for sched, kw in TRIAD_SCHEDULES.items()}

@@ -225,6 +225,41 @@ def policy_evaluation(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
 
 
 # --- the policy gradient on a finite-horizon MDP -------------------------------------------------
+def certainty_equivalence(env, gamma: float, checkpoints, seed: int) -> np.ndarray:
+    """Model-based baseline: play uniformly at random, count transitions, and at each checkpoint
+    (episodes played) plan on the estimated model: P from the counts, R the mean reward,
+    terminal the states play ended in, and (s, a) never tried staying put with reward 0.
+    Returns the greedy policies of value iteration on that model. (len(checkpoints), S, A)"""
+    A = check_discrete(env)
+    S = env.observation_space.n
+    checkpoints = sorted(int(c) for c in checkpoints)
+    if not checkpoints or checkpoints[0] < 1:
+        raise ValueError(f"checkpoints must be episode counts >= 1, got {checkpoints}")
+    rng = np.random.default_rng(seed)
+    counts, reward_sums = np.zeros((S, A, S)), np.zeros((S, A))
+    starts, terminal, policies = np.zeros(S), np.zeros(S, bool), []
+    for episode in range(1, checkpoints[-1] + 1):
+        s, _ = env.reset(seed=int(rng.integers(2**31)))
+        starts[s] += 1
+        done = False
+        while not done:
+            a = int(rng.integers(A))
+            s2, r, terminated, truncated, _ = env.step(a)
+            counts[s, a, s2] += 1
+            reward_sums[s, a] += r
+            terminal[s2] |= terminated
+            s, done = s2, terminated or truncated
+        if episode in checkpoints:
+            n = counts.sum(2)  # (S, A) visits
+            P = np.where(n[..., None] > 0, counts / np.maximum(n, 1)[..., None],
+                         np.eye(S)[:, None, :])  # unseen: stay
+            R = reward_sums / np.maximum(n, 1)
+            P[terminal], R[terminal] = np.eye(S)[terminal][:, None, :], 0.0
+            model = TabularMDP(P, R, gamma, starts / starts.sum(), terminal)
+            policies.append(greedy_policy(model, value_iteration(model)[0]))
+    return np.array(policies)
+
+
 def softmax_policy(theta):
     """pi(a | s) = softmax over a of theta(s, a), for a numpy array or a torch tensor. (S, A)"""
     if isinstance(theta, torch.Tensor):
@@ -267,6 +302,25 @@ def exact_policy_gradient(mdp: TabularMDP, theta: np.ndarray, horizon: int) -> n
     disc = mdp.gamma ** np.arange(horizon)  # (H,)
     advantage = Q - V[:horizon, :, None]  # (H, S, A)
     return np.einsum("t,ts,sa,tsa->sa", disc, d, pi, advantage)
+
+
+def td_gradient_mean(mdp: TabularMDP, theta: np.ndarray, V: np.ndarray,
+                     horizon: int) -> np.ndarray:
+    """The exact mean of the policy-gradient estimate with the one-step (TD) advantage of a
+    critic V (H, S), as ``td_advantages`` and ``reinforce_gradients`` sample it: the advantage is
+    linear in V, so its mean is a sum over d_t, pi and P (V_H = 0):
+    sum_t gamma^t d_t(s) pi(a | s) (R(s, a) + gamma P V_{t+1} - V_t(s)) (e_a - pi(. | s)).
+    With the policy's own V_t it is exact_policy_gradient; any other V adds a bias. (S, A)"""
+    V = np.asarray(V, float)
+    if V.shape != (horizon, mdp.n_states):
+        raise ValueError(f"V must be (H, S) = {(horizon, mdp.n_states)}, got {V.shape}")
+    pi = softmax_policy(theta)
+    _, _, d = finite_horizon_values(mdp, pi, horizon)
+    V_next = np.concatenate([V[1:], np.zeros((1, mdp.n_states))])  # (H, S)
+    advantage = mdp.R + mdp.gamma * np.einsum("sat,ht->hsa", mdp.P, V_next) \
+        - V[:, :, None]  # (H, S, A): its mean given s_t, a_t
+    w = (mdp.gamma ** np.arange(horizon))[:, None, None] * d[:, :, None] * pi * advantage
+    return w.sum(0) - w.sum((0, 2))[:, None] * pi  # sum_a w(a) (e_a - pi)
 
 
 def sample_episodes(mdp: TabularMDP, pi: np.ndarray, n: int, horizon: int,
