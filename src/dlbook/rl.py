@@ -224,7 +224,6 @@ def policy_evaluation(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
     return V
 
 
-# --- the policy gradient on a finite-horizon MDP -------------------------------------------------
 def certainty_equivalence(env, gamma: float, checkpoints, seed: int) -> np.ndarray:
     """Model-based baseline: play uniformly at random, count transitions, and at each checkpoint
     (episodes played) plan on the estimated model: P from the counts, R the mean reward,
@@ -260,6 +259,7 @@ def certainty_equivalence(env, gamma: float, checkpoints, seed: int) -> np.ndarr
     return np.array(policies)
 
 
+# --- the policy gradient on a finite-horizon MDP -------------------------------------------------
 def softmax_policy(theta):
     """pi(a | s) = softmax over a of theta(s, a), for a numpy array or a torch tensor. (S, A)"""
     if isinstance(theta, torch.Tensor):
