@@ -36,6 +36,8 @@ the grid with seed 0, the other seeds at the pick):
    beside the single-instruction model of ``sft`` (after ``sft``).
 9. ``next_the``: the ``next`` part's SFT from random weights re-run, how often it answers the
    commonest word, beside the last-word table of the training pairs alone (after ``next``).
+10. ``multi_long``: ``multi`` at its chosen rate run on to MULTI_LONG_STEPS steps, 3 seeds:
+   its validation curve and its test table there (after ``multi``; not in the default list).
 
 `python tools/ch18_finetune_sweep.py curves-lora curves-full ...` (one process each) runs the
 contenders of ``curves`` in parallel and merges them into its entry.
@@ -194,6 +196,9 @@ def forget_part(gpt, tok) -> dict:
     return out
 
 
+MULTI_LONG_STEPS, MULTI_LONG_EVERY = 1500, 100  # multi_long: run on past SFT_STEPS
+
+
 def multi_part(gpt, tok) -> dict:
     """Three instructions over the same words (dlbook.finetune.INSTRUCTIONS: "Upper: whale" ->
     "WHALE", "Reverse: whale" -> "elahw", "First: whale" -> "w"), every training word under
@@ -235,6 +240,28 @@ def multi_part(gpt, tok) -> dict:
                        "answers": {p: ft.greedy_answer(single, p, tok)
                                    for p, _ in pairs["test"][:len(ft.INSTRUCTIONS)]}},
             "checkpoint": {"test": ft.instruction_confusion(gpt, words["test"], tok)}}
+
+
+def multi_long_part(gpt, tok) -> dict:
+    """``multi`` run on, at its chosen rate (chosen at SFT_STEPS), for MULTI_LONG_STEPS steps:
+    is the three-instruction model settled at SFT_STEPS? Per seed: the validation curve every
+    MULTI_LONG_EVERY steps and the test confusion table at the last step."""
+    words = ft.task_words(load_moby_dick())
+    pairs = {k: ft.instruction_pairs(v) for k, v in words.items()}
+    lr = json.loads(OUT.read_text())["multi"]["choice"]
+    seeds = {}
+    for seed in SEEDS:
+        t0 = time.process_time()
+        model, h = ft.train_sft(gpt, pairs["train"], tok, steps=MULTI_LONG_STEPS, lr=lr,
+                                batch_size=SFT_BATCH, seed=seed, val_pairs=pairs["val"],
+                                eval_every=MULTI_LONG_EVERY)
+        seeds[str(seed)] = {"val_steps": h.steps, "val_exact": h.val_exact,
+                            "test": ft.instruction_confusion(model, words["test"], tok),
+                            "cpu_seconds": time.process_time() - t0}
+        print("  seed", seed, [round(v, 3) for v in h.val_exact], seeds[str(seed)]["test"],
+              flush=True)
+    return {"steps": MULTI_LONG_STEPS, "eval_every": MULTI_LONG_EVERY, "lr": lr,
+            "seeds": seeds}
 
 
 def names_part(gpt, tok) -> dict:
@@ -576,7 +603,8 @@ def main() -> None:
         else:
             result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
                       "mix": mix_part, "forget": forget_part, "curves": curves_part,
-                      "next": next_part, "multi": multi_part, "next_the": next_the_part}[part](gpt, tok)
+                      "next": next_part, "multi": multi_part,
+                      "multi_long": multi_long_part, "next_the": next_the_part}[part](gpt, tok)
         result["cpu_seconds"] = time.process_time() - t0
         with open(OUT.with_suffix(".lock"), "w") as lock:  # parts may run in parallel
             fcntl.flock(lock, fcntl.LOCK_EX)
