@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,19 @@ class TestChapter:
             if "colab-setup" not in tags(cell):
                 assert "download=True" not in src or "google.colab" in src, (
                     "downloads only behind an `if` for Colab: tests and the build run offline")
+
+    def test_code_compiles_without_warnings(self, path):
+        """An invalid escape such as "\\s" in a string is a SyntaxWarning under Colab's Python
+        3.12, printed in the student's output (3.11 here keeps it silent)."""
+        for i, cell in enumerate(load(path)["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                try:
+                    compile(source(cell), f"{path.name}, cell {i}", "exec")
+                except SyntaxError as err:  # warnings raised as errors arrive as SyntaxError
+                    pytest.fail(f"{path.name}, cell {i}: {err}")
 
     def test_numbers_in_prose_are_said_not_glued(self, path):
         """Glue roles show as raw placeholders in Jupyter, Colab and RISE: computed numbers are
