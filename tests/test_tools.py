@@ -173,3 +173,49 @@ def test_slides_cut_no_sentence_and_leave_no_orphans():
     assert len(reading) == 1 and "Author29" in "".join(reading[0].notes)
     summary = [s for s in slides if s.heading == "Summary"]
     assert all(len(s.body) >= 2 for s in summary), "no slide holds one lone point"
+
+
+def test_a_displayed_table_reaches_the_slide_or_the_notes():
+    """A DataFrame that a hidden cell tagged for a slide displays (text/html with a table) goes
+    on the slide in a font that fits, without pandas' scoped style; a table too long for any
+    slide, an untagged hidden cell's table (the arc's notes) and one the author sent to the
+    notes go to the notes: none is lost."""
+    import build_slides as bs
+
+    def frame(rows: int, label: str) -> dict:
+        body = "".join(f"<tr><th>{label}{k}</th><td>{k / 3:.2f}</td></tr>" for k in range(rows))
+        page = ("<div><style scoped>.dataframe th {}</style><table border=\"1\" class=\"dataframe\">"
+                f"<thead><tr><th></th><th>score</th></tr></thead><tbody>{body}</tbody></table></div>")
+        return nbformat.v4.new_output("display_data", data={"text/html": page,
+                                                            "text/plain": "a frame"})
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 05 Tables\n\nOpening."),
+        nbformat.v4.new_code_cell("import pandas as pd"),
+        nbformat.v4.new_markdown_cell("## Results\n\nThe scores:"),
+        nbformat.v4.new_code_cell("# the table\npd.DataFrame(x)", outputs=[frame(6, "short")],
+                                  metadata={"tags": ["hide-input", "slide-manual"],
+                                            "slideshow": {"slide_type": "-"}}),
+        nbformat.v4.new_code_cell("# the seeds\npd.DataFrame(w)", outputs=[frame(4, "seed")],
+                                  metadata={"tags": ["hide-input"]}),
+        nbformat.v4.new_markdown_cell("## Every run"),
+        nbformat.v4.new_code_cell("# every run\npd.DataFrame(y)", outputs=[frame(60, "long")],
+                                  metadata={"tags": ["hide-input", "slide-manual"],
+                                            "slideshow": {"slide_type": "slide"}}),
+        nbformat.v4.new_code_cell("# for the speaker\npd.DataFrame(z)", outputs=[frame(3, "aside")],
+                                  metadata={"tags": ["hide-input", "slide-manual"],
+                                            "slideshow": {"slide_type": "notes"}}),
+    ]
+    slides = bs.build_deck(json.loads(nbformat.writes(nb)), "The Book")
+    results = next(s for s in slides if s.heading == "Results")
+    table = "".join(results.body)
+    assert "short5" in table and "<style" not in table and "dl-frame" in table
+    size = int(re.search(r"font-size:(\d+)px", table).group(1))
+    assert bs.MIN_OUTPUT_PX <= size <= 22 and results.height <= bs.BODY_HEIGHT
+    shown = " ".join("".join(s.body) for s in slides)
+    notes = " ".join("".join(s.notes) for s in slides)
+    assert "long59" not in shown and "long59" in notes, "60 rows fit no slide: the notes"
+    assert "aside2" not in shown and "aside2" in notes, "the author sent it to the notes"
+    assert "seed3" not in shown and "seed3" in notes, "hidden code's output is the speaker's"
+    assert bs.table_size(bs.output_table(frame(6, "short"))) == (7, len("short0") + 2 + 4 + 2)

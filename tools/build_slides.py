@@ -468,6 +468,23 @@ def output_text(output: dict) -> str | None:
     return None
 
 
+def output_table(output: dict) -> str | None:
+    """A table the chapter displays as HTML (a DataFrame), without pandas' scoped style."""
+    page = output_html(output) or ""
+    match = re.search(r"<table\b.*?</table>", page, re.S)
+    if not match or is_visual(output):
+        return None
+    return re.sub(r'<table[^>]*>', "<table class='dl-frame'>", match.group(0), count=1)
+
+
+def table_size(table: str) -> tuple[int, int]:
+    """(rows, characters of the widest row) of an HTML table."""
+    rows = re.findall(r"<tr\b.*?</tr>", table, re.S)
+    widths = [sum(len(html.unescape(re.sub(r"<[^>]+>", "", c)).strip()) + 2
+                  for c in re.findall(r"<t[hd]\b.*?</t[hd]>", row, re.S)) for row in rows]
+    return len(rows), max(widths, default=0)
+
+
 def output_markdown(output: dict) -> str | None:
     data = output.get("data", {})
     return "".join(data["text/markdown"]) if "text/markdown" in data else None
@@ -631,6 +648,33 @@ class Deck:
         if alt:  # what the figure shows, for the speaker to say
             self.add_notes(f"<p class='dl-figure-note'><em>The figure:</em> {alt.group(1)}</p>")
 
+    def add_table(self, table: str, starts: bool) -> None:
+        """A displayed table on the slide, in the largest font (at most the Markdown tables'
+        22 px) that fits the slide's width and the height left; on a slide of its own when the
+        current one has no room; in the notes when it would need a font under 14 px."""
+        rows, widest = table_size(table)
+        heading = heading_height(re.sub(r"<[^>]+>", "", self.heading))
+
+        def font(room: int) -> int:  # a row is 1.25 em of text plus 8 px of padding and rule
+            by_width = CODE_WIDTH / (0.55 * max(widest, 1))
+            by_height = ((room - 20) / max(rows, 1) - 8) / 1.25
+            return int(min(22, by_width, by_height))
+
+        slide = self.current
+        size = font(BODY_HEIGHT - slide.height)
+        if starts or slide.busy or slide.n_points >= POINTS or size < MIN_OUTPUT_PX:
+            size = font(BODY_HEIGHT - heading)
+            if size < MIN_OUTPUT_PX:
+                self.add_notes(table)
+                return
+            slide = self.more()
+        height = 20 + rows * int(1.25 * size + 8)
+        slide.body.append(table.replace("<table class='dl-frame'>",
+                                        f"<table class='dl-frame' style='font-size:{size}px'>", 1))
+        slide.sizes.append((0, height, 0))
+        slide.n_points += 1
+        slide.height += height
+
     def add_code(self, code: str, starts: bool, output: str = "") -> None:
         lines = code_lines(code)
         if len(lines) > CODE_LINES:
@@ -758,6 +802,8 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
                 text = output_markdown(output) or output_text(output)
                 if text:
                     deck.add_notes(render(text))
+                elif output_table(output):
+                    deck.add_notes(output_table(output))
             continue
         if kind in ("heading", "text"):
             blocks = markdown_blocks(source(cell))
@@ -829,6 +875,8 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
                     deck.add_visual(output_html(output), True)
                 elif output_markdown(output):
                     deck.add_notes(render(output_markdown(output)))
+                elif output_table(output):  # a table the code displays: after the code
+                    deck.add_table(output_table(output), True)
             continue
         # visual or hidden: the outputs without the code. Code the page shows but a slide has
         # no room for (over CODE_LINES) goes to the notes, so the speaker knows what ran.
@@ -843,6 +891,12 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
                 starts = True
             elif output_markdown(output):  # a table or listing the chapter prints: notes
                 deck.add_notes(render(output_markdown(output)))
+            elif output_table(output):  # a displayed table (a DataFrame): on the slide,
+                if arc[i] == "notes":  # unless the arc sends the cell to the notes
+                    deck.add_notes(output_table(output))
+                else:
+                    deck.add_table(output_table(output), starts)
+                    starts = False
             elif output_text(output):
                 deck.add_notes(f"<pre>{html.escape(output_text(output).rstrip())}</pre>")
     slides = rebalance(deck.slides)
