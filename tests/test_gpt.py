@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlbook import data
-from dlbook.attention import KVCache, TransformerBlock
+from dlbook.attention import GrowingKVCache, KVCache, TransformerBlock
 from dlbook.data import DataIntegrityError
 from dlbook.gpt import (CHECKPOINT, GPT, GPTConfig, filter_logits, load_checkpoint,
                         moby_dick_streams, next_token_probs, save_checkpoint)
@@ -179,6 +179,29 @@ def test_generate_gives_identical_tokens_with_and_without_cache(sampling):
     assert torch.equal(outs[0], outs[1])
     assert torch.equal(outs[0][:, :3], prompt)
     assert model.training  # generate restores the mode it found
+
+
+def test_growing_cache_holds_the_same_keys_and_logits_as_the_cache():
+    model = tiny().eval()
+    idx = torch.randint(V, (3, 16))
+    plain, growing = ([cls() for _ in model.blocks] for cls in (KVCache, GrowingKVCache))
+    for a, b in ((0, 5), *((t, t + 1) for t in range(5, 16))):  # a prompt, then one by one
+        want, _ = model(idx[:, a:b], caches=plain)
+        got, _ = model(idx[:, a:b], caches=growing)
+        assert torch.equal(got, want)
+    assert len(growing[0]) == 16 and torch.equal(growing[0].k, plain[0].k)
+    assert torch.equal(growing[-1].v, plain[-1].v)
+    with pytest.raises(ValueError, match="longer than block_size"):
+        model(idx[:, :1], caches=growing)  # the cache is full
+
+
+@pytest.mark.parametrize("new", [5, 30])  # within the block, and past it (the window slides)
+def test_generate_gives_identical_tokens_with_the_growing_cache(new):
+    model = tiny()
+    prompt = torch.randint(V, (4, 3))
+    outs = [model.generate(prompt, new, generator=torch.Generator().manual_seed(3),
+                           growing_cache=grow) for grow in (False, True)]
+    assert torch.equal(outs[0], outs[1])
 
 
 def test_generate_accepts_a_prompt_longer_than_the_block():

@@ -73,7 +73,8 @@ def sample(model, tokenizer, cfg: SampleConfig, n: int, generator: torch.Generat
         raise ValueError(f"n must be >= 1, got {n}")
     device = model.tok_emb.weight.device
     prompt = torch.tensor([tokenizer.encode(cfg.prompt)], device=device).repeat(n, 1)  # (n, P)
-    return model.generate(prompt, cfg.new_tokens, generator=generator)
+    # thousands of answers at once: caches that do not copy themselves at every step
+    return model.generate(prompt, cfg.new_tokens, generator=generator, growing_cache=True)
 
 
 def sequence_logprob(model, idx: torch.Tensor, prompt_len: int) -> torch.Tensor:

@@ -100,6 +100,37 @@ class KVCache:
         return self.k, self.v
 
 
+class GrowingKVCache(KVCache):
+    """A :class:`KVCache` that writes the new keys and values into buffers with room to spare
+    (doubled when full) instead of concatenating: the same keys and values, but a step no longer
+    copies the whole cache, which dominates generating for thousands of sequences at once
+    (chapter 18's preference data). ``k`` and ``v`` are views of the filled part."""
+
+    def __init__(self):
+        super().__init__()
+        self._k_buf: torch.Tensor | None = None
+        self._v_buf: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        """Add the new tokens' keys and values; return all of them, ``(B, nh, T_all, hs)``."""
+        past, new = len(self), k.shape[-2]
+        if self._k_buf is None or past + new > self._k_buf.shape[-2]:
+            room = 2 * (past + new)  # (B, nh, room, hs) each
+            k_buf = k.new_empty(k.shape[:-2] + (room, k.shape[-1]))
+            v_buf = v.new_empty(v.shape[:-2] + (room, v.shape[-1]))
+            if past:
+                k_buf[..., :past, :] = self.k
+                v_buf[..., :past, :] = self.v
+            self._k_buf, self._v_buf = k_buf, v_buf
+        self._k_buf[..., past:past + new, :] = k
+        self._v_buf[..., past:past + new, :] = v
+        self.k = self._k_buf[..., :past + new, :]  # (B, nh, T_past + T_new, hs)
+        self.v = self._v_buf[..., :past + new, :]
+        if not past:  # the prompt's own keys, as KVCache returns them: the same rounding
+            return k, v
+        return self.k, self.v
+
+
 class MultiHeadAttention(nn.Module):
     """``n_head`` attentions side by side, each on its own ``C / n_head``-wide projection.
 

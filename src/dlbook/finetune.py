@@ -398,8 +398,9 @@ def ngram_nll(train_tokens, stream, order: int, k: float, vocab_size: int):
     nll = np.full(x.shape, np.nan)
     for c in range(order - 1, -1, -1):
         keys, inv = np.unique(_context_codes(train[:-1], c, vocab_size), return_inverse=True)
-        counts = np.zeros((len(keys), vocab_size))
-        np.add.at(counts, (inv, train[c:]), 1)
+        counts = np.bincount(inv.ravel() * vocab_size + train[c:],  # (contexts, vocab_size)
+                             minlength=len(keys) * vocab_size)
+        counts = counts.reshape(len(keys), vocab_size).astype(float)
         q = _context_codes(x, c, vocab_size)[:, -x.shape[1]:]  # contexts of the last positions
         w = q.shape[1]
         i = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import KVCache, TransformerBlock
+from .attention import GrowingKVCache, KVCache, TransformerBlock
 from .language_models import CharTokenizer
 
 CHECKPOINT = "gpt_moby_dick.safetensors"
@@ -207,13 +207,16 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None,
+                 growing_cache: bool = False) -> torch.Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + new).
 
         With ``use_cache``, each step feeds only the newest token and reads the earlier keys and
         values from the caches. Once the context fills the block, the window slides, every
         position shifts, and the cached keys are stale: from then on each step re-reads the last
         ``block_size`` tokens, exactly as without the cache, so both give the same tokens.
+        ``growing_cache``: caches that fill buffers with room to spare
+        (:class:`~dlbook.attention.GrowingKVCache`), the same tokens, faster for large batches.
         """
         next_token_probs(torch.zeros(1), temperature, top_k, top_p)  # checks the arguments
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
@@ -231,7 +234,8 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             if use_cache and idx.shape[1] <= block:
                 if caches is None:  # first step: fill the caches with the whole prompt
-                    caches = [KVCache() for _ in self.blocks]
+                    cache = GrowingKVCache if growing_cache else KVCache
+                    caches = [cache() for _ in self.blocks]
                     fed = idx
                 logits, _ = self(fed, caches=caches)  # (B, T_fed, V)
             else:
