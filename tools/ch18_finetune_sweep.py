@@ -38,6 +38,10 @@ the grid with seed 0, the other seeds at the pick):
    commonest word, beside the last-word table of the training pairs alone (after ``next``).
 10. ``multi_long``: ``multi`` at its chosen rate run on to MULTI_LONG_STEPS steps, 3 seeds:
    its validation curve and its test table there (after ``multi``; not in the default list).
+11. ``general``: is the checkpoint's next word general or memorised? The bare checkpoint's
+   first word after GENERAL_N passages of its own training text and GENERAL_N of the held-out
+   last 10% of the book (never trained on), beside always answering "the" on each (not in the
+   default list; about 35 CPU seconds).
 
 `python tools/ch18_finetune_sweep.py curves-lora curves-full ...` (one process each) runs the
 contenders of ``curves`` in parallel and merges them into its entry.
@@ -445,6 +449,28 @@ def next_part(gpt, tok, inits=("checkpoint", "random init")) -> dict:
     return out
 
 
+GENERAL_N, GENERAL_SEED = 600, 1  # passages per text for the ``general`` part
+
+
+def general_part(gpt, tok) -> dict:
+    """The bare checkpoint's next-word hit rate (its first word after the passage, as in
+    next_baselines) on GENERAL_N passages of its training text and GENERAL_N of the held-out
+    last 10% of the book, beside the share of answers that are "the" (always guessing it)."""
+    text = load_moby_dick()
+    cut = int(round(0.9 * len(text)))  # the checkpoint's training split, as in next_part
+    out = {"n": GENERAL_N, "seed": GENERAL_SEED}
+    for name, part in (("pretrain", text[:cut]), ("held_out", text[cut:])):
+        pairs = ft.next_word_pairs(part, n_val=10, n_test=GENERAL_N, n_train=10,
+                                   seed=GENERAL_SEED)["test"]
+        bare = [ft.greedy_answer(gpt, p[len("Next: "):-1] + " ", tok, max_new_tokens=14,
+                                 stop=" ") for p, _ in pairs]
+        out[name] = {"checkpoint_bare": sum(re.match(r"[a-z]*", b).group() == a.strip()
+                                            for b, (_, a) in zip(bare, pairs)) / len(pairs),
+                     "always_the": sum(a == "the\n" for _, a in pairs) / len(pairs)}
+        print(name, out[name], flush=True)
+    return out
+
+
 def pairs_table(pairs) -> tuple[dict, str]:
     """The last-word table of the training pairs alone: for each last word of a passage, the
     answer that most often follows it in ``pairs["train"]`` (ties: the commonest answer
@@ -604,7 +630,8 @@ def main() -> None:
             result = {"names": names_part, "sft": sft_part, "scratch": scratch_part,
                       "mix": mix_part, "forget": forget_part, "curves": curves_part,
                       "next": next_part, "multi": multi_part,
-                      "multi_long": multi_long_part, "next_the": next_the_part}[part](gpt, tok)
+                      "multi_long": multi_long_part, "next_the": next_the_part,
+                      "general": general_part}[part](gpt, tok)
         result["cpu_seconds"] = time.process_time() - t0
         with open(OUT.with_suffix(".lock"), "w") as lock:  # parts may run in parallel
             fcntl.flock(lock, fcntl.LOCK_EX)

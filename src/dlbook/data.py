@@ -131,7 +131,7 @@ CHECKSUMS: dict[str, str] = {
     # chapter 18's SFT and LoRA runs over seeds and learning-rate grids
     # (dlbook.finetune.load_runs), by tools/ch18_finetune_sweep.py
     "ch18_finetune.json":
-        "512d60200edb410021c605b7359e86e38259a08f1c12f031523a98634a62decb",
+        "fc75df936b749e18ab308ebbe6052aded9e2d128da552e68b17d29572af243ee",
     # chapter 18's seed-0 masked SFT model (dlbook.finetune.load_sft_model)
     "ch18_sft.safetensors":
         "ec4c1d9a425f4d986bb43c6efab5dab84243c7bbb2973ba077126c81050cbe16",
