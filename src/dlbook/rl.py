@@ -505,10 +505,20 @@ def random_policy_returns(env_id: str, episodes: int, seed: int = 10_000) -> lis
 
 
 def random_search(env_id: str, steps: int, seed: int, eval_every: int = 5000,
-                  eval_episodes: int = 10) -> Curve:
+                  eval_episodes: int = 10, episodes_per_rule: int = 1) -> Curve:
     """The simplest learner worth beating on a small control task: draw linear policies
-    a = [w . obs > 0], w ~ N(0, I), play one episode with each, and keep the best so far, until
-    ``steps`` environment steps are spent. Two actions only."""
+    a = [w . obs > 0], w ~ N(0, I), score each on up to ``episodes_per_rule`` episodes, and keep
+    the best so far (by its mean return), until ``steps`` environment steps are spent. Two
+    actions only.
+
+    With several episodes per rule, scoring stops as soon as the rule cannot beat the best any
+    more, even were every remaining episode to reach the time limit (rewards of at most 1 per
+    step, as on CartPole); and once the best rule has scored the largest possible return on
+    every episode, nothing can replace it, so the search stops: the remaining checkpoints repeat
+    its evaluation (``curve.stopped_at``: the step it stopped at, else ``steps``). A checkpoint
+    whose best rule has not changed reuses the previous evaluation (the same seeded starts)."""
+    if episodes_per_rule < 1 or int(episodes_per_rule) != episodes_per_rule:
+        raise ValueError(f"episodes_per_rule must be a positive integer, got {episodes_per_rule!r}")
     t0 = time.process_time()
     rng = np.random.default_rng(seed)
     env = make_env(env_id)
@@ -516,27 +526,47 @@ def random_search(env_id: str, steps: int, seed: int, eval_every: int = 5000,
         raise ValueError(f"random_search draws a sign rule: it needs 2 actions, got "
                          f"{env.action_space.n}")
     dim = env.observation_space.shape[0]
-    best_w, best_return = rng.normal(size=dim), -np.inf
+    cap = float(env.spec.max_episode_steps or np.inf)  # the largest return of one episode
+    best_w, best_score = rng.normal(size=dim), -np.inf  # score: mean return
 
     def rule(w):
         return lambda obs: int(w @ obs > 0)
 
+    scored = []  # the best rule's evaluation, while it stays the best (seeded starts)
+
+    def checkpoint(step):
+        if not scored:
+            scored.append(evaluate(rule(best_w), env_id, eval_episodes))
+        curve.steps.append(step)
+        curve.returns.append(scored[0])
+        curve.rules_tried.append(tried)
+
     curve = Curve([0], [evaluate(rule(best_w), env_id, eval_episodes)])
     curve.rules_tried = []  # candidates drawn by each checkpoint
     step, tried = 0, 0
-    while step < steps:
+    while step < steps and best_score < cap:
         w, tried = rng.normal(size=dim), tried + 1  # a new candidate
-        obs, _ = env.reset(seed=int(rng.integers(2**31)))
-        total, done = 0.0, False
-        while not done and step < steps:
-            obs, r, terminated, truncated, _ = env.step(int(w @ obs > 0))
-            total, step, done = total + r, step + 1, terminated or truncated
-            if step % eval_every == 0:  # the best finished candidate so far
-                curve.steps.append(step)
-                curve.returns.append(evaluate(rule(best_w), env_id, eval_episodes))
-                curve.rules_tried.append(tried)
-        if done and total > best_return:
-            best_w, best_return = w, total
+        total, played = 0.0, 0
+        while played < episodes_per_rule and step < steps:
+            obs, _ = env.reset(seed=int(rng.integers(2**31)))
+            done = False
+            while not done and step < steps:
+                obs, r, terminated, truncated, _ = env.step(int(w @ obs > 0))
+                total, step, done = total + r, step + 1, terminated or truncated
+                if step % eval_every == 0:  # the best finished candidate so far
+                    checkpoint(step)
+            if not done:
+                break  # the budget ran out inside an episode: the rule is not scored
+            played += 1
+            left = episodes_per_rule - played  # stop once it cannot beat the best
+            if total + left * cap <= best_score * episodes_per_rule:
+                break
+        if played == episodes_per_rule and total / played > best_score:
+            best_w, best_score = w, total / played
+            scored.clear()
+    curve.stopped_at = step
+    for k in range(step // eval_every + 1, steps // eval_every + 1):  # the search stopped
+        checkpoint(k * eval_every)
     curve.cpu_seconds = time.process_time() - t0
     return curve
 
