@@ -378,6 +378,28 @@ def test_dqn_update_is_one_step_on_the_huber_loss():
         assert torch.allclose(p, p0 - 0.1 * g, atol=1e-6)
 
 
+def test_dqn_update_takes_other_targets():
+    torch.manual_seed(0)
+    q_net, target = rl.mlp([4, 8, 2]), rl.mlp([4, 8, 2])
+    batch = (torch.randn(5, 4), torch.tensor([0, 1, 1, 0, 1]), torch.randn(5),
+             torch.randn(5, 4), torch.tensor([0.0, 0, 1, 0, 0]))
+
+    def double(q, tgt, r, o2, d, gamma):  # Double DQN: the online net picks, the target values
+        return r + gamma * (1 - d) * tgt(o2).gather(1, q(o2).argmax(1, keepdim=True)).squeeze(1)
+
+    a2 = q_net(batch[3]).argmax(1)
+    y = batch[2] + 0.9 * (1 - batch[4]) * target(batch[3])[torch.arange(5), a2].detach()
+    q = q_net(batch[0])[torch.arange(5), batch[1]]
+    err = (q - y).abs()
+    direct = torch.where(err < 1, 0.5 * err**2, err - 0.5).mean()
+    loss = rl.dqn_update(q_net, target, torch.optim.SGD(q_net.parameters(), lr=0.1), batch,
+                         0.9, targets=double)
+    assert abs(loss - direct.item()) < 1e-6
+    with pytest.raises(ValueError, match="one target per transition"):
+        rl.dqn_update(q_net, target, torch.optim.SGD(q_net.parameters(), lr=0.1), batch, 0.9,
+                      targets=lambda q, t, r, o2, d, g: t(o2))
+
+
 def test_reinforce_update_surrogate_gradient_is_the_estimate():
     torch.manual_seed(0)
     policy = rl.mlp([3, 2])

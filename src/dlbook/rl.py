@@ -670,11 +670,20 @@ def dqn_targets(target_net: nn.Module, rewards, next_obs, terminated, gamma: flo
 
 
 def dqn_update(q_net: nn.Module, target_net: nn.Module, opt, batch, gamma: float,
-               grad_clip: float | None = None) -> float:
+               grad_clip: float | None = None, targets: Callable | None = None) -> float:
     """One gradient step of DQN on a replay batch (obs, actions, rewards, next_obs,
-    terminated): regress Q(s, a) on the fixed target y with a Huber loss. Returns the loss."""
+    terminated): regress Q(s, a) on the fixed target y with a Huber loss. Returns the loss.
+    ``targets(q_net, target_net, rewards, next_obs, terminated, gamma)``, if given, computes y
+    in place of :func:`dqn_targets` (for example Double DQN's)."""
     obs, actions, rewards, next_obs, terminated = batch
-    y = dqn_targets(target_net, rewards, next_obs, terminated, gamma)  # (B,), no gradient
+    if targets is None:
+        y = dqn_targets(target_net, rewards, next_obs, terminated, gamma)  # (B,), no gradient
+    else:
+        with torch.no_grad():
+            y = targets(q_net, target_net, rewards, next_obs, terminated, gamma)
+        if y.shape != rewards.shape:
+            raise ValueError(f"targets must return one target per transition, shape "
+                             f"{tuple(rewards.shape)}; got {tuple(y.shape)}")
     q = q_net(obs).gather(1, actions[:, None]).squeeze(1)  # (B,): Q of the actions taken
     loss = F.smooth_l1_loss(q, y)
     opt.zero_grad()
@@ -691,11 +700,12 @@ def epsilon_at(cfg: DQNConfig, step: int) -> float:
 
 
 def train_dqn(cfg: DQNConfig, seed: int, probe: Callable[[int, nn.Module], None] | None = None,
-              probe_every: int = 500) -> tuple[Curve, nn.Module]:
+              probe_every: int = 500, targets: Callable | None = None) -> tuple[Curve, nn.Module]:
     """DQN: epsilon-greedy acting, a replay buffer, a Huber loss on the TD error, a target
     network copied every ``target_every`` steps (or, with ``target_network=False``, none: the
     target is bootstrapped from the online network's current weights). ``probe(step, q_net)``,
-    if given, is called at step 0 and every ``probe_every`` steps; it must not train the net."""
+    if given, is called at step 0 and every ``probe_every`` steps; it must not train the net.
+    ``targets``, if given, is passed to :func:`dqn_update` (for example Double DQN's targets)."""
     if probe_every < 1:
         raise ValueError(f"probe_every must be >= 1, got {probe_every}")
     t0 = time.process_time()
@@ -724,7 +734,7 @@ def train_dqn(cfg: DQNConfig, seed: int, probe: Callable[[int, nn.Module], None]
         if step >= cfg.learning_starts and step % cfg.train_every == 0:
             for _ in range(cfg.gradient_steps):
                 batch = buffer.sample(cfg.batch_size, rng)
-                dqn_update(q_net, target, opt, batch, cfg.gamma, cfg.grad_clip)
+                dqn_update(q_net, target, opt, batch, cfg.gamma, cfg.grad_clip, targets)
         if cfg.target_network and step % cfg.target_every == 0:
             target.load_state_dict(q_net.state_dict())
         if step % cfg.eval_every == 0:
