@@ -669,6 +669,18 @@ def dqn_targets(target_net: nn.Module, rewards, next_obs, terminated, gamma: flo
         return rewards + gamma * (1.0 - terminated) * target_net(next_obs).max(1).values
 
 
+def checked_targets(targets: Callable, q_net: nn.Module, target_net: nn.Module, rewards,
+                    next_obs, terminated, gamma: float):
+    """``targets(q_net, target_net, rewards, next_obs, terminated, gamma)`` without a gradient,
+    checked to give one target per transition. (B,)"""
+    with torch.no_grad():
+        y = targets(q_net, target_net, rewards, next_obs, terminated, gamma)
+    if y.shape != rewards.shape:
+        raise ValueError(f"targets must return one target per transition, shape "
+                         f"{tuple(rewards.shape)}; got {tuple(y.shape)}")
+    return y
+
+
 def dqn_update(q_net: nn.Module, target_net: nn.Module, opt, batch, gamma: float,
                grad_clip: float | None = None, targets: Callable | None = None) -> float:
     """One gradient step of DQN on a replay batch (obs, actions, rewards, next_obs,
@@ -676,14 +688,10 @@ def dqn_update(q_net: nn.Module, target_net: nn.Module, opt, batch, gamma: float
     ``targets(q_net, target_net, rewards, next_obs, terminated, gamma)``, if given, computes y
     in place of :func:`dqn_targets` (for example Double DQN's)."""
     obs, actions, rewards, next_obs, terminated = batch
-    if targets is None:
-        y = dqn_targets(target_net, rewards, next_obs, terminated, gamma)  # (B,), no gradient
-    else:
-        with torch.no_grad():
-            y = targets(q_net, target_net, rewards, next_obs, terminated, gamma)
-        if y.shape != rewards.shape:
-            raise ValueError(f"targets must return one target per transition, shape "
-                             f"{tuple(rewards.shape)}; got {tuple(y.shape)}")
+    if targets is None:  # (B,), no gradient
+        y = dqn_targets(target_net, rewards, next_obs, terminated, gamma)
+    else:  # for example Double DQN's, checked: one target per transition
+        y = checked_targets(targets, q_net, target_net, rewards, next_obs, terminated, gamma)
     q = q_net(obs).gather(1, actions[:, None]).squeeze(1)  # (B,): Q of the actions taken
     loss = F.smooth_l1_loss(q, y)
     opt.zero_grad()
