@@ -217,6 +217,40 @@ def test_random_search_keeps_the_best_linear_rule_within_its_budget():
         rl.random_search("Acrobot-v1", steps=10, seed=0)
 
 
+def test_random_search_scores_each_rule_on_several_episodes_and_stops_early(monkeypatch):
+    pytest.importorskip("gymnasium")
+    resets = []  # episodes played, the search's and its evaluations' (both call make_env)
+    make = rl.make_env
+
+    def counting(env_id):
+        env = make(env_id)
+        reset = env.reset
+        env.reset = lambda **kw: (resets.append(1), reset(**kw))[1]
+        return env
+
+    monkeypatch.setattr(rl, "make_env", counting)
+    curve = rl.random_search("CartPole-v1", steps=20_000, seed=0, eval_every=5000,
+                             eval_episodes=3, episodes_per_rule=5)
+    monkeypatch.setattr(rl, "make_env", make)
+    assert curve.steps == [0, 5000, 10_000, 15_000, 20_000]
+    assert curve.stopped_at <= 20_000 and len(curve.rules_tried) == 4
+    # even with the evaluations' episodes counted, fewer than five episodes per rule were
+    # played: a rule is dropped once it cannot beat the best
+    tried = curve.rules_tried[-1]
+    assert len(resets) < 5 * tried and tried > 10, (len(resets), tried)
+    # the search stopped once a rule had scored 500 on all five episodes: it stays the best
+    assert curve.stopped_at < 20_000 and curve.mean()[-1] == 500
+    # one episode per rule keeps the first rule that once lasts longest
+    one = rl.random_search("CartPole-v1", steps=20_000, seed=1, eval_every=5000,
+                           eval_episodes=10)
+    five = rl.random_search("CartPole-v1", steps=20_000, seed=1, eval_every=5000,
+                            eval_episodes=10, episodes_per_rule=5)
+    assert one.mean()[-1] < five.mean()[-1] == 500
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="episodes_per_rule must be a positive integer"):
+            rl.random_search("CartPole-v1", steps=10, seed=0, episodes_per_rule=bad)
+
+
 def test_zoo_cartpole_dqn_is_the_zoo_setting():
     # rl-baselines3-zoo, hyperparams/dqn.yml, CartPole-v1
     zoo = {"hidden": 256, "activation": "relu", "lr": 2.3e-3, "gamma": 0.99,
@@ -342,6 +376,28 @@ def test_dqn_update_is_one_step_on_the_huber_loss():
     assert abs(loss - direct.item()) < 1e-6
     for p, p0, g in zip(q_net.parameters(), w0, grads):
         assert torch.allclose(p, p0 - 0.1 * g, atol=1e-6)
+
+
+def test_dqn_update_takes_other_targets():
+    torch.manual_seed(0)
+    q_net, target = rl.mlp([4, 8, 2]), rl.mlp([4, 8, 2])
+    batch = (torch.randn(5, 4), torch.tensor([0, 1, 1, 0, 1]), torch.randn(5),
+             torch.randn(5, 4), torch.tensor([0.0, 0, 1, 0, 0]))
+
+    def double(q, tgt, r, o2, d, gamma):  # Double DQN: the online net picks, the target values
+        return r + gamma * (1 - d) * tgt(o2).gather(1, q(o2).argmax(1, keepdim=True)).squeeze(1)
+
+    a2 = q_net(batch[3]).argmax(1)
+    y = batch[2] + 0.9 * (1 - batch[4]) * target(batch[3])[torch.arange(5), a2].detach()
+    q = q_net(batch[0])[torch.arange(5), batch[1]]
+    err = (q - y).abs()
+    direct = torch.where(err < 1, 0.5 * err**2, err - 0.5).mean()
+    loss = rl.dqn_update(q_net, target, torch.optim.SGD(q_net.parameters(), lr=0.1), batch,
+                         0.9, targets=double)
+    assert abs(loss - direct.item()) < 1e-6
+    with pytest.raises(ValueError, match="one target per transition"):
+        rl.dqn_update(q_net, target, torch.optim.SGD(q_net.parameters(), lr=0.1), batch, 0.9,
+                      targets=lambda q, t, r, o2, d, g: t(o2))
 
 
 def test_reinforce_update_surrogate_gradient_is_the_estimate():

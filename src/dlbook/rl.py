@@ -505,10 +505,20 @@ def random_policy_returns(env_id: str, episodes: int, seed: int = 10_000) -> lis
 
 
 def random_search(env_id: str, steps: int, seed: int, eval_every: int = 5000,
-                  eval_episodes: int = 10) -> Curve:
+                  eval_episodes: int = 10, episodes_per_rule: int = 1) -> Curve:
     """The simplest learner worth beating on a small control task: draw linear policies
-    a = [w . obs > 0], w ~ N(0, I), play one episode with each, and keep the best so far, until
-    ``steps`` environment steps are spent. Two actions only."""
+    a = [w . obs > 0], w ~ N(0, I), score each on up to ``episodes_per_rule`` episodes, and keep
+    the best so far (by its mean return), until ``steps`` environment steps are spent. Two
+    actions only.
+
+    With several episodes per rule, scoring stops as soon as the rule cannot beat the best any
+    more, even were every remaining episode to reach the time limit (rewards of at most 1 per
+    step, as on CartPole); and once the best rule has scored the largest possible return on
+    every episode, nothing can replace it, so the search stops: the remaining checkpoints repeat
+    its evaluation (``curve.stopped_at``: the step it stopped at, else ``steps``). A checkpoint
+    whose best rule has not changed reuses the previous evaluation (the same seeded starts)."""
+    if episodes_per_rule < 1 or int(episodes_per_rule) != episodes_per_rule:
+        raise ValueError(f"episodes_per_rule must be a positive integer, got {episodes_per_rule!r}")
     t0 = time.process_time()
     rng = np.random.default_rng(seed)
     env = make_env(env_id)
@@ -516,27 +526,47 @@ def random_search(env_id: str, steps: int, seed: int, eval_every: int = 5000,
         raise ValueError(f"random_search draws a sign rule: it needs 2 actions, got "
                          f"{env.action_space.n}")
     dim = env.observation_space.shape[0]
-    best_w, best_return = rng.normal(size=dim), -np.inf
+    cap = float(env.spec.max_episode_steps or np.inf)  # the largest return of one episode
+    best_w, best_score = rng.normal(size=dim), -np.inf  # score: mean return
 
     def rule(w):
         return lambda obs: int(w @ obs > 0)
 
+    scored = []  # the best rule's evaluation, while it stays the best (seeded starts)
+
+    def checkpoint(step):
+        if not scored:
+            scored.append(evaluate(rule(best_w), env_id, eval_episodes))
+        curve.steps.append(step)
+        curve.returns.append(scored[0])
+        curve.rules_tried.append(tried)
+
     curve = Curve([0], [evaluate(rule(best_w), env_id, eval_episodes)])
     curve.rules_tried = []  # candidates drawn by each checkpoint
     step, tried = 0, 0
-    while step < steps:
+    while step < steps and best_score < cap:
         w, tried = rng.normal(size=dim), tried + 1  # a new candidate
-        obs, _ = env.reset(seed=int(rng.integers(2**31)))
-        total, done = 0.0, False
-        while not done and step < steps:
-            obs, r, terminated, truncated, _ = env.step(int(w @ obs > 0))
-            total, step, done = total + r, step + 1, terminated or truncated
-            if step % eval_every == 0:  # the best finished candidate so far
-                curve.steps.append(step)
-                curve.returns.append(evaluate(rule(best_w), env_id, eval_episodes))
-                curve.rules_tried.append(tried)
-        if done and total > best_return:
-            best_w, best_return = w, total
+        total, played = 0.0, 0
+        while played < episodes_per_rule and step < steps:
+            obs, _ = env.reset(seed=int(rng.integers(2**31)))
+            done = False
+            while not done and step < steps:
+                obs, r, terminated, truncated, _ = env.step(int(w @ obs > 0))
+                total, step, done = total + r, step + 1, terminated or truncated
+                if step % eval_every == 0:  # the best finished candidate so far
+                    checkpoint(step)
+            if not done:
+                break  # the budget ran out inside an episode: the rule is not scored
+            played += 1
+            left = episodes_per_rule - played  # stop once it cannot beat the best
+            if total + left * cap <= best_score * episodes_per_rule:
+                break
+        if played == episodes_per_rule and total / played > best_score:
+            best_w, best_score = w, total / played
+            scored.clear()
+    curve.stopped_at = step
+    for k in range(step // eval_every + 1, steps // eval_every + 1):  # the search stopped
+        checkpoint(k * eval_every)
     curve.cpu_seconds = time.process_time() - t0
     return curve
 
@@ -639,12 +669,29 @@ def dqn_targets(target_net: nn.Module, rewards, next_obs, terminated, gamma: flo
         return rewards + gamma * (1.0 - terminated) * target_net(next_obs).max(1).values
 
 
+def checked_targets(targets: Callable, q_net: nn.Module, target_net: nn.Module, rewards,
+                    next_obs, terminated, gamma: float):
+    """``targets(q_net, target_net, rewards, next_obs, terminated, gamma)`` without a gradient,
+    checked to give one target per transition. (B,)"""
+    with torch.no_grad():
+        y = targets(q_net, target_net, rewards, next_obs, terminated, gamma)
+    if y.shape != rewards.shape:
+        raise ValueError(f"targets must return one target per transition, shape "
+                         f"{tuple(rewards.shape)}; got {tuple(y.shape)}")
+    return y
+
+
 def dqn_update(q_net: nn.Module, target_net: nn.Module, opt, batch, gamma: float,
-               grad_clip: float | None = None) -> float:
+               grad_clip: float | None = None, targets: Callable | None = None) -> float:
     """One gradient step of DQN on a replay batch (obs, actions, rewards, next_obs,
-    terminated): regress Q(s, a) on the fixed target y with a Huber loss. Returns the loss."""
+    terminated): regress Q(s, a) on the fixed target y with a Huber loss. Returns the loss.
+    ``targets(q_net, target_net, rewards, next_obs, terminated, gamma)``, if given, computes y
+    in place of :func:`dqn_targets` (for example Double DQN's)."""
     obs, actions, rewards, next_obs, terminated = batch
-    y = dqn_targets(target_net, rewards, next_obs, terminated, gamma)  # (B,), no gradient
+    if targets is None:  # (B,), no gradient
+        y = dqn_targets(target_net, rewards, next_obs, terminated, gamma)
+    else:  # for example Double DQN's, checked: one target per transition
+        y = checked_targets(targets, q_net, target_net, rewards, next_obs, terminated, gamma)
     q = q_net(obs).gather(1, actions[:, None]).squeeze(1)  # (B,): Q of the actions taken
     loss = F.smooth_l1_loss(q, y)
     opt.zero_grad()
@@ -661,11 +708,12 @@ def epsilon_at(cfg: DQNConfig, step: int) -> float:
 
 
 def train_dqn(cfg: DQNConfig, seed: int, probe: Callable[[int, nn.Module], None] | None = None,
-              probe_every: int = 500) -> tuple[Curve, nn.Module]:
+              probe_every: int = 500, targets: Callable | None = None) -> tuple[Curve, nn.Module]:
     """DQN: epsilon-greedy acting, a replay buffer, a Huber loss on the TD error, a target
     network copied every ``target_every`` steps (or, with ``target_network=False``, none: the
     target is bootstrapped from the online network's current weights). ``probe(step, q_net)``,
-    if given, is called at step 0 and every ``probe_every`` steps; it must not train the net."""
+    if given, is called at step 0 and every ``probe_every`` steps; it must not train the net.
+    ``targets``, if given, is passed to :func:`dqn_update` (for example Double DQN's targets)."""
     if probe_every < 1:
         raise ValueError(f"probe_every must be >= 1, got {probe_every}")
     t0 = time.process_time()
@@ -694,7 +742,7 @@ def train_dqn(cfg: DQNConfig, seed: int, probe: Callable[[int, nn.Module], None]
         if step >= cfg.learning_starts and step % cfg.train_every == 0:
             for _ in range(cfg.gradient_steps):
                 batch = buffer.sample(cfg.batch_size, rng)
-                dqn_update(q_net, target, opt, batch, cfg.gamma, cfg.grad_clip)
+                dqn_update(q_net, target, opt, batch, cfg.gamma, cfg.grad_clip, targets)
         if cfg.target_network and step % cfg.target_every == 0:
             target.load_state_dict(q_net.state_dict())
         if step % cfg.eval_every == 0:
