@@ -497,6 +497,29 @@ def test_certainty_equivalence_plans_on_counted_play():
     assert values[0] < 0.5 * V_star[0] and np.isclose(values[1], V_star[0])
     with pytest.raises(ValueError, match="checkpoints"):
         rl.certainty_equivalence(lake, 1.0, [0, 10], seed=0)
+    # counted in transitions: the episode-counted planner after as many steps of the same play
+    by_steps = rl.certainty_equivalence(lake, 1.0, [3, 15_000], seed=1, unit="transitions")
+    assert by_steps.shape == (2, 16, 4)
+    assert np.isclose(rl.policy_evaluation(mdp, by_steps[1])[0], V_star[0])
+    with pytest.raises(ValueError, match="unit"):
+        rl.certainty_equivalence(lake, 1.0, [10], seed=0, unit="steps")
+
+
+def test_td_control_learns_frozenlake_and_sarsa_differs():
+    gym = pytest.importorskip("gymnasium")
+    lake = gym.make("FrozenLake-v1")
+    mdp = rl.mdp_from_gymnasium(lake, gamma=1.0)
+    V_star, _ = rl.value_iteration(mdp)
+    q = rl.td_control(lake, mdp, 0, 0.1, 0.5, transitions=20_000, every=5_000)
+    assert q.shape == (4,) and q[-1] > 0.5 and (q <= V_star[0] + 1e-9).all()
+    again = rl.td_control(lake, mdp, 0, 0.1, 0.5, transitions=20_000, every=5_000)
+    assert np.array_equal(q, again)  # seeded: deterministic
+    sarsa = rl.td_control(lake, mdp, 0, 0.1, 0.5, 20_000, 5_000, sarsa=True)
+    assert not np.array_equal(q, sarsa)  # the on-policy target changes the run
+    with pytest.raises(ValueError, match="alpha"):
+        rl.td_control(lake, mdp, 0, 0.0, 0.5, transitions=100, every=10)
+    with pytest.raises(ValueError, match="every"):
+        rl.td_control(lake, mdp, 0, 0.1, 0.5, transitions=100, every=200)
 
 
 def test_td_gradient_mean_is_exact_and_matches_the_sampled_mean(corridor_episodes):

@@ -30,10 +30,13 @@
    greedy returns every 2,500 steps. It adds "triad" to the file and leaves the rest unchanged.
    Of the Q-values only their mean, min and max over the 50 start states are kept ("start_q_mean",
    "start_q_min", "start_q_max"); --triad-slim rewrites a file that kept all 50 that way.
-5. Tabular Q-learning on FrozenLake (--qlearning; a few CPU seconds): the chapter's Q-learning,
-   seeds 0-2, 10,000 episodes, with its constant step size 0.1 and with one decaying linearly
-   from 0.1 to 0.01, the greedy policy's exact success probability every 500 episodes. The
-   chapter re-runs the constant one live and checks it against the file. Adds "qlearning".
+5. Tabular Q-learning and SARSA on FrozenLake (--qlearning; a few CPU minutes): each tuned
+   on a 4 x 4 grid of step size alpha and exploration epsilon on seeds 10-14, scored by the mean
+   exact success probability of the greedy policy over checkpoints every 2,000 transitions up
+   to 60,000; at each pick seeds 0-2, Q-learning also with alpha decaying linearly to a tenth of
+   its pick, and certainty equivalence (random play, counted and planned on) at the same
+   transition checkpoints. The chapter re-runs part of them live and checks them against the
+   file. Adds "qlearning".
 
 Every run is seeded and deterministic for one torch build; --cache FILE[,FILE...] keeps each
 finished run (keyed by agent, config and seed) in the first file and reads all of them, so that an
@@ -125,46 +128,67 @@ def write(data: dict) -> None:
     print(OUT, hashlib.sha256(OUT.read_bytes()).hexdigest())
 
 
-QL_EPISODES, QL_EVERY, QL_SEEDS = 10_000, 500, [0, 1, 2]
-QL_ALPHAS = {"constant": (0.1, 0.1), "linear decay": (0.1, 0.01)}  # (first, last episode's)
+QL_TRANSITIONS, QL_EVERY, QL_SEEDS = 60_000, 2_000, [0, 1, 2]
+QL_TUNE_SEEDS = [10, 11, 12, 13, 14]
+QL_GRID = {"alpha": [0.01, 0.03, 0.1, 0.3], "epsilon": [0.1, 0.2, 0.5, 0.8]}
 
 
-def q_learning_lake(seed: int, alpha: tuple[float, float]) -> list[float]:
-    """The chapter's Q-learning on FrozenLake (epsilon 0.2, gamma 0.99), with the step size
-    going linearly from alpha[0] (episode 1) to alpha[1] (the last); every QL_EVERY episodes the
-    greedy policy's exact success probability. With alpha (0.1, 0.1) it is the chapter's code."""
+def lake_mdp():
     import gymnasium as gym
 
     lake = gym.make("FrozenLake-v1")
-    mdp = rl.mdp_from_gymnasium(lake, gamma=1.0)
-    rng, Q, values = np.random.default_rng(seed), np.zeros((16, 4)), []
-    for episode in range(1, QL_EPISODES + 1):
-        a0, a1 = alpha
-        step = a0 + (a1 - a0) * (episode - 1) / (QL_EPISODES - 1)
-        s, _ = lake.reset(seed=100_000 * seed + 10_000 + episode - 1)
-        done = False
-        while not done:
-            explore = rng.random() < 0.2
-            a = int(rng.integers(4)) if explore else int(Q[s].argmax())
-            s2, r, terminated, truncated, _ = lake.step(a)
-            td_target = r + 0.99 * Q[s2].max() * (not terminated)
-            Q[s, a] += step * (td_target - Q[s, a])
-            s, done = s2, terminated or truncated
-        if episode % QL_EVERY == 0:
-            values.append(float(rl.policy_evaluation(mdp, np.eye(4)[Q.argmax(1)])[0]))
-    return values
+    return lake, rl.mdp_from_gymnasium(lake, gamma=1.0)
 
 
 def qlearning_main() -> None:
+    """Q-learning and SARSA (rl.td_control, gamma 0.99) tuned on the same alpha x epsilon grid on
+    QL_TUNE_SEEDS, each scored by the mean exact greedy value over its QL_TRANSITIONS // QL_EVERY
+    checkpoints; then seeds 0-2 at each pick, Q-learning with alpha decaying linearly to a tenth
+    of its pick, and certainty equivalence (random play) on the same transition checkpoints.
+    Grid points the file already scored (same tuning seeds and checkpoints) are not re-run."""
+    lake, mdp = lake_mdp()
     data = json.loads(OUT.read_text())
+    run = dict(transitions=QL_TRANSITIONS, every=QL_EVERY)
+    old = data.get("qlearning", {})
+    same = (old.get("tune_seeds"), old.get("transitions"), old.get("every")) == (
+        QL_TUNE_SEEDS, QL_TRANSITIONS, QL_EVERY)
+    done = {(name, t["alpha"], t["epsilon"]): t["score"]
+            for name, tab in (old.get("tuning", {}) if same else {}).items() for t in tab}
+    tuning, picks, runs = {}, {}, {}
+    for name, sarsa in (("Q-learning", False), ("SARSA", True)):
+        table = []
+        for alpha in QL_GRID["alpha"]:
+            for eps in QL_GRID["epsilon"]:
+                score = done.get((name, alpha, eps))
+                if score is None:
+                    score = float(np.mean([rl.td_control(lake, mdp, s, alpha, eps,
+                                                         sarsa=sarsa, **run)
+                                           for s in QL_TUNE_SEEDS]))
+                table.append({"alpha": alpha, "epsilon": eps, "score": score})
+                print(f"  {name} alpha {alpha} epsilon {eps}: {score:.3f}", flush=True)
+        tuning[name] = table
+        pick = max(table, key=lambda t: t["score"])
+        picks[name] = {"alpha": pick["alpha"], "epsilon": pick["epsilon"]}
+        runs[name] = [rl.td_control(lake, mdp, s, pick["alpha"], pick["epsilon"], sarsa=sarsa,
+                                    **run).tolist() for s in QL_SEEDS]
+    q = picks["Q-learning"]
+    runs["Q-learning, alpha decaying"] = [
+        rl.td_control(lake, mdp, s, q["alpha"], q["epsilon"], alpha_end=q["alpha"] / 10,
+                      **run).tolist() for s in QL_SEEDS]
+    checkpoints = range(QL_EVERY, QL_TRANSITIONS + 1, QL_EVERY)
+    runs["certainty equivalence"] = [
+        [float(mdp.start @ rl.policy_evaluation(mdp, pi)) for pi in
+         rl.certainty_equivalence(lake, 1.0, checkpoints, s, unit="transitions")]
+        for s in QL_SEEDS]
     data["qlearning"] = {
-        "episodes": QL_EPISODES, "every": QL_EVERY, "seeds": QL_SEEDS, "epsilon": 0.2,
-        "gamma": 0.99, "alpha": QL_ALPHAS,
-        "runs": {name: [q_learning_lake(s, a) for s in QL_SEEDS] for name, a in QL_ALPHAS.items()},
+        "transitions": QL_TRANSITIONS, "every": QL_EVERY, "seeds": QL_SEEDS, "gamma": 0.99,
+        "tune_seeds": QL_TUNE_SEEDS, "grid": QL_GRID,
+        "score": "mean exact greedy value (gamma 1) over the checkpoints", "tuning": tuning,
+        "picks": picks, "runs": runs,
         "command": ("DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch17_rl_sweep.py "
                     "--qlearning")}
-    for name, v in data["qlearning"]["runs"].items():
-        print(name, np.round(v, 3).tolist(), flush=True)
+    for name, v in runs.items():
+        print(name, np.round(np.mean(v, 0), 3).tolist(), flush=True)
     write(data)
 
 

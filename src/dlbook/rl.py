@@ -224,39 +224,89 @@ def policy_evaluation(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
     return V
 
 
-def certainty_equivalence(env, gamma: float, checkpoints, seed: int) -> np.ndarray:
+def certainty_equivalence(env, gamma: float, checkpoints, seed: int,
+                          unit: str = "episodes") -> np.ndarray:
     """Model-based baseline: play uniformly at random, count transitions, and at each checkpoint
-    (episodes played) plan on the estimated model: P from the counts, R the mean reward,
-    terminal the states play ended in, and (s, a) never tried staying put with reward 0.
+    (episodes played, or with unit="transitions" environment steps taken) plan on the estimated
+    model: P from the counts, R the mean reward, terminal the states play ended in, and (s, a)
+    never tried staying put with reward 0.
     Returns the greedy policies of value iteration on that model. (len(checkpoints), S, A)"""
     A = check_discrete(env)
     S = env.observation_space.n
     checkpoints = sorted(int(c) for c in checkpoints)
+    if unit not in ("episodes", "transitions"):
+        raise ValueError(f"unit must be 'episodes' or 'transitions', got {unit!r}")
     if not checkpoints or checkpoints[0] < 1:
-        raise ValueError(f"checkpoints must be episode counts >= 1, got {checkpoints}")
+        raise ValueError(f"checkpoints must be {unit} counts >= 1, got {checkpoints}")
     rng = np.random.default_rng(seed)
     counts, reward_sums = np.zeros((S, A, S)), np.zeros((S, A))
     starts, terminal, policies = np.zeros(S), np.zeros(S, bool), []
-    for episode in range(1, checkpoints[-1] + 1):
+
+    def plan() -> None:
+        n = counts.sum(2)  # (S, A) visits
+        P = np.where(n[..., None] > 0, counts / np.maximum(n, 1)[..., None],
+                     np.eye(S)[:, None, :])  # unseen: stay
+        R = reward_sums / np.maximum(n, 1)
+        P[terminal], R[terminal] = np.eye(S)[terminal][:, None, :], 0.0
+        model = TabularMDP(P, R, gamma, starts / starts.sum(), terminal)
+        policies.append(greedy_policy(model, value_iteration(model)[0]))
+
+    episode = steps = 0
+    while len(policies) < len(checkpoints):
         s, _ = env.reset(seed=int(rng.integers(2**31)))
         starts[s] += 1
         done = False
-        while not done:
+        while not done and len(policies) < len(checkpoints):
             a = int(rng.integers(A))
             s2, r, terminated, truncated, _ = env.step(a)
             counts[s, a, s2] += 1
             reward_sums[s, a] += r
             terminal[s2] |= terminated
-            s, done = s2, terminated or truncated
-        if episode in checkpoints:
-            n = counts.sum(2)  # (S, A) visits
-            P = np.where(n[..., None] > 0, counts / np.maximum(n, 1)[..., None],
-                         np.eye(S)[:, None, :])  # unseen: stay
-            R = reward_sums / np.maximum(n, 1)
-            P[terminal], R[terminal] = np.eye(S)[terminal][:, None, :], 0.0
-            model = TabularMDP(P, R, gamma, starts / starts.sum(), terminal)
-            policies.append(greedy_policy(model, value_iteration(model)[0]))
+            s, done, steps = s2, terminated or truncated, steps + 1
+            if unit == "transitions" and steps in checkpoints:
+                plan()
+        episode += 1
+        if unit == "episodes" and episode in checkpoints:
+            plan()
     return np.array(policies)
+
+
+def td_control(env, mdp: TabularMDP, seed: int, alpha: float, epsilon: float,
+               transitions: int, every: int, sarsa: bool = False, gamma: float = 0.99,
+               alpha_end: float | None = None) -> np.ndarray:
+    """Tabular Q-learning (or, with sarsa=True, SARSA) on a toy-text env, acting
+    epsilon-greedily for a fixed number of transitions (episode k starts from
+    reset(seed=100_000 seed + 10_000 + k)). Q-learning's target is r + gamma max_a' Q(s', a'),
+    SARSA's r + gamma Q(s', a') with a' the action it then takes; 0 past a terminal state. The
+    step size goes linearly from alpha to alpha_end (default: constant). Every ``every``
+    transitions: the exact value under ``mdp`` (its start distribution) of Q's greedy policy.
+    Returns (transitions // every,)."""
+    n_actions = check_discrete(env)
+    if not (0 < alpha <= 1 and 0 <= epsilon <= 1 and 0 < every <= transitions):
+        raise ValueError(f"need 0 < alpha <= 1, 0 <= epsilon <= 1, 0 < every <= transitions; "
+                         f"got {alpha}, {epsilon}, {every}, {transitions}")
+    end = alpha if alpha_end is None else alpha_end
+    rng, Q, values = np.random.default_rng(seed), np.zeros(mdp.R.shape), []
+
+    def act(s: int) -> int:
+        explore = rng.random() < epsilon
+        return int(rng.integers(n_actions)) if explore else int(Q[s].argmax())
+
+    step, episode = 0, 0
+    while step < transitions:
+        s, _ = env.reset(seed=100_000 * seed + 10_000 + episode)
+        a, done, episode = act(s), False, episode + 1
+        while not done and step < transitions:
+            s2, r, terminated, truncated, _ = env.step(a)
+            a2 = act(s2)  # SARSA's a'; Q-learning acts with it too (chosen before the update)
+            nxt = Q[s2, a2] if sarsa else Q[s2].max()
+            size = alpha + (end - alpha) * step / max(transitions - 1, 1)
+            Q[s, a] += size * (r + gamma * nxt * (not terminated) - Q[s, a])
+            s, a, done, step = s2, a2, terminated or truncated, step + 1
+            if step % every == 0:
+                greedy = np.eye(n_actions)[Q.argmax(1)]  # (S, A) one-hot
+                values.append(float(mdp.start @ policy_evaluation(mdp, greedy)))
+    return np.array(values)
 
 
 # --- the policy gradient on a finite-horizon MDP -------------------------------------------------
