@@ -324,3 +324,14 @@ def test_dpo_records_its_implicit_reward_accuracy():
     assert hist[-1]["implicit_acc"] == al.implicit_reward_accuracy(policy, ref, test, 1) == 1.0
     with pytest.raises(ValueError, match="reference log-probabilities"):
         al.implicit_reward_accuracy(policy, (ref[0][:3], ref[1]), test, 1)
+
+
+def test_dpo_batches_are_the_draws_of_train_dpo():
+    cfg = al.DPOConfig(steps=5, batch_pairs=4)
+    b = al.dpo_batches(7, cfg, seed=3)
+    assert b.shape == (5, 4) and int(b.min()) >= 0 and int(b.max()) < 7
+    gen = torch.Generator().manual_seed(3)  # train_dpo's former inline draws
+    loop = torch.stack([torch.randint(7, (4,), generator=gen) for _ in range(5)])
+    assert torch.equal(b, loop) and torch.equal(b, al.dpo_batches(7, cfg, seed=3))
+    with pytest.raises(ValueError, match="at least one pair"):
+        al.dpo_batches(0, cfg, seed=0)

@@ -283,11 +283,17 @@ def merge(parts: list[str], base: str | None = None) -> None:
     former OUT), a part's seed fills in what the part lacks from the base (a part cut short),
     and prints the largest difference between the two on the runs both hold."""
     out = json.loads(Path(base).read_text()) if base else None
+    former = json.loads(Path(base).read_text())["seeds"] if base else {}
+    touched = set()  # the seeds the parts hold
     for part in parts:
         data = json.loads(Path(part).read_text())
+        touched |= set(data["seeds"])
         if out is None:
             out = data
             continue
+        for k in data.keys() & out.keys() - {"seeds", "trl"}:
+            if base and data[k] != out[k]:
+                print(f"{part}: the setting {k!r} differs from the base's:", drift(out[k], data[k]))
         for k in [k for k in out if k not in data and k not in ("seeds", "trl")]:
             del out[k]  # a former file's settings that this sweep no longer has
         for k, v in data.items():
@@ -296,7 +302,7 @@ def merge(parts: list[str], base: str | None = None) -> None:
         for seed, rec in data["seeds"].items():
             old = out["seeds"].get(seed, {})
             if base:
-                print(f"seed {seed}: largest change", drift(old, rec))
+                print(f"seed {seed}:", f"largest change {drift(old, rec)}" if old else "new")
             # run by run: a part may hold only some settings of a group (rlhf_gpt:added)
             runs = {g: {**old.get(g, {}), **rec[g]} for g in ("rlhf", "rlhf_gpt") if g in rec}
             dpo = {**old.get("dpo", {})}
@@ -305,6 +311,10 @@ def merge(parts: list[str], base: str | None = None) -> None:
             out["seeds"][seed] = {**old, **rec, **runs, "dpo": dpo}
         out["trl"] = data.get("trl") or out.get("trl")
     out["seeds"] = {k: out["seeds"][k] for k in sorted(out["seeds"])}
+    for seed in sorted(former.keys() - touched):  # the base's other seeds, kept exactly
+        if out["seeds"][seed] != former[seed]:
+            raise RuntimeError(f"seed {seed} of the base changed in the merge")
+        print(f"seed {seed}: kept as in the base")
     OUT.write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", OUT, "seeds", list(out["seeds"]))
 

@@ -663,6 +663,16 @@ def _run_with_evaluations(policy, ref, update, steps: int, eval_every: int, rewa
     return history
 
 
+def dpo_batches(n_pairs: int, cfg: DPOConfig, seed: int) -> torch.Tensor:
+    """The pairs :func:`train_dpo` draws, (cfg.steps, cfg.batch_pairs) indices into its
+    ``n_pairs`` pairs: drawn with replacement, so a pair may come twice and another never."""
+    if n_pairs < 1:
+        raise ValueError(f"DPO needs at least one pair to draw from, got {n_pairs}")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(n_pairs, (cfg.batch_pairs,), generator=gen)
+                        for _ in range(cfg.steps)])
+
+
 def train_dpo(base, chosen: torch.Tensor, rejected: torch.Tensor, reward_fn, hidden_fn, tokenizer,
               scfg: SampleConfig, cfg: DPOConfig, seed: int, eval_n: int = 64,
               test: Preferences | None = None):
@@ -679,10 +689,10 @@ def train_dpo(base, chosen: torch.Tensor, rejected: torch.Tensor, reward_fn, hid
     with torch.no_grad():
         ref_w, ref_l = sequence_logprob(ref, chosen, P), sequence_logprob(ref, rejected, P)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(seed)
+    batches = iter(dpo_batches(len(chosen), cfg, seed))
 
     def update():
-        b = torch.randint(len(chosen), (cfg.batch_pairs,), generator=gen)
+        b = next(batches)
         policy.train()
         both = sequence_logprob(policy, torch.cat([chosen[b], rejected[b]]), P)  # (2b,)
         loss = dpo_loss(both[:len(b)], both[len(b):], ref_w[b], ref_l[b], cfg.beta)
