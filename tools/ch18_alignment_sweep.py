@@ -4,10 +4,10 @@
 
 or, one process per seed (in parallel), then joined:
 
-    for s in 0 1 2; do ... tools/ch18_alignment_sweep.py --seeds $s --out part$s.json & done
-    .venv/bin/python tools/ch18_alignment_sweep.py --merge part0.json part1.json part2.json
+    for s in 0 1 2 3 4; do ... tools/ch18_alignment_sweep.py --seeds $s --out part$s.json & done
+    .venv/bin/python tools/ch18_alignment_sweep.py --merge part0.json part1.json ... part4.json
 
-For seeds 0, 1 and 2: 1,550 pairs of the book's GPT's continuations of "The whale " (32
+For seeds 0 to 4: 1,550 pairs of the book's GPT's continuations of "The whale " (32
 characters each), labelled by noisy Bradley-Terry raters on the hidden long-word scorer; the
 ties dropped and the first 1,000 untied pairs split 600 / 200 / 200 into train, validation (the
 reward models' L2 penalty) and test (their reported accuracy). Linear reward models on
@@ -66,7 +66,7 @@ from dlbook import alignment as al
 from dlbook.gpt import load_checkpoint
 
 OUT = ROOT / "data" / "ch18_alignment.json"
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2, 3, 4]
 # (beta, learning rate): five KL coefficients at 3e-4, and the learning rate bracketed at 0.1
 RLHF_GRID = [(0.0, 3e-4), (0.03, 3e-4), (0.1, 1e-4), (0.1, 3e-4), (0.1, 1e-3), (0.3, 3e-4),
              (1.0, 3e-4)]

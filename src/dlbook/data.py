@@ -118,7 +118,7 @@ CHECKSUMS: dict[str, str] = {
     # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
     # by tools/ch18_alignment_sweep.py
     "ch18_alignment.json":
-        "be9e5a5a7b48cc3a327fd771f21f1b4e27e10e1eb8b1bb042ff7c4c46846b8c6",
+        "e8a0e6a4dfe943c21b20a2ae7c647b40b11fffa671d705e2f6637f32cafb66c1",
     # chapter 15's retrieval index: MiniLM vectors of Moby-Dick's passages (dlbook.rag),
     # rebuilt by tools/ch15_rag_index.py
     "ch15_moby_index.npz":
