@@ -75,6 +75,7 @@ BESIDE_VISUAL_WORDS = 45  # on-slide words of a slide that also has a figure or 
 POINTS = 6  # bullets, sentences and equations on a slide
 EQUATIONS = 2
 TABLE_ROWS = 8
+SLIDE_WORDS = 115  # a displayed table's slide, heading and numbers included (the deck test: 120)
 OBJECTIVE_WORDS = 85  # on the title slide; more objectives continue on a slide of their own
 # Heights in px, estimated as the stylesheet (tools/slides/dlbook-slides.css) lays them out.
 BODY_HEIGHT = 720 - 52  # the frame less its padding
@@ -485,6 +486,13 @@ def table_size(table: str) -> tuple[int, int]:
     return len(rows), max(widths, default=0)
 
 
+def table_words(table: str) -> int:
+    """Words of an HTML table as the deck's measure counts them (any token with a letter or
+    digit: every number counts)."""
+    text = html.unescape(re.sub(r"<[^>]+>", " ", table))
+    return sum(1 for w in text.split() if re.search(r"[A-Za-z0-9]", w))
+
+
 def output_markdown(output: dict) -> str | None:
     data = output.get("data", {})
     return "".join(data["text/markdown"]) if "text/markdown" in data else None
@@ -651,9 +659,15 @@ class Deck:
     def add_table(self, table: str, starts: bool) -> None:
         """A displayed table on the slide, in the largest font (at most the Markdown tables'
         22 px) that fits the slide's width and the height left; on a slide of its own when the
-        current one has no room; in the notes when it would need a font under 14 px."""
+        current one has no room; in the notes when it would need a font under 14 px or hold
+        more words (numbers included) than a slide may."""
         rows, widest = table_size(table)
         heading = heading_height(re.sub(r"<[^>]+>", "", self.heading))
+        n = table_words(table)
+        head_words = words(re.sub(r"<[^>]+>", "", self.heading))
+        if n + head_words > SLIDE_WORDS:  # more than a slide may hold: the speaker's
+            self.add_notes(table)
+            return
 
         def font(room: int) -> int:  # a row is 1.25 em of text plus 8 px of padding and rule
             by_width = CODE_WIDTH / (0.55 * max(widest, 1))
@@ -662,7 +676,8 @@ class Deck:
 
         slide = self.current
         size = font(BODY_HEIGHT - slide.height)
-        if starts or slide.busy or slide.n_points >= POINTS or size < MIN_OUTPUT_PX:
+        if starts or slide.busy or slide.n_points >= POINTS or size < MIN_OUTPUT_PX \
+                or slide.n_words + n + head_words > SLIDE_WORDS:
             size = font(BODY_HEIGHT - heading)
             if size < MIN_OUTPUT_PX:
                 self.add_notes(table)
@@ -671,8 +686,9 @@ class Deck:
         height = 20 + rows * int(1.25 * size + 8)
         slide.body.append(table.replace("<table class='dl-frame'>",
                                         f"<table class='dl-frame' style='font-size:{size}px'>", 1))
-        slide.sizes.append((0, height, 0))
+        slide.sizes.append((n, height, 0))
         slide.n_points += 1
+        slide.n_words += n
         slide.height += height
 
     def add_code(self, code: str, starts: bool, output: str = "") -> None:
