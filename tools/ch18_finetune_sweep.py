@@ -381,18 +381,21 @@ def word_table(text: str, pairs, order: int) -> float:
     return hits / len(pairs)
 
 
+def bare_next_word(gpt, tok, pairs) -> float:
+    """The share of "Next:" ``pairs`` whose answer is the first word the bare checkpoint writes
+    when it continues the passage itself (without "Next: ")."""
+    bare = [ft.greedy_answer(gpt, p[len("Next: "):-1] + " ", tok, max_new_tokens=14,
+                             stop=" ") for p, _ in pairs]
+    return sum(re.match(r"[a-z]*", b).group() == a.strip()
+               for b, (_, a) in zip(bare, pairs)) / len(pairs)
+
+
 def next_baselines(gpt, tok, pretrain, pairs) -> dict:
     """Test exact match without SFT: the checkpoint continuing the bare passage (the first
     word it writes), the most frequent training answer, word n-gram tables of ``pretrain``."""
-    import re
-
     answers = [a for _, a in pairs["train"]]
     top = max(set(answers), key=answers.count)
-    bare = [ft.greedy_answer(gpt, p[len("Next: "):-1] + " ", tok, max_new_tokens=14,
-                             stop=" ") for p, _ in pairs["test"]]
-    bare_hit = [re.match(r"[a-z]*", b).group() == a.strip()
-                for b, (_, a) in zip(bare, pairs["test"])]
-    return {"checkpoint_bare": sum(bare_hit) / len(bare_hit),
+    return {"checkpoint_bare": bare_next_word(gpt, tok, pairs["test"]),
             "most_frequent": {"word": top.strip(), "test": sum(
                 a == top for _, a in pairs["test"]) / len(pairs["test"])},
             **{f"word_{n}gram": word_table(pretrain, pairs["test"], n) for n in (2, 3, 4)}}
@@ -462,10 +465,7 @@ def general_part(gpt, tok) -> dict:
     for name, part in (("pretrain", text[:cut]), ("held_out", text[cut:])):
         pairs = ft.next_word_pairs(part, n_val=10, n_test=GENERAL_N, n_train=10,
                                    seed=GENERAL_SEED)["test"]
-        bare = [ft.greedy_answer(gpt, p[len("Next: "):-1] + " ", tok, max_new_tokens=14,
-                                 stop=" ") for p, _ in pairs]
-        out[name] = {"checkpoint_bare": sum(re.match(r"[a-z]*", b).group() == a.strip()
-                                            for b, (_, a) in zip(bare, pairs)) / len(pairs),
+        out[name] = {"checkpoint_bare": bare_next_word(gpt, tok, pairs),
                      "always_the": sum(a == "the\n" for _, a in pairs) / len(pairs)}
         print(name, out[name], flush=True)
     return out
