@@ -522,6 +522,72 @@ def test_td_control_learns_frozenlake_and_sarsa_differs():
         rl.td_control(lake, mdp, 0, 0.1, 0.5, transitions=100, every=200)
 
 
+class TwoCellStub:
+    """A deterministic gymnasium-like env for hand-checking td_control. From cell 0 either action
+    moves to cell 1 for +2. From cell 1, action 0 moves back to 0 for -3 and action 1 ends the
+    episode (terminated) for +1, reporting cell 0, whose Q is not 0 by then: a target that
+    bootstrapped past termination would show. Episodes are cut (truncated) after 2 steps."""
+
+    class action_space:
+        n = 2
+
+    def reset(self, seed=None):
+        self.s, self.t = 0, 0
+        return 0, {}
+
+    def step(self, a):
+        self.t += 1
+        if self.s == 0:
+            self.s, r, terminated = 1, 2.0, False
+        elif a == 0:
+            self.s, r, terminated = 0, -3.0, False
+        else:
+            self.s, r, terminated = 0, 1.0, True
+        return self.s, r, terminated, self.t >= 2 and not terminated, {}
+
+
+def test_td_control_targets_by_hand():
+    # epsilon 0 (ties go to action 0), alpha 1, gamma 0.5: each update sets Q(s, a) to its target.
+    #  1. (0, 0) -> 1, r 2:                   Q(0, 0) = 2 + .5 Q(1, 0) = 2 + 0          = 2
+    #  2. (1, 0) -> 0, r -3, truncated:       Q(1, 0) = -3 + .5 Q(0, a' = 0) = -3 + 1   = -2
+    #     (bootstrapped: cut by the time limit, not ended; Q(0, .) = (2, 0), so the mean
+    #     would give -2.5, Q(s, a') = Q(1, 0) -3, no bootstrap -3)
+    #  3. (0, 0) -> 1, r 2, a' = argmax(-2, 0) = 1: Q(0, 0) = 2 + .5 Q(1, 1) = 2 + 0    = 2
+    #     (the mean of Q(1, .) would give 1.5)
+    #  4. (1, 1) -> 0, r 1, terminated:       Q(1, 1) = 1 + 0                           = 1
+    #     (bootstrapping past the end would add .5 Q(0, 0) = 1)
+    # With epsilon 0, SARSA's a' is the greedy action, so both targets agree here.
+    P = np.zeros((2, 2, 2))
+    P[0, :, 1] = P[1, :, 0] = 1.0
+    mdp = rl.TabularMDP(P, [[2.0, 2.0], [-3.0, 1.0]], 0.5, start=[1.0, 0.0])
+    by_hand = np.array([[2.0, 0.0], [-2.0, 1.0]])
+    for sarsa in (False, True):
+        values, Q = rl.td_control(TwoCellStub(), mdp, 0, 1.0, 0.0, transitions=4, every=4,
+                                  sarsa=sarsa, gamma=0.5, return_q=True)
+        assert np.array_equal(Q, by_hand), (sarsa, Q)
+        assert values.shape == (1,)
+    three, Q3 = rl.td_control(TwoCellStub(), mdp, 0, 1.0, 0.0, 3, 3, gamma=0.5, return_q=True)
+    assert np.array_equal(Q3, [[2.0, 0.0], [-2.0, 0.0]])  # the end's update not yet made
+    # without return_q the values alone, as before
+    assert np.array_equal(rl.td_control(TwoCellStub(), mdp, 0, 1.0, 0.0, 4, 4, gamma=0.5),
+                          values)
+    with pytest.raises(TypeError, match="return_q"):
+        rl.td_control(TwoCellStub(), mdp, 0, 1.0, 0.0, 4, 4, return_q="yes")
+    with pytest.raises(ValueError, match="epsilon_end"):
+        rl.td_control(TwoCellStub(), mdp, 0, 1.0, 0.5, 4, 4, epsilon_end=1.5)
+
+
+def test_td_control_epsilon_decay_is_linear_and_constant_by_default():
+    gym = pytest.importorskip("gymnasium")
+    lake = gym.make("FrozenLake-v1")
+    mdp = rl.mdp_from_gymnasium(lake, gamma=1.0)
+    run = dict(transitions=4_000, every=1_000, sarsa=True)
+    base = rl.td_control(lake, mdp, 3, 0.1, 0.5, **run)
+    assert np.array_equal(base, rl.td_control(lake, mdp, 3, 0.1, 0.5, epsilon_end=0.5, **run))
+    assert not np.array_equal(base, rl.td_control(lake, mdp, 3, 0.1, 0.5, epsilon_end=0.0,
+                                                  **run))
+
+
 def test_td_gradient_mean_is_exact_and_matches_the_sampled_mean(corridor_episodes):
     mdp, H, theta, exact, V, s, a, r = corridor_episodes
     assert np.allclose(rl.td_gradient_mean(mdp, theta, V[:H], H), exact, atol=1e-12)

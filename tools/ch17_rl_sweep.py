@@ -34,7 +34,8 @@
    on a 4 x 4 grid of step size alpha and exploration epsilon on seeds 10-14, scored by the mean
    exact success probability of the greedy policy over checkpoints every 2,000 transitions up
    to 60,000; at each pick seeds 0-2, Q-learning also with alpha decaying linearly to a tenth of
-   its pick, and certainty equivalence (random play, counted and planned on) at the same
+   its pick, SARSA with epsilon decaying linearly from 0.5 to 0.01 over the run (alpha 0.03 and
+   0.1), and certainty equivalence (random play, counted and planned on) at the same
    transition checkpoints. The chapter re-runs part of them live and checks them against the
    file. Adds "qlearning".
 
@@ -131,6 +132,8 @@ def write(data: dict) -> None:
 QL_TRANSITIONS, QL_EVERY, QL_SEEDS = 60_000, 2_000, [0, 1, 2]
 QL_TUNE_SEEDS = [10, 11, 12, 13, 14]
 QL_GRID = {"alpha": [0.01, 0.03, 0.1, 0.3], "epsilon": [0.1, 0.2, 0.5, 0.8]}
+# SARSA with epsilon decaying towards 0 (GLIE-like): from, to; the step sizes it is run at
+QL_EPS_DECAY, QL_DECAY_ALPHAS = (0.5, 0.01), [0.03, 0.1]
 
 
 def lake_mdp():
@@ -144,7 +147,8 @@ def qlearning_main() -> None:
     """Q-learning and SARSA (rl.td_control, gamma 0.99) tuned on the same alpha x epsilon grid on
     QL_TUNE_SEEDS, each scored by the mean exact greedy value over its QL_TRANSITIONS // QL_EVERY
     checkpoints; then seeds 0-2 at each pick, Q-learning with alpha decaying linearly to a tenth
-    of its pick, and certainty equivalence (random play) on the same transition checkpoints.
+    of its pick, SARSA with epsilon decaying linearly (QL_EPS_DECAY, at each of QL_DECAY_ALPHAS)
+    and certainty equivalence (random play) on the same transition checkpoints.
     Grid points the file already scored (same tuning seeds and checkpoints) are not re-run."""
     lake, mdp = lake_mdp()
     data = json.loads(OUT.read_text())
@@ -175,6 +179,11 @@ def qlearning_main() -> None:
     runs["Q-learning, alpha decaying"] = [
         rl.td_control(lake, mdp, s, q["alpha"], q["epsilon"], alpha_end=q["alpha"] / 10,
                       **run).tolist() for s in QL_SEEDS]
+    eps0, eps1 = QL_EPS_DECAY
+    decay = {"epsilon": eps0, "epsilon_end": eps1, "alpha": QL_DECAY_ALPHAS,
+             "runs": [[rl.td_control(lake, mdp, s, alpha, eps0, epsilon_end=eps1, sarsa=True,
+                                     **run).tolist() for s in QL_SEEDS]
+                      for alpha in QL_DECAY_ALPHAS]}  # (alphas, seeds, checkpoints)
     checkpoints = range(QL_EVERY, QL_TRANSITIONS + 1, QL_EVERY)
     runs["certainty equivalence"] = [
         [float(mdp.start @ rl.policy_evaluation(mdp, pi)) for pi in
@@ -184,11 +193,14 @@ def qlearning_main() -> None:
         "transitions": QL_TRANSITIONS, "every": QL_EVERY, "seeds": QL_SEEDS, "gamma": 0.99,
         "tune_seeds": QL_TUNE_SEEDS, "grid": QL_GRID,
         "score": "mean exact greedy value (gamma 1) over the checkpoints", "tuning": tuning,
-        "picks": picks, "runs": runs,
+        "picks": picks, "runs": runs, "sarsa_epsilon_decaying": decay,
         "command": ("DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch17_rl_sweep.py "
                     "--qlearning")}
     for name, v in runs.items():
         print(name, np.round(np.mean(v, 0), 3).tolist(), flush=True)
+    for alpha, v in zip(QL_DECAY_ALPHAS, decay["runs"]):
+        print(f"SARSA, epsilon {eps0} -> {eps1}, alpha {alpha}: mean {np.mean(v):.3f}, last",
+              np.round(np.array(v)[:, -1], 3).tolist(), flush=True)
     write(data)
 
 

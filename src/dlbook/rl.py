@@ -273,26 +273,35 @@ def certainty_equivalence(env, gamma: float, checkpoints, seed: int,
 
 def td_control(env, mdp: TabularMDP, seed: int, alpha: float, epsilon: float,
                transitions: int, every: int, sarsa: bool = False, gamma: float = 0.99,
-               alpha_end: float | None = None) -> np.ndarray:
+               alpha_end: float | None = None, epsilon_end: float | None = None,
+               return_q: bool = False):
     """Tabular Q-learning (or, with sarsa=True, SARSA) on a toy-text env, acting
     epsilon-greedily for a fixed number of transitions (episode k starts from
     reset(seed=100_000 seed + 10_000 + k)). Q-learning's target is r + gamma max_a' Q(s', a'),
-    SARSA's r + gamma Q(s', a') with a' the action it then takes; 0 past a terminal state. The
-    step size goes linearly from alpha to alpha_end (default: constant). Every ``every``
+    SARSA's r + gamma Q(s', a') with a' the action it then takes; 0 past a terminal state, but
+    bootstrapped past a truncated one. The step size goes linearly from alpha to alpha_end, the
+    exploration rate from epsilon to epsilon_end (default: constant). Every ``every``
     transitions: the exact value under ``mdp`` (its start distribution) of Q's greedy policy.
-    Returns (transitions // every,)."""
+    Returns those values (transitions // every,), and with return_q=True also the final Q
+    (S, A)."""
     n_actions = check_discrete(env)
-    if not (0 < alpha <= 1 and 0 <= epsilon <= 1 and 0 < every <= transitions):
-        raise ValueError(f"need 0 < alpha <= 1, 0 <= epsilon <= 1, 0 < every <= transitions; "
-                         f"got {alpha}, {epsilon}, {every}, {transitions}")
-    end = alpha if alpha_end is None else alpha_end
+    a_end = alpha if alpha_end is None else alpha_end
+    e_end = epsilon if epsilon_end is None else epsilon_end
+    if not (0 < min(alpha, a_end) and max(alpha, a_end) <= 1 and 0 <= min(epsilon, e_end)
+            and max(epsilon, e_end) <= 1 and 0 < every <= transitions):
+        raise ValueError(f"need 0 < alpha, alpha_end <= 1, 0 <= epsilon, epsilon_end <= 1, "
+                         f"0 < every <= transitions; got {alpha}, {alpha_end}, {epsilon}, "
+                         f"{epsilon_end}, {every}, {transitions}")
+    if not isinstance(return_q, bool):
+        raise TypeError(f"return_q must be True or False, got {return_q!r}")
     rng, Q, values = np.random.default_rng(seed), np.zeros(mdp.R.shape), []
+    step, episode = 0, 0
 
     def act(s: int) -> int:
-        explore = rng.random() < epsilon
+        eps = epsilon + (e_end - epsilon) * step / max(transitions - 1, 1)
+        explore = rng.random() < eps
         return int(rng.integers(n_actions)) if explore else int(Q[s].argmax())
 
-    step, episode = 0, 0
     while step < transitions:
         s, _ = env.reset(seed=100_000 * seed + 10_000 + episode)
         a, done, episode = act(s), False, episode + 1
@@ -300,13 +309,13 @@ def td_control(env, mdp: TabularMDP, seed: int, alpha: float, epsilon: float,
             s2, r, terminated, truncated, _ = env.step(a)
             a2 = act(s2)  # SARSA's a'; Q-learning acts with it too (chosen before the update)
             nxt = Q[s2, a2] if sarsa else Q[s2].max()
-            size = alpha + (end - alpha) * step / max(transitions - 1, 1)
+            size = alpha + (a_end - alpha) * step / max(transitions - 1, 1)
             Q[s, a] += size * (r + gamma * nxt * (not terminated) - Q[s, a])
             s, a, done, step = s2, a2, terminated or truncated, step + 1
             if step % every == 0:
                 greedy = np.eye(n_actions)[Q.argmax(1)]  # (S, A) one-hot
                 values.append(float(mdp.start @ policy_evaluation(mdp, greedy)))
-    return np.array(values)
+    return (np.array(values), Q) if return_q else np.array(values)
 
 
 # --- the policy gradient on a finite-horizon MDP -------------------------------------------------
