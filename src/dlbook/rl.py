@@ -271,6 +271,18 @@ def certainty_equivalence(env, gamma: float, checkpoints, seed: int,
     return np.array(policies)
 
 
+def check_td_arguments(alpha, alpha_end, epsilon, epsilon_end, every, transitions, return_q):
+    """td_control's settings: a clear error for each bad one."""
+    if not (0 < min(alpha, alpha_end) and max(alpha, alpha_end) <= 1):
+        raise ValueError(f"need 0 < alpha, alpha_end <= 1; got {alpha}, {alpha_end}")
+    if not (0 <= min(epsilon, epsilon_end) and max(epsilon, epsilon_end) <= 1):
+        raise ValueError(f"need 0 <= epsilon, epsilon_end <= 1; got {epsilon}, {epsilon_end}")
+    if not 0 < every <= transitions:
+        raise ValueError(f"need 0 < every <= transitions; got {every}, {transitions}")
+    if not isinstance(return_q, bool):
+        raise TypeError(f"return_q must be True or False, got {return_q!r}")
+
+
 def td_control(env, mdp: TabularMDP, seed: int, alpha: float, epsilon: float,
                transitions: int, every: int, sarsa: bool = False, gamma: float = 0.99,
                alpha_end: float | None = None, epsilon_end: float | None = None,
@@ -287,13 +299,7 @@ def td_control(env, mdp: TabularMDP, seed: int, alpha: float, epsilon: float,
     n_actions = check_discrete(env)
     a_end = alpha if alpha_end is None else alpha_end
     e_end = epsilon if epsilon_end is None else epsilon_end
-    if not (0 < min(alpha, a_end) and max(alpha, a_end) <= 1 and 0 <= min(epsilon, e_end)
-            and max(epsilon, e_end) <= 1 and 0 < every <= transitions):
-        raise ValueError(f"need 0 < alpha, alpha_end <= 1, 0 <= epsilon, epsilon_end <= 1, "
-                         f"0 < every <= transitions; got {alpha}, {alpha_end}, {epsilon}, "
-                         f"{epsilon_end}, {every}, {transitions}")
-    if not isinstance(return_q, bool):
-        raise TypeError(f"return_q must be True or False, got {return_q!r}")
+    check_td_arguments(alpha, a_end, epsilon, e_end, every, transitions, return_q)
     rng, Q, values = np.random.default_rng(seed), np.zeros(mdp.R.shape), []
     step, episode = 0, 0
 
