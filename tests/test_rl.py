@@ -526,10 +526,14 @@ class TwoCellStub:
     """A deterministic gymnasium-like env for hand-checking td_control. From cell 0 either action
     moves to cell 1 for +2. From cell 1, action 0 moves back to 0 for -3 and action 1 ends the
     episode (terminated) for +1, reporting cell 0, whose Q is not 0 by then: a target that
-    bootstrapped past termination would show. Episodes are cut (truncated) after 2 steps."""
+    bootstrapped past termination would show. Episodes are cut (truncated) after ``limit``
+    steps. ``actions`` logs the actions taken."""
 
     class action_space:
         n = 2
+
+    def __init__(self, limit=2):
+        self.limit, self.actions = limit, []
 
     def reset(self, seed=None):
         self.s, self.t = 0, 0
@@ -537,13 +541,14 @@ class TwoCellStub:
 
     def step(self, a):
         self.t += 1
+        self.actions.append(a)
         if self.s == 0:
             self.s, r, terminated = 1, 2.0, False
         elif a == 0:
             self.s, r, terminated = 0, -3.0, False
         else:
             self.s, r, terminated = 0, 1.0, True
-        return self.s, r, terminated, self.t >= 2 and not terminated, {}
+        return self.s, r, terminated, self.t >= self.limit and not terminated, {}
 
 
 def test_td_control_targets_by_hand():
@@ -571,6 +576,19 @@ def test_td_control_targets_by_hand():
     # without return_q the values alone, as before
     assert np.array_equal(rl.td_control(TwoCellStub(), mdp, 0, 1.0, 0.0, 4, 4, gamma=0.5),
                           values)
+    # SARSA's a' is the action it then takes: epsilon 1 (a random walk), no time limit. Seed 0's
+    # draws take actions 1, 0, 0, 1: one episode of 4 steps, ended at the fourth.
+    #  1. (0, 1) -> 1, r 2, a' = 0:  Q(0, 1) = 2 + .5 Q(1, 0) = 2, and so for Q-learning
+    #  2. (1, 0) -> 0, r -3, a' = 0: SARSA  Q(1, 0) = -3 + .5 Q(0, 0) = -3
+    #                                Q-learning  -3 + .5 max(0, 2) = -2
+    #  3. (0, 0) -> 1, r 2, a' = 1:  Q(0, 0) = 2 + .5 Q(1, 1) = 2 (max(-3 or -2, 0) = 0 too)
+    #  4. (1, 1) -> 0, r 1, terminated: Q(1, 1) = 1
+    for sarsa, q10 in ((True, -3.0), (False, -2.0)):
+        env = TwoCellStub(limit=np.inf)
+        _, Q = rl.td_control(env, mdp, 0, 1.0, 1.0, 4, 4, sarsa=sarsa, gamma=0.5,
+                             return_q=True)
+        assert env.actions == [1, 0, 0, 1], ("numpy's stream for seed 0 changed", env.actions)
+        assert np.array_equal(Q, [[2.0, 2.0], [q10, 1.0]]), (sarsa, Q)
     with pytest.raises(TypeError, match="return_q"):
         rl.td_control(TwoCellStub(), mdp, 0, 1.0, 0.0, 4, 4, return_q="yes")
     with pytest.raises(ValueError, match="epsilon_end"):
