@@ -620,3 +620,17 @@ def test_td_gradient_mean_is_exact_and_matches_the_sampled_mean(corridor_episode
     assert np.abs(z).max() < 4.5, z  # the sampled mean centres on the exact one
     with pytest.raises(ValueError, match="V must be"):
         rl.td_gradient_mean(mdp, theta, V, H)  # (H + 1, S)
+
+
+def test_check_reinforce_arguments_names_each_bad_input():
+    n, H, S = 3, 4, 5
+    baseline, advantages = rl.check_reinforce_arguments(n, H, S, [[0] * S] * H, None)
+    assert baseline.dtype == float and baseline.shape == (H, S) and advantages is None
+    assert rl.check_reinforce_arguments(n, H, S, None, np.zeros((n, H)))[1].shape == (n, H)
+    assert rl.check_reinforce_arguments(n, H, S, None, None) == (None, None)
+    with pytest.raises(ValueError, match="not both"):
+        rl.check_reinforce_arguments(n, H, S, np.zeros((H, S)), np.zeros((n, H)))
+    with pytest.raises(ValueError, match=r"advantages must be \(n, H\) = \(3, 4\)"):
+        rl.check_reinforce_arguments(n, H, S, None, np.zeros((n, H + 1)))
+    with pytest.raises(ValueError, match=r"baseline must be \(H, S\) = \(4, 5\)"):
+        rl.check_reinforce_arguments(n, H, S, np.zeros(S), None)

@@ -429,6 +429,22 @@ def td_advantages(mdp: TabularMDP, V: np.ndarray, states, rewards) -> np.ndarray
     return rewards + mdp.gamma * v_next - V[t, states]
 
 
+def check_reinforce_arguments(n: int, H: int, S: int, baseline, advantages):
+    """reinforce_gradients' optional inputs: a clear error for each bad one. Returns them as
+    float arrays (or None)."""
+    if advantages is not None:
+        if baseline is not None:
+            raise ValueError("give a baseline or advantages, not both")
+        advantages = np.asarray(advantages, float)
+        if advantages.shape != (n, H):
+            raise ValueError(f"advantages must be (n, H) = {(n, H)}, got {advantages.shape}")
+    if baseline is not None:
+        baseline = np.asarray(baseline, float)
+        if baseline.shape != (H, S):
+            raise ValueError(f"baseline must be (H, S) = {(H, S)}, got {baseline.shape}")
+    return baseline, advantages
+
+
 def reinforce_gradients(mdp: TabularMDP, theta: np.ndarray, states, actions, rewards,
                         baseline: np.ndarray | None = None, discount_weights: bool = True,
                         advantages: np.ndarray | None = None):
@@ -440,17 +456,9 @@ def reinforce_gradients(mdp: TabularMDP, theta: np.ndarray, states, actions, rew
     pi = softmax_policy(theta)
     n, H = states.shape
     S, A = mdp.R.shape
-    G = returns_to_go(rewards, mdp.gamma)  # (n, H)
-    if advantages is not None:
-        if baseline is not None:
-            raise ValueError("give a baseline or advantages, not both")
-        G = np.asarray(advantages, float)
-        if G.shape != (n, H):
-            raise ValueError(f"advantages must be (n, H) = {(n, H)}, got {G.shape}")
+    baseline, advantages = check_reinforce_arguments(n, H, S, baseline, advantages)
+    G = returns_to_go(rewards, mdp.gamma) if advantages is None else advantages  # (n, H)
     if baseline is not None:
-        baseline = np.asarray(baseline, float)
-        if baseline.shape != (H, S):
-            raise ValueError(f"baseline must be (H, S) = {(H, S)}, got {baseline.shape}")
         G = G - baseline[np.arange(H), states]
     weight = G * (mdp.gamma ** np.arange(H) if discount_weights else 1.0)  # (n, H)
     score = np.eye(A)[actions] - pi[states]  # (n, H, A): grad log pi at the visited state
