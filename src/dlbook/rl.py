@@ -453,15 +453,13 @@ def reinforce_gradients(mdp: TabularMDP, theta: np.ndarray, states, actions, rew
     ``advantages`` (n, H), if given, replaces G_t - b (e.g. td_advantages: an actor-critic).
     ``discount_weights=False`` drops the gamma^t factor (a common bug: a biased estimate).
     Returns (n, S, A)."""
-    pi = softmax_policy(theta)
-    n, H = states.shape
-    S, A = mdp.R.shape
+    (n, H), (S, A) = states.shape, mdp.R.shape  # episodes, steps; states, actions
     baseline, advantages = check_reinforce_arguments(n, H, S, baseline, advantages)
     G = returns_to_go(rewards, mdp.gamma) if advantages is None else advantages  # (n, H)
     if baseline is not None:
         G = G - baseline[np.arange(H), states]
     weight = G * (mdp.gamma ** np.arange(H) if discount_weights else 1.0)  # (n, H)
-    score = np.eye(A)[actions] - pi[states]  # (n, H, A): grad log pi at the visited state
+    score = np.eye(A)[actions] - softmax_policy(theta)[states]  # (n, H, A): grad log pi
     grads = np.zeros((n, S, A))
     for t in range(H):
         np.add.at(grads, (np.arange(n), states[:, t]), weight[:, t, None] * score[:, t])
