@@ -20,8 +20,8 @@
    gradient step per environment step, 64-64 tanh, a target copied every 500 steps; untuned)
    with and without its target network, seeds 0-2, each run's max_a Q on 50 start states kept
    ("start_q") to compare with the bound 1 / (1 - gamma) = 100.
-   Steps 1-3 rewrite their own fields of the file and keep the others ("triad", "qlearning")
-   when the file exists, so they can be re-run alone.
+   Steps 1-3 rewrite their own fields of the file and keep the others ("triad", "qlearning",
+   "double_dqn") when the file exists, so they can be re-run alone.
 4. The deadly-triad 2x2 (--triad SEED, then --triad-merge; it needs the file written by 1-3):
    the book's zoo-settings DQN without its target network, TRIAD_STEPS environment steps, with only the
    activation (ReLU, the zoo's, or tanh) and the schedule (the zoo's bursts of 128 gradient steps
@@ -38,6 +38,12 @@
    0.1), and certainty equivalence (random play, counted and planned on) at the same
    transition checkpoints. The chapter re-runs part of them live and checks them against the
    file. Adds "qlearning".
+6. Exercise 2's answer (--double; about a CPU minute): the book's DQN cut to the chapter's
+   5,000-step run (target network kept, the 800-step epsilon schedule of
+   dataclasses.replace(dqn, steps=5000, eval_every=5000)), with DQN's targets and with Double
+   DQN's (the online network picks a', the target network values it), seeds 0-2: max_a Q on
+   the 50 start states (mean, min, max) and the 10 greedy returns at 5,000 steps. The chapter
+   checks the DQN seed-0 run against its own live run. Adds "double_dqn".
 
 Every run is seeded and deterministic for one torch build; --cache FILE[,FILE...] keeps each
 finished run (keyed by agent, config and seed) in the first file and reads all of them, so that an
@@ -204,6 +210,41 @@ def qlearning_main() -> None:
     write(data)
 
 
+DOUBLE_STEPS = 5_000
+
+
+def double_targets(q_net, target_net, rewards, next_obs, terminated, gamma):
+    """Double DQN's y = r + gamma (1 - terminated) Q_target(s', argmax_a' Q_online(s', a'))."""
+    with torch.no_grad():
+        a_star = q_net(next_obs).argmax(1, keepdim=True)  # the online network chooses
+        value = target_net(next_obs).gather(1, a_star).squeeze(1)  # the target values
+    return rewards + gamma * (1.0 - terminated) * value
+
+
+def double_main() -> None:
+    """The chapter's 5,000-step DQN (seeds 0-2) with DQN's and with Double DQN's targets."""
+    data = json.loads(OUT.read_text())
+    short = replace(rl.DQNConfig(**data["dqn"]), steps=DOUBLE_STEPS, target_network=True,
+                    eval_every=DOUBLE_STEPS)
+    runs = {}
+    for name, targets in (("DQN", None), ("Double DQN", double_targets)):
+        runs[name] = {}
+        for seed in SEEDS:
+            curve, net = rl.train_dqn(short, seed, targets=targets)
+            q = rl.start_q_values(net, short.env_id)
+            runs[name][str(seed)] = {"start_q_mean": float(q.mean()), "start_q_min": float(q.min()),
+                                     "start_q_max": float(q.max()),
+                                     "returns": [float(r) for r in curve.returns[-1]],
+                                     "cpu_seconds": curve.cpu_seconds}
+            print(f"{name} seed {seed}: Q {q.mean():.2f}; greedy {np.mean(curve.returns[-1]):.1f}"
+                  f" ({curve.cpu_seconds:.0f} s)", flush=True)
+    data["double_dqn"] = {
+        "config": asdict(short), "seeds": SEEDS, "runs": runs,
+        "command": ("DLBOOK_CPU_THREADS=1 nice -n 10 .venv/bin/python tools/ch17_rl_sweep.py "
+                    "--double")}
+    write(data)
+
+
 def triad_main(seed: int | None) -> None:
     data = json.loads(OUT.read_text())
     configs = triad_configs(data["dqn"])
@@ -331,6 +372,9 @@ def main() -> None:
     if "--qlearning" in sys.argv:
         qlearning_main()
         return
+    if "--double" in sys.argv:
+        double_main()
+        return
     if "--triad-slim" in sys.argv:
         triad_slim()
         return
@@ -380,7 +424,8 @@ def main() -> None:
                          "stable_baselines3": stable_baselines3.__version__},
             "random_returns": random_returns, "runs": runs}
     old = json.loads(OUT.read_text()) if OUT.exists() else {}  # keep the 2x2 and Q-learning
-    data.update({k: old[k] for k in ("triad", "triad_command", "qlearning") if k in old})
+    data.update({k: old[k] for k in ("triad", "triad_command", "qlearning", "double_dqn")
+                 if k in old})
     OUT.write_text(json.dumps(data, indent=1) + "\n")
     import hashlib
 

@@ -114,7 +114,7 @@ CHECKSUMS: dict[str, str] = {
         "eb64eb60323ad83585d2af92bcc305d5b3914d601d134a5e8918080d251e0fc8",
     # chapter 17's CartPole agents over seeds (dlbook.rl.load_runs), by tools/ch17_rl_sweep.py
     "ch17_rl_runs.json":
-        "b78845e0bab296103f6d6dc0ddecfbacac029612a5961d83de2cebaf25629967",
+        "62961a36ffa581b0575b4faea59c428f9e083bad717d15cc077e00554919e3ef",
     # chapter 18's reward model, RLHF, best-of-n and DPO runs over seeds (dlbook.alignment.load_runs),
     # by tools/ch18_alignment_sweep.py
     "ch18_alignment.json":
