@@ -219,3 +219,19 @@ def test_a_displayed_table_reaches_the_slide_or_the_notes():
     assert "aside2" not in shown and "aside2" in notes, "the author sent it to the notes"
     assert "seed3" not in shown and "seed3" in notes, "hidden code's output is the speaker's"
     assert bs.table_size(bs.output_table(frame(6, "short"))) == (7, len("short0") + 2 + 4 + 2)
+
+
+def test_sft_batch_listing_shows_the_mask_on_one_slide():
+    # Chapter 18's masking slide shows finetune.sft_batch: the listing must hold the line that
+    # masks the prompt within one slide's code lines, or the deck cuts the point of the slide.
+    import inspect
+    import textwrap
+
+    import build_slides
+
+    from dlbook import finetune as ft
+
+    listing = build_slides.without_docstrings(textwrap.dedent(inspect.getsource(ft.sft_batch)))
+    lines = build_slides.code_lines(listing)
+    assert len(lines) <= build_slides.CODE_LINES, len(lines)
+    assert any("y[i, :len(p) - 1] = IGNORE" in line for line in lines)

@@ -122,6 +122,14 @@ def _check_pairs(pairs) -> list[tuple[str, str]]:
     return pairs
 
 
+def _check_fits(T: int, block_size: int | None) -> int:
+    """``T`` positions, checked against the model's context (``None``: no limit)."""
+    if block_size is not None and T > block_size:
+        raise ValueError(f"the longest example needs {T} positions, more than the model's "
+                         f"block_size {block_size}: shorten the prompts or answers")
+    return T
+
+
 def sft_batch(pairs, tokenizer, mask_prompt: bool = True, block_size: int | None = None,
               pad_id: int = 0):
     """Pairs -> ``(x, y)``, both (B, T) with T the longest ``len(prompt + answer) - 1``.
@@ -134,17 +142,13 @@ def sft_batch(pairs, tokenizer, mask_prompt: bool = True, block_size: int | None
     """
     pairs = _check_pairs(pairs)
     ids = [(tokenizer.encode(p), tokenizer.encode(a)) for p, a in pairs]
-    T = max(len(p) + len(a) for p, a in ids) - 1
-    if block_size is not None and T > block_size:
-        raise ValueError(f"the longest example needs {T} positions, more than the model's "
-                         f"block_size {block_size}: shorten the prompts or answers")
+    T = _check_fits(max(len(p) + len(a) for p, a in ids) - 1, block_size)
     x = torch.full((len(ids), T), pad_id, dtype=torch.long)  # (B, T)
     y = torch.full((len(ids), T), IGNORE, dtype=torch.long)  # (B, T)
     for i, (p, a) in enumerate(ids):
         seq = torch.tensor(p + a)
         n = len(seq) - 1
-        x[i, :n] = seq[:-1]
-        y[i, :n] = seq[1:]
+        x[i, :n], y[i, :n] = seq[:-1], seq[1:]  # the inputs; the next tokens
         if mask_prompt:
             y[i, :len(p) - 1] = IGNORE  # the targets that are prompt tokens
     return x, y
