@@ -134,3 +134,45 @@ def test_figure_text_reads_at_12_px_in_the_column(path):
                     problems.append(f"{where}: smallest text {found.group(1)} px")
     assert figures, f"{path.name} shows no figure"
     assert not problems, "\n".join(problems)
+
+
+def summary_bullets(nb: dict) -> list[str]:
+    """The bullets of a chapter's Summary section as the reader sees them: from its Markdown
+    cells and from the Markdown its say() cells printed, up to the next heading of its level."""
+    bullets, inside = [], False
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            if re.match(r"##\s+Summary", text):
+                inside, text = True, text.split("\n", 1)[1] if "\n" in text else ""
+            elif re.match(r"#{1,2}\s", text):
+                inside = False
+        elif inside:
+            text = "".join("".join(o.get("data", {}).get("text/markdown", ""))
+                           for o in cell.get("outputs", []))
+        else:
+            continue
+        if inside:
+            bullets += [b for b in re.split(r"\n(?=[-*] )", "\n" + text) if b.strip()[:2] in
+                        ("- ", "* ")]
+    return bullets
+
+
+# Chapters whose Summary bullets were written before this check (the deck cuts them): to split.
+LONG_SUMMARIES = {"04_optimization", "08_rnn", "12_gnn", "13_tokens_pretraining"}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(reason="Summary bullets not yet split", strict=False))
+    if p.stem in LONG_SUMMARIES else p for p in CHAPTERS], ids=lambda p: p.stem)
+def test_summary_bullets_reach_the_slide_whole(path):
+    """The deck (tools/build_slides.py) shows a bullet over POINT_WORDS words cut to its first
+    sentence or clause, which can drop a Summary's caveat: each Summary bullet fits whole."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_slides
+
+    long = [b.strip()[:80] for b in summary_bullets(executed(path))
+            if build_slides.words(b) > build_slides.POINT_WORDS]
+    assert not long, f"Summary bullets over {build_slides.POINT_WORDS} words: {long}"

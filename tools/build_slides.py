@@ -856,6 +856,8 @@ def build_deck(nb: dict, book_title: str) -> list[Slide]:
             continue
         outputs = cell.get("outputs", [])
         if kind == "say":
+            if starts and manual_type(cell):  # its author opened a slide with it
+                deck.more()
             for output in outputs:
                 text = output_markdown(output)
                 if text is None:
