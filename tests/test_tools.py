@@ -56,6 +56,17 @@ def test_formatter_sets_slides_strips_outputs_and_writes_the_setup_cell():
     assert "widgets" not in out.metadata
 
 
+def test_formatter_gives_a_copied_cell_id_an_id_of_its_own():
+    nb = nbformat.v4.new_notebook()
+    first, second, third = (nbformat.v4.new_markdown_cell(t) for t in ("# T\na", "b", "c"))
+    second["id"] = first["id"]  # a cell split in two by hand keeps its id twice
+    nb.cells = [first, nbformat.v4.new_code_cell("# placeholder"), second, third]
+    out = fmt.normalise(json.loads(json.dumps(nb)), "https://github.com/o/r")
+    ids = [c["id"] for c in out["cells"]]
+    assert len(set(ids)) == 4 and ids[0] == first["id"] and ids[3] == third["id"], ids
+    nbformat.validate(nbformat.from_dict(out))  # ids unique and well formed
+
+
 def test_prose_cells_are_only_say_calls():
     assert fmt.is_prose_cell('say(f"a {x}")\nsay("b", acc=1)')
     assert not fmt.is_prose_cell('acc = 1\nsay(f"a {acc}")')

@@ -23,6 +23,7 @@ For each notebook given on the command line:
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 import subprocess
@@ -190,6 +191,11 @@ def normalise(nb: dict, url: str) -> dict:
             md["jupyter"] = jupyter
         if isinstance(cell["source"], list):
             cell["source"] = "".join(cell["source"])
+    seen = set()  # nbformat needs unique cell ids: a split cell's copy gets its own
+    for i, cell in enumerate(nb["cells"]):
+        if "id" in cell and cell["id"] in seen:
+            cell["id"] = hashlib.sha1(f"{i}\n{cell['source']}".encode()).hexdigest()[:16]
+        seen.add(cell.get("id"))
     for cell, kind in zip(nb["cells"], slide_types(nb)):
         cell["metadata"]["slideshow"] = {"slide_type": kind}
     return nb
